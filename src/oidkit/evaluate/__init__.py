@@ -1,0 +1,1 @@
+"""Evaluation: perplexity, generation metrics, multiple choice, LLM-as-judge, comparisons."""

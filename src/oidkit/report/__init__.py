@@ -1,0 +1,1 @@
+"""Dataset statistics, plots, the HTML report and the dataset card."""

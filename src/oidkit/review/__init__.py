@@ -1,0 +1,1 @@
+"""Human review: a local web app to browse, label and fix records."""

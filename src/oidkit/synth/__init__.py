@@ -1,0 +1,1 @@
+"""Synthesis: Self-Instruct, Evol-Instruct, responses and model annotations."""

