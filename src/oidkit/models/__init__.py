@@ -7,3 +7,7 @@ Public API (keep stable; the train issue fleshes out the registry and GGUF conve
 - ``load_model(name_or_path, *, dtype="float32", device="cpu") -> (model, tokenizer)``.
 - ``oidkit.models.tiny.build_tiny_model(path, ...)``: a tiny random Llama + tokenizer for tests.
 """
+
+from oidkit.models.loading import load_model, resolve_model
+
+__all__ = ["load_model", "resolve_model"]
