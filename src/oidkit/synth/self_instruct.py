@@ -315,29 +315,3 @@ def _record(instruction, given, output, meta, classification, model_name, params
     return make_record(messages, source={"format": "synth", "file": None},
                        meta={"instruction": instruction, "input": given, "synth": synth})
 
-
-def run_self_instruct(seeds_path: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
-                      config: SelfInstructConfig | None = None, concurrency: int = 4, progress=None) -> SynthResult:
-    """Load seeds, run Self-Instruct with a local model or an endpoint, and write the results to ``out_dir``.
-
-    Writes ``synth.jsonl`` (canonical records), ``rejects.jsonl`` (each dropped instruction with its reason),
-    ``funnel.json`` (generated, dropped by each filter, kept, token usage) and keeps the response cache in
-    ``out_dir/cache`` so a repeated run resumes for free.
-    """
-    from oidkit.io import write_jsonl
-    from oidkit.synth.backends import make_backend
-
-    out = Path(out_dir)
-    config = config or SelfInstructConfig()
-    options = {"cache_dir": out / "cache"}
-    if endpoint:
-        options["concurrency"] = concurrency
-    backend = make_backend(model, endpoint, **options)
-    result = self_instruct(backend, load_seed_tasks(seeds_path), config, progress)
-    write_jsonl(out / "synth.jsonl", result.records)
-    write_jsonl(out / "rejects.jsonl", result.rejects)
-    summary = {"method": "self-instruct", "model": str(model), "endpoint": endpoint, "seeds": str(seeds_path),
-               "config": {k: v for k, v in config.__dict__.items() if k != "blacklist"},
-               "funnel": result.funnel, "usage": result.usage}
-    (out / "funnel.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False), encoding="utf-8")
-    return result

@@ -1,0 +1,82 @@
+"""One function per ``oid synth`` / ``oid annotate`` command: read inputs, pick a backend, run, write.
+
+Every run writes to its output folder ``synth.jsonl`` (canonical records with provenance in
+``meta.synth``), ``rejects.jsonl`` (what was dropped, with the reason), ``funnel.json`` (the run's
+settings, the funnel and token usage) and keeps the response cache in ``cache/`` so that a repeated or
+interrupted run resumes without paying twice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from oidkit.io import read_records, write_jsonl
+from oidkit.synth.backends import make_backend
+from oidkit.synth.evol import EvolConfig, evolve
+from oidkit.synth.respond import DEFAULT_RUBRIC, annotate, respond
+from oidkit.synth.self_instruct import SelfInstructConfig, SynthResult, load_seed_tasks, self_instruct
+
+
+def write_outputs(out_dir: str | Path, result: SynthResult, settings: dict) -> None:
+    """The three files every synthesis run leaves behind."""
+    out = Path(out_dir)
+    write_jsonl(out / "synth.jsonl", result.records)
+    write_jsonl(out / "rejects.jsonl", result.rejects)
+    payload = {**settings, "funnel": result.funnel, "usage": result.usage}
+    (out / "funnel.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+
+
+def _backend(out_dir: str | Path, model: str, endpoint: str | None, concurrency: int):
+    options: dict[str, Any] = {"cache_dir": Path(out_dir) / "cache"}
+    if endpoint:
+        options["concurrency"] = concurrency
+    return make_backend(model, endpoint, **options)
+
+
+def run_self_instruct(seeds_path: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
+                      config: SelfInstructConfig | None = None, concurrency: int = 4, progress=None) -> SynthResult:
+    """Self-Instruct from a seed-task file (Self-Instruct / BELLE JSONL shape)."""
+    config = config or SelfInstructConfig()
+    backend = _backend(out_dir, model, endpoint, concurrency)
+    result = self_instruct(backend, load_seed_tasks(seeds_path), config, progress)
+    settings = {"method": "self-instruct", "model": str(model), "endpoint": endpoint, "seeds": str(seeds_path),
+                "config": {k: v for k, v in config.__dict__.items() if k != "blacklist"}}
+    write_outputs(out_dir, result, settings)
+    return result
+
+
+def run_evol(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
+             config: EvolConfig | None = None, limit: int | None = None, concurrency: int = 4,
+             progress=None) -> SynthResult:
+    """Evol-Instruct over the first user turn of each record of any supported dataset."""
+    config = config or EvolConfig()
+    records = list(read_records(data))[:limit]
+    result = evolve(_backend(out_dir, model, endpoint, concurrency), records, config, progress)
+    write_outputs(out_dir, result, {"method": "evol-instruct", "model": str(model), "endpoint": endpoint,
+                                    "input": str(data), "config": config.__dict__})
+    return result
+
+
+def run_respond(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
+                regenerate: bool = False, max_tokens: int = 512, concurrency: int = 4) -> SynthResult:
+    """Answer instruction-only records (or regenerate every last answer) with a model."""
+    records = list(read_records(data))
+    params = {"temperature": 0.0, "max_tokens": max_tokens}
+    result = respond(_backend(out_dir, model, endpoint, concurrency), records, regenerate=regenerate, params=params)
+    write_outputs(out_dir, result, {"method": "respond", "model": str(model), "endpoint": endpoint,
+                                    "input": str(data), "regenerate": regenerate})
+    return result
+
+
+def run_annotate(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
+                 rubric_file: str | Path | None = None, concurrency: int = 4) -> SynthResult:
+    """Score every record with a judge model; scores land in ``meta.score`` for curation's ``min_score``."""
+    rubric = Path(rubric_file).read_text(encoding="utf-8") if rubric_file else DEFAULT_RUBRIC
+    name = Path(rubric_file).stem if rubric_file else "default"
+    records = list(read_records(data))
+    result = annotate(_backend(out_dir, model, endpoint, concurrency), records, rubric=rubric, rubric_name=name)
+    write_outputs(out_dir, result, {"method": "annotate", "model": str(model), "endpoint": endpoint,
+                                    "input": str(data), "rubric": name})
+    return result

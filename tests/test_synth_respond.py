@@ -1,0 +1,67 @@
+"""respond fills or regenerates answers losing nothing; annotate parses judge verdicts into meta.score."""
+
+from __future__ import annotations
+
+import pytest
+
+from oidkit.errors import ConfigError
+from oidkit.records import make_record
+from oidkit.synth.backends import Generation, Usage
+from oidkit.synth.respond import annotate, parse_judgement, respond
+
+
+class Echo:
+    model = "echo"
+
+    def __init__(self, replies):
+        self.usage, self.replies, self.requests = Usage(), list(replies), []
+
+    def generate(self, requests, progress=None):
+        self.requests.extend(requests)
+        return [Generation(self.replies.pop(0), 1, 1) for _ in requests]
+
+
+def instruction_only(text):
+    return make_record([{"role": "user", "content": text}], id=text)
+
+
+def test_respond_fills_missing_answers_and_skips_complete_records():
+    complete = make_record([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], id="done")
+    result = respond(Echo(["first answer", "second answer"]), [instruction_only("x"), complete, instruction_only("y")])
+    assert [r["messages"][-1]["content"] for r in result.records] == ["first answer", "a", "second answer"]
+    assert result.funnel["answered"] == 2 and result.records[0]["meta"]["synth"]["responder"] == "echo"
+
+
+def test_regenerate_keeps_the_previous_answer():
+    record = make_record([{"role": "user", "content": "q"}, {"role": "assistant", "content": "old"}], id="r")
+    backend = Echo(["new"])
+    result = respond(backend, [record], regenerate=True)
+    assert result.records[0]["messages"][-1]["content"] == "new"
+    assert result.records[0]["meta"]["synth"]["previous_answer"] == "old"
+    assert backend.requests[0].messages == [{"role": "user", "content": "q"}]  # the old answer is not shown
+    assert record["messages"][-1]["content"] == "old"  # inputs are not mutated
+
+
+def test_empty_answers_are_rejected_not_written():
+    result = respond(Echo(["  "]), [instruction_only("x")])
+    assert result.records == [] and result.rejects[0]["reason"] == "empty_response"
+
+
+def test_parse_judgement_formats():
+    assert parse_judgement("Score: 4\nFollows instruction: yes\nRationale: Correct and clear.") == {
+        "score": 4.0, "follows_instruction": True, "rationale": "Correct and clear."}
+    assert parse_judgement("I'd give it 2/5. It rambles.")["score"] == 2.0
+    assert parse_judgement("评分：5\n遵循指令: no")["follows_instruction"] is False
+    assert parse_judgement("no idea")["score"] is None
+
+
+def test_annotate_stores_score_and_counts_unparsable():
+    records = [make_record([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}], id=str(i))
+               for i in range(3)]
+    backend = Echo(["Score: 5\nFollows instruction: yes\nRationale: right", "Score: 3\nRationale: ok", "???"])
+    result = annotate(backend, records)
+    assert [r["meta"]["score"] for r in result.records] == [5.0, 3.0, None]
+    assert result.funnel == {"records": 3, "scored": 2, "unparsable": 1, "mean_score": 4.0}
+    assert "### User:\n2+2?" in backend.requests[0].messages[0]["content"]
+    with pytest.raises(ConfigError, match="conversation"):
+        annotate(backend, records, rubric="no placeholder")
