@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oidkit.errors import InputError
 from oidkit.io import read_records, write_jsonl
+from oidkit.records import first_user
 from oidkit.synth.backends import make_backend
 from oidkit.synth.evol import EvolConfig, evolve
 from oidkit.synth.respond import DEFAULT_RUBRIC, annotate, respond
@@ -53,6 +55,9 @@ def run_evol(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str
     """Evol-Instruct over the first user turn of each record of any supported dataset."""
     config = config or EvolConfig()
     records = list(read_records(data))[:limit]
+    if not any(first_user(r).strip() for r in records):
+        raise InputError("no record with a user turn to evolve", file=str(data),
+                         hint="evol rewrites the first user turn of each record; check the input format")
     result = evolve(_backend(out_dir, model, endpoint, concurrency), records, config, progress)
     write_outputs(out_dir, result, {"method": "evol-instruct", "model": str(model), "endpoint": endpoint,
                                     "input": str(data), "config": config.__dict__})
