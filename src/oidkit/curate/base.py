@@ -27,7 +27,7 @@ from oidkit.errors import ConfigError
 class OpConfig(BaseModel):
     """Base of every operator config: unknown parameters are an error, not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 @dataclass

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,21 +30,21 @@ def embedding_model_path(name: str = DEFAULT_EMBEDDING_MODEL) -> str:
     return name
 
 
-def embed(texts: list[str], model: str = DEFAULT_EMBEDDING_MODEL, *, batch_size: int = 64,
-          progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """``(len(texts), dim)`` float32 embeddings of unit length, computed in batches."""
+def load_encoder(model: str = DEFAULT_EMBEDDING_MODEL):
+    """A CPU ``SentenceTransformer`` (the packaged all-MiniLM-L6-v2 for the default name)."""
     from sentence_transformers import SentenceTransformer
 
-    encoder = SentenceTransformer(embedding_model_path(model), device="cpu")
-    chunks = []
-    for start in range(0, len(texts), batch_size * 8):
-        chunk = texts[start:start + batch_size * 8]
-        chunks.append(encoder.encode(chunk, batch_size=batch_size, normalize_embeddings=True,
-                                     convert_to_numpy=True, show_progress_bar=False).astype(np.float32))
-        if progress:
-            progress(len(chunk))
-    dim = encoder.get_sentence_embedding_dimension() or 0
-    return np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)
+    return SentenceTransformer(embedding_model_path(model), device="cpu")
+
+
+def embed(texts: list[str], encoder=DEFAULT_EMBEDDING_MODEL, *, batch_size: int = 64) -> np.ndarray:
+    """``(len(texts), dim)`` float32 embeddings of unit length; ``encoder`` is a loaded model or a name."""
+    if isinstance(encoder, str):
+        encoder = load_encoder(encoder)
+    if not texts:
+        return np.zeros((0, encoder.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+    return encoder.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                          show_progress_bar=False).astype(np.float32)
 
 
 def semantic_duplicates(embeddings: np.ndarray, threshold: float = 0.95, *, priority: np.ndarray | None = None,

@@ -1,0 +1,203 @@
+"""heuristics: cheap quality rules with documented defaults (lengths, ratios, repetition, boilerplate).
+
+Repetition rules follow Gopher (Rae et al. 2021, table A1) measured on each assistant turn: the share of
+characters in duplicated lines, the share taken by the most frequent word 2-gram and the share of
+characters covered by 10-grams seen more than once. Every rule can be switched off with ``null``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from oidkit.curate.base import Filter, OpConfig, register
+from oidkit.curate.text import cjk_ratio, normalised, tokens
+from oidkit.records import first_user
+
+REFUSALS_EN = [
+    "as an ai language model", "as a language model", "as an ai model", "as an artificial intelligence",
+    "i'm sorry, but i cannot", "i am sorry, but i cannot", "i'm sorry, but i can't", "i cannot fulfill",
+    "i can't fulfill", "i am not able to provide", "i'm not able to provide", "i cannot provide assistance",
+    "my knowledge cutoff", "my training data only goes",
+]
+REFUSALS_ZH = [
+    "作为一个人工智能", "作为一个ai", "作为一名人工智能", "作为人工智能语言模型", "作为一个语言模型", "作为ai语言模型",
+    "我只是一个ai", "我只是一个人工智能", "我是一个人工智能", "抱歉，我不能", "抱歉，我无法", "对不起，我不能", "对不起，我无法",
+]
+# How a finished answer may end: sentence punctuation (Latin and CJK), closing brackets/quotes, markup.
+_FINISHED_END = set(".!?。！？…\"'”’)]}>»」』）】*`|:;~-_=#/\\")
+_OPEN_FENCE = re.compile(r"^\s*```", re.MULTILINE)
+
+
+class HeuristicsConfig(OpConfig):
+    min_turns: int | None = 2
+    """Fewest user+assistant turns."""
+    max_turns: int | None = 200
+    """Most user+assistant turns."""
+    min_chars: int | None = 20
+    """Fewest characters of user+assistant text."""
+    max_chars: int | None = 200_000
+    """Most characters of user+assistant text."""
+    min_alnum_ratio: float | None = 0.25
+    """Least share of letters/digits (CJK counts) among non-space characters: catches symbol soup."""
+    min_cjk_ratio: float | None = None
+    """Least share of CJK characters (set e.g. 0.3 for a Chinese-only set)."""
+    max_cjk_ratio: float | None = None
+    """Most share of CJK characters (set e.g. 0.05 for an English-only set)."""
+    max_dup_line_char_ratio: float | None = 0.3
+    """Most share of an assistant turn's characters in lines that occur more than once (Gopher: 0.2)."""
+    max_top_2gram_ratio: float | None = 0.2
+    """Most share of an assistant turn's word characters in its most frequent 2-gram (Gopher: 0.2)."""
+    max_dup_10gram_ratio: float | None = 0.3
+    """Most share of an assistant turn's word characters covered by repeated 10-grams (Gopher: 0.1)."""
+    min_repetition_tokens: int = 50
+    """Repetition rules only judge assistant turns with at least this many tokens."""
+    drop_empty_response: bool = True
+    """Drop records whose last assistant turn is empty (or there is none)."""
+    drop_truncated_response: bool = True
+    """Drop records whose last assistant turn ends inside a code block or mid-sentence."""
+    drop_refusals: bool = True
+    """Drop records whose assistant text contains refusal / "as an AI language model" boilerplate."""
+    refusal_phrases: list[str] = REFUSALS_EN + REFUSALS_ZH
+    """Lower-case phrases searched in the lower-cased assistant text (English and Chinese defaults)."""
+    max_copy_similarity: float | None = 0.9
+    """Drop when the first answer's token set overlaps the instruction's this much (Jaccard): a copy."""
+
+
+@register
+class Heuristics(Filter):
+    """Rule-based quality filter; the first rule that fails names the reason, its measurement the value."""
+
+    name = "heuristics"
+    Config = HeuristicsConfig
+    reasons = {
+        "too_few_turns": "fewer user+assistant turns than min_turns",
+        "too_many_turns": "more user+assistant turns than max_turns",
+        "too_short": "fewer characters than min_chars",
+        "too_long": "more characters than max_chars",
+        "low_alnum_ratio": "too few letters/digits among the characters",
+        "low_cjk_ratio": "too few CJK characters",
+        "high_cjk_ratio": "too many CJK characters",
+        "empty_response": "the last assistant turn is empty or missing",
+        "truncated_response": "the last assistant turn stops inside a code block or mid-sentence",
+        "refusal": "the assistant text contains refusal / AI boilerplate (value: the phrase)",
+        "instruction_copy": "the answer repeats the instruction (value: token Jaccard)",
+        "repeated_lines": "an assistant turn is mostly repeated lines (value: share of characters)",
+        "repeated_2gram": "one word 2-gram dominates an assistant turn (value: its share)",
+        "repeated_10grams": "an assistant turn is mostly repeated 10-grams (value: share covered)",
+    }
+
+    def keep(self, record: dict) -> tuple[bool, str, Any]:
+        c = self.config
+        turns = [m for m in record["messages"] if m.get("role") in ("user", "assistant")]
+        contents = [m.get("content") or "" for m in turns]
+        answers = [m.get("content") or "" for m in turns if m["role"] == "assistant"]
+        all_text = "\n".join(contents)
+        if c.min_turns is not None and len(turns) < c.min_turns:
+            return False, "too_few_turns", len(turns)
+        if c.max_turns is not None and len(turns) > c.max_turns:
+            return False, "too_many_turns", len(turns)
+        if c.min_chars is not None and len(all_text) < c.min_chars:
+            return False, "too_short", len(all_text)
+        if c.max_chars is not None and len(all_text) > c.max_chars:
+            return False, "too_long", len(all_text)
+        if c.drop_empty_response and (not answers or not answers[-1].strip()):
+            return False, "empty_response", 0
+        if c.min_alnum_ratio is not None:
+            ratio = alnum_ratio(all_text)
+            if ratio < c.min_alnum_ratio:
+                return False, "low_alnum_ratio", round(ratio, 4)
+        if c.min_cjk_ratio is not None or c.max_cjk_ratio is not None:
+            ratio = cjk_ratio(all_text)
+            if c.min_cjk_ratio is not None and ratio < c.min_cjk_ratio:
+                return False, "low_cjk_ratio", round(ratio, 4)
+            if c.max_cjk_ratio is not None and ratio > c.max_cjk_ratio:
+                return False, "high_cjk_ratio", round(ratio, 4)
+        if c.drop_truncated_response and answers and looks_truncated(answers[-1]):
+            return False, "truncated_response", answers[-1].rstrip()[-40:]
+        if c.drop_refusals:
+            lowered = "\n".join(answers).lower()
+            for phrase in c.refusal_phrases:
+                if phrase in lowered:
+                    return False, "refusal", phrase
+        if c.max_copy_similarity is not None and answers:
+            similarity = jaccard(tokens(first_user(record)), tokens(answers[0]))
+            if similarity >= c.max_copy_similarity:
+                return False, "instruction_copy", round(similarity, 4)
+        for answer in answers:
+            verdict = self.repetition(answer)
+            if verdict is not None:
+                return False, *verdict
+        return True, "", None
+
+    def repetition(self, answer: str) -> tuple[str, float] | None:
+        """The first Gopher repetition rule the answer fails, with its measurement; None if it passes."""
+        c = self.config
+        words = tokens(answer)
+        if len(words) < c.min_repetition_tokens:
+            return None
+        if c.max_dup_line_char_ratio is not None:
+            ratio = dup_line_char_ratio(answer)
+            if ratio > c.max_dup_line_char_ratio:
+                return "repeated_lines", round(ratio, 4)
+        if c.max_top_2gram_ratio is not None:
+            ratio = top_ngram_ratio(words, 2)
+            if ratio > c.max_top_2gram_ratio:
+                return "repeated_2gram", round(ratio, 4)
+        if c.max_dup_10gram_ratio is not None:
+            ratio = dup_ngram_ratio(words, 10)
+            if ratio > c.max_dup_10gram_ratio:
+                return "repeated_10grams", round(ratio, 4)
+        return None
+
+
+def alnum_ratio(text: str) -> float:
+    """Share of letters/digits (any script) among non-space characters."""
+    visible = [ch for ch in text if not ch.isspace()]
+    return sum(ch.isalnum() for ch in visible) / len(visible) if visible else 0.0
+
+
+def looks_truncated(answer: str) -> bool:
+    """An odd number of code fences (the block never closed), or prose ending without any closing mark."""
+    if len(_OPEN_FENCE.findall(answer)) % 2:
+        return True
+    stripped = answer.rstrip()
+    return bool(stripped) and stripped[-1] not in _FINISHED_END and (stripped[-1].isalpha() or stripped[-1] in ",，、")
+
+
+def jaccard(a: list[str], b: list[str]) -> float:
+    """Jaccard similarity of two token sets (0 when either is empty)."""
+    set_a, set_b = set(a), set(b)
+    return len(set_a & set_b) / len(set_a | set_b) if set_a and set_b else 0.0
+
+
+def dup_line_char_ratio(text: str) -> float:
+    """Share of characters (of non-blank lines) in lines that occur more than once (normalised)."""
+    lines = [normalised(line) for line in text.splitlines() if line.strip()]
+    counts = Counter(lines)
+    total = sum(map(len, lines))
+    return sum(len(line) for line in lines if counts[line] > 1) / total if total else 0.0
+
+
+def top_ngram_ratio(words: list[str], n: int) -> float:
+    """Characters in all occurrences of the most frequent n-gram over all word characters (Gopher)."""
+    grams = Counter(zip(*(words[i:] for i in range(n)), strict=False))
+    if not grams:
+        return 0.0
+    gram, count = grams.most_common(1)[0]
+    if count < 2:
+        return 0.0
+    return sum(map(len, gram)) * count / sum(map(len, words))
+
+
+def dup_ngram_ratio(words: list[str], n: int) -> float:
+    """Share of word characters covered by n-grams that occur more than once (Gopher)."""
+    windows = list(zip(*(words[i:] for i in range(n)), strict=False))
+    counts = Counter(windows)
+    covered = bytearray(len(words))
+    for start, window in enumerate(windows):
+        if counts[window] > 1:
+            covered[start:start + n] = b"\x01" * n
+    total = sum(map(len, words))
+    return sum(len(w) for w, hit in zip(words, covered, strict=True) if hit) / total if total else 0.0

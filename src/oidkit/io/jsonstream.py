@@ -1,0 +1,124 @@
+"""Streaming JSON arrays and JSONL with exact byte offsets and line numbers.
+
+A JSON array is never decoded whole: a regex tokenizer (strings as single tokens, so braces inside text
+do not count) finds where each top-level element starts and ends in a window of bytes, and orjson parses
+just that span. Memory stays at one window plus one element, and every row knows its byte offset, line
+and index. A file cut mid-record ends in a ``truncated`` item that says how many bytes were unreadable;
+the caller decides whether that is an error or a salvage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import orjson
+
+CHUNK_BYTES = 1 << 23
+# A whole string (escapes included) or one structural byte; a lone quote means the string runs past the window.
+TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},"]', re.DOTALL)
+WHITESPACE = b" \t\r\n\xef\xbb\xbf"  # JSON whitespace plus the UTF-8 byte order mark
+
+
+@dataclass
+class Unreadable:
+    """A row that could not be decoded: why, and its raw text so the reject keeps it."""
+
+    reason: str  # invalid_json | invalid_utf8 | truncated
+    detail: str
+    raw: str
+    unreadable_bytes: int = 0
+
+
+def parse_span(span: bytes) -> Any:
+    """The JSON value in ``span``, or an :class:`Unreadable` saying why it is not one."""
+    try:
+        return orjson.loads(span)
+    except orjson.JSONDecodeError as error:
+        try:
+            span.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return Unreadable("invalid_utf8", f"invalid UTF-8 byte {span[bad.start]:#04x} at +{bad.start}",
+                              span.decode("utf-8", "backslashreplace"))
+        return Unreadable("invalid_json", str(error), span.decode("utf-8"))
+
+
+def iter_jsonl(stream: BinaryIO) -> Iterator[tuple[Any, dict]]:
+    """``(value, position)`` per non-blank line; position has ``line`` (1-based) and byte ``offset``."""
+    offset = 0
+    for line_number, line in enumerate(stream, 1):
+        if line.strip():
+            yield parse_span(line), {"line": line_number, "offset": offset}
+        offset += len(line)
+
+
+class _LineCounter:
+    """Line numbers of increasing byte offsets, counting each newline of the window once."""
+
+    def __init__(self) -> None:
+        self.offset, self.line = 0, 1
+
+    def at(self, buf: bytes, base: int, offset: int) -> int:
+        self.line += buf.count(b"\n", self.offset - base, offset - base)
+        self.offset = offset
+        return self.line
+
+
+def iter_json_array(stream: BinaryIO, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[Any, dict]]:
+    """``(value, position)`` per element of a top-level JSON array, streamed.
+
+    Position has ``line``, byte ``offset`` and ``index`` (0-based). When the array does not close, the
+    last item is an ``Unreadable("truncated")`` whose ``unreadable_bytes`` counts the bytes from the start
+    of the incomplete element to the end of the stream.
+    """
+    buf = stream.read(chunk_bytes)
+    base = 0  # stream offset of buf[0]
+    pos = len(buf) - len(buf.lstrip(WHITESPACE))
+    if buf[pos:pos + 1] != b"[":
+        raise ValueError("not a JSON array")
+    lines, depth, index, pos = _LineCounter(), 1, 0, pos + 1
+    start = pos  # where the current element's span begins (just after '[' or ',')
+
+    def element(end: int) -> tuple[Any, dict] | None:
+        span = buf[start:end]
+        stripped = span.strip(WHITESPACE)
+        if not stripped:
+            return None
+        offset = base + start + (len(span) - len(span.lstrip(WHITESPACE)))
+        return parse_span(stripped), {"line": lines.at(buf, base, offset), "offset": offset, "index": index}
+
+    while True:
+        match = TOKEN.search(buf, pos)
+        if match is None or match.end() - match.start() == 1 and buf[match.start()] == 0x22:
+            more = stream.read(chunk_bytes)
+            if not more:
+                break
+            lines.at(buf, base, base + start)
+            buf, base, pos = buf[start:] + more, base + start, pos - start
+            start = 0
+            continue
+        byte, pos = buf[match.start()], match.end()
+        if byte in b"{[":
+            depth += 1
+        elif byte in b"}]":
+            depth -= 1
+            if depth == 0:
+                item = element(match.start())
+                if item:
+                    yield item
+                return
+        elif byte == 0x2C and depth == 1:  # ',' between top-level elements
+            item = element(match.start())
+            yield item or (Unreadable("invalid_json", "empty element between commas", ""),
+                           {"line": lines.at(buf, base, base + start), "offset": base + start, "index": index})
+            index, start = index + 1, pos
+    tail = buf[start:]
+    offset = base + start + (len(tail) - len(tail.lstrip(WHITESPACE)))
+    end = base + len(buf)
+    tail = tail.strip(WHITESPACE)
+    detail = (f"record {index} starts at byte {offset:,} and the file ends at byte {end:,}" if tail
+              else f"the array is not closed: the file ends at byte {end:,} after {index} records")
+    yield (Unreadable("truncated", detail, tail.decode("utf-8", "backslashreplace"), end - offset if tail else 0),
+           {"line": lines.at(buf, base, offset), "offset": offset, "index": index})
