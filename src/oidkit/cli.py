@@ -36,15 +36,528 @@ def version() -> None:
 
 # --- ingest: convert / inspect / validate ----------------------------------------------------------
 
+FORMAT_HELP = ("force the input format instead of detecting it: canonical, sharegpt, openai, alpaca, dolly, "
+               "prompt_completion, oasst (message rows), oasst_tree")
+ROLE_MAP_HELP = "extra role name mapping NAME=ROLE (repeatable), e.g. --role-map narrator=system"
+
+
+def parse_role_map(pairs: list[str] | None) -> dict | None:
+    """``["narrator=system"]`` -> the default role table extended with it."""
+    from oidkit.records import extend_role_map
+
+    if not pairs:
+        return None
+    extra = {}
+    for pair in pairs:
+        name, sep, role = pair.partition("=")
+        if not sep or not name.strip():
+            fail(f"--role-map expects NAME=ROLE, got {pair!r}")
+        extra[name.strip()] = role.strip()
+    try:
+        return extend_role_map(extra)
+    except ValueError as e:
+        fail(str(e))
+
+
+def byte_progress(inputs: str, label: str):
+    """A rich progress bar over the input bytes, and the callback that advances it."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from oidkit.io.ingest import input_bytes
+
+    bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                   console=console, transient=True)
+    task = bar.add_task(label, total=input_bytes(inputs))
+    return bar, lambda done: bar.update(task, completed=done)
+
+
+def print_rejected(summary: dict) -> None:
+    """One line per reject reason with its count and meaning."""
+    from oidkit.io import INGEST_REASONS
+
+    for reason, count in summary["rejected"].items():
+        console.print(f"  [yellow]{count:>9,}[/]  {reason}: {INGEST_REASONS.get(reason, '')}")
+
+
+@app.command("convert")
+def convert_command(
+    inputs: str = typer.Argument(..., help="file, folder of shards, glob (quoted) or save_to_disk folder"),
+    out: str = typer.Argument(..., help="output file; format from its name unless --to is given"),
+    to: str = typer.Option(None, "--to", help="output format: jsonl (canonical), parquet, alpaca, sharegpt, openai"),
+    format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    shard_size: int = typer.Option(None, help="records per output shard (out-00000.parquet, out-00001.parquet, ...)"),
+    salvage: bool = typer.Option(False, help="keep the complete records of a truncated JSON array"),
+    strict: bool = typer.Option(False, help="stop at the first bad row instead of quarantining it"),
+    role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
+    rejects: str = typer.Option(None, help="rejects file (default: OUT's name with .rejects.jsonl)"),
+) -> None:
+    """Convert between formats through the canonical record; bad rows go to a rejects file.
+
+    Input formats are detected from content (Alpaca, ShareGPT, OpenAI chat, Dolly, OASST, prompt/completion,
+    canonical) in JSON, JSONL, CSV, Parquet or a `datasets` save_to_disk folder, plain or .gz/.zst.
+
+    Examples:
+
+      oid convert ShareGPT_V3_unfiltered_cleaned_split.json demo-out/sharegpt.parquet --salvage
+
+      oid convert alpaca_data.json demo-out/alpaca.sharegpt.json
+
+      oid convert 'shards/*.jsonl.zst' demo-out/all.parquet --shard-size 100000 --role-map narrator=system
+    """
+    from oidkit.io import convert
+
+    bar, advance = byte_progress(inputs, "converting")
+    with bar:
+        summary = convert(inputs, out, in_format=format, out_format=to, shard_size=shard_size, salvage=salvage,
+                          strict=strict, role_map=parse_role_map(role_map), rejects=rejects, on_progress=advance)
+    formats = ", ".join(sorted({f["format"] for f in summary["files"]}))
+    console.print(f"read {summary['rows']:,} rows from {len(summary['files'])} file(s) ({formats}); "
+                  f"wrote [bold green]{summary['written']:,}[/] records in {summary['seconds']:.1f} s")
+    print_rejected(summary)
+    if summary["unreadable_bytes"]:
+        console.print(f"  unreadable bytes (truncated input): {summary['unreadable_bytes']:,}")
+    for path in summary["outputs"]:
+        console.print(f"  -> {path}")
+    console.print(f"  rejects ({sum(summary['rejected'].values()):,}) -> {summary['rejects_file']}")
+
+
+@app.command("inspect")
+def inspect_command(
+    inputs: str = typer.Argument(..., help="file, folder of shards, glob (quoted) or save_to_disk folder"),
+    format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    salvage: bool = typer.Option(False, help="read the complete records of a truncated JSON array"),
+    samples: int = typer.Option(2, help="records to print"),
+    role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
+) -> None:
+    """Detected format, record and turn counts, roles, languages, example records and problems.
+
+    Example:  oid inspect ShareGPT_V3_unfiltered_cleaned_split.json --salvage
+    """
+    import json
+
+    from rich.table import Table
+
+    from oidkit.io import INGEST_REASONS, inspect
+
+    bar, advance = byte_progress(inputs, "inspecting")
+    with bar:
+        summary = inspect(inputs, format=format, salvage=salvage, samples=samples, role_map=parse_role_map(role_map),
+                          on_progress=advance)
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+        return
+    out = Console()
+    files = Table("file", "container", "format", title="input")
+    for f in summary["files"]:
+        files.add_row(f["file"], f["container"], f["format"])
+    out.print(files)
+    counts = Table("what", "count", "meaning", title="counts")
+    counts.add_row("rows read", f"{summary['rows']:,}", "complete rows (records) in the input")
+    counts.add_row("valid records", f"{summary['records']:,}", "well-formed conversations")
+    counts.add_row("turns", f"{summary['turns']:,}", "messages in the valid records")
+    for reason, count in summary["rejected"].items():
+        counts.add_row(f"rejected: {reason}", f"{count:,}", INGEST_REASONS.get(reason, ""))
+    counts.add_row("unreadable bytes", f"{summary['unreadable_bytes']:,}", "bytes after the last complete record")
+    out.print(counts)
+    for title, key in (("roles", "roles"), ("source role names mapped to a role", "role_spellings"),
+                       (f"languages (sample of {summary['language_sample']})", "languages")):
+        table = Table("value", "count", title=title)
+        for value, count in summary[key].items():
+            table.add_row(str(value), f"{count:,}")
+        out.print(table)
+    for record in summary["examples"]:  # contents cut to 300 characters: a glance, not a dump
+        shown = {**record, "messages": [{**m, "content": m["content"][:300]} for m in record["messages"]]}
+        out.print_json(json.dumps(shown, ensure_ascii=False))
+    for problem in summary["problem_examples"]:
+        out.print(f"[yellow]problem[/] {problem}")
+
+
+@app.command("validate")
+def validate_command(
+    inputs: str = typer.Argument(..., help="file, folder of shards, glob (quoted) or save_to_disk folder"),
+    format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
+    max_listed: int = typer.Option(1000, "--max", help="list at most this many problems (all are counted)"),
+) -> None:
+    """List every problem with its file, line, byte offset and record index; exit 1 if there is any.
+
+    Example:  oid validate demo-out/alpaca.jsonl && echo clean
+    """
+    from oidkit.io import validate
+
+    bar, advance = byte_progress(inputs, "validating")
+    with bar:
+        summary = validate(inputs, format=format, role_map=parse_role_map(role_map), max_listed=max_listed,
+                           on_progress=advance)
+    for p in summary["problems"]:
+        where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
+        print(f"{p['file']}: {p['reason']}: {p['detail']} ({where})")
+    total = sum(summary["rejected"].values())
+    console.print(f"{summary['rows']:,} rows, {summary['records']:,} valid, {total:,} problems")
+    print_rejected(summary)
+    if total:
+        raise typer.Exit(1)
+
+
 # --- curate ----------------------------------------------------------------------------------------
 
+
+@app.command(context_settings={"allow_interspersed_args": True})
+def curate(
+    args: list[str] = typer.Argument(..., help="RECIPE.yaml \\[key=value ...]; with --op: IN OUT \\[key=value ...]"),
+    op: list[str] = typer.Option(None, "--op", help="run these operators (repeatable) on IN -> OUT, no recipe"),
+    force: bool = typer.Option(False, "--force", help="run again even if OUT is up to date"),
+) -> None:
+    """Run a curation recipe: kept records, every reject with its reason, and per-operator stats.
+
+    Writes OUT/kept.jsonl, OUT/rejects.jsonl, OUT/stats.json, OUT/recipe.yaml (and OUT/splits/ with a
+    split step). Overrides use key=value: output=..., engine=ray, heuristics.min_chars=100. Re-running a
+    finished recipe does nothing; an interrupted one resumes after the last finished step.
+
+    Examples:
+
+      oid curate recipes/default.yaml input=demo-out/sharegpt.jsonl output=demo-out/curated
+
+      oid curate --op normalise --op pii data.jsonl out/ pii.types=\\[email,phone]
+    """
+    from oidkit.curate.recipe import load_recipe, one_off_recipe
+    from oidkit.curate.runner import run_recipe
+
+    if op:
+        if len(args) < 2:
+            fail("with --op give IN and OUT: oid curate --op pii data.jsonl out/")
+        recipe = one_off_recipe(op, args[0], args[1], args[2:])
+    else:
+        recipe = load_recipe(args[0], args[1:])
+    stats = run_recipe(recipe, force=force, show_progress=True)
+    if stats.get("up_to_date"):
+        console.print(f"{recipe.output.path} is up to date (same inputs and recipe); --force to run again")
+    for step in stats["operators"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(step["reasons"].items(), key=lambda kv: -kv[1]))
+        extra = ", ".join(f"{k} {v}" for k, v in step["extra"].items())
+        console.print(f"{step['name']:>16}: {step['in']} -> {step['out']}  modified {step['modified']}  "
+                      f"{step['seconds']:.1f}s  {reasons}{'  [' + extra + ']' if extra else ''}", markup=False)
+    console.print(f"kept {stats['output']['records']} of {stats['input']['records']} records in "
+                  f"{stats['seconds']:.1f}s -> {stats['output']['path']}")
+
+
+@app.command()
+def ops(name: str = typer.Argument(None, help="show one operator only")) -> None:
+    """List curation operators with their parameters, defaults and reason codes.
+
+    Example: oid ops near_dedup
+    """
+    from rich.table import Table
+
+    from oidkit.curate.base import describe_operators
+
+    shown = [d for d in describe_operators() if name in (None, d["name"])]
+    if not shown:
+        fail(f"no operator {name!r}; run `oid ops` for the list")
+    out = Console()
+    for described in shown:
+        table = Table(title=f"{described['name']} ({described['kind']}): {described['help']}", title_justify="left")
+        for column in ("parameter", "type", "default", "help"):
+            table.add_column(column, overflow="fold")
+        for param in described["params"]:
+            table.add_row(param["name"], param["type"], repr(param["default"]), param["help"])
+        out.print(table)
+        for code, meaning in described["reasons"].items():
+            out.print(f"  reason [bold]{code}[/]: {meaning}")
+
 # --- report ----------------------------------------------------------------------------------------
+
+
+@app.command("report")
+def report_command(
+    data: str = typer.Argument(..., help="records (any supported format), or the folder `oid curate` wrote"),
+    out: str = typer.Option(..., "-o", "--out", help="output folder: report.html, figures/, stats.json, README.md"),
+    rejects: str = typer.Option(None, help="rejects JSONL (ingest or curate) to count and sample"),
+    stats: str = typer.Option(None, "--stats", help="the curation stats.json, for the funnel"),
+    recipe: str = typer.Option(None, help="the curation recipe, copied into the dataset card"),
+    tokenizer: str = typer.Option(None, help="model folder whose tokenizer counts tokens "
+                                  "(default: whitespace words, one token per CJK character)"),
+    format: str = typer.Option(None, help="input format when it cannot be detected"),
+    salvage: bool = typer.Option(False, help="report on the complete records of a truncated file"),
+    title: str = typer.Option(None, help="title of the page and the dataset card"),
+    license: str = typer.Option("other", help="license identifier for the dataset card, e.g. cc-by-4.0"),
+    samples: int = typer.Option(8, help="kept records shown on the page"),
+    seed: int = typer.Option(0, help="seed of the record samples"),
+) -> None:
+    """Dataset report: one self-contained HTML page, PNG figures, stats.json and a dataset card.
+
+    Example (a curation output folder supplies kept data, rejects, stats and recipe itself):
+
+      oid report demo-out/curated -o demo-out/report
+      oid report data.jsonl --rejects rejects.jsonl --stats stats.json --tokenizer my-model -o report
+    """
+    from oidkit.report.build import build_report, find_inputs
+
+    bar, advance = byte_progress([str(p) for p in find_inputs(data).data], "reading")
+    with bar:
+        result = build_report(data, out, rejects=rejects, curate_stats=stats, recipe=recipe, tokenizer=tokenizer,
+                              format=format, salvage=salvage, title=title, license=license, sample_size=samples,
+                              seed=seed, progress=advance)
+    overview = result["overview"]
+    console.print(f"{overview['records']:,} records, {overview['languages']} languages, "
+                  f"{overview['user_tokens'] + overview['assistant_tokens']:,} tokens ({result['tokenizer']}) "
+                  f"-> {out}/report.html, {out}/README.md, {out}/stats.json")
+    for warning in result["warnings"]:
+        console.print(f"[yellow]warning:[/] {warning}")
+
 
 # --- models / train / export -----------------------------------------------------------------------
 
 # --- evaluate / serve / chat -----------------------------------------------------------------------
 
+
+@app.command("eval")
+def eval_command(
+    data: list[str] = typer.Argument(..., help="task files: records JSONL, GSM8K, Self-Instruct/BELLE eval, "
+                                     "CMMLU CSV or MMLU-style JSONL (type detected from the fields)"),
+    model: str = typer.Option(None, "--model", "-m", help="model folder or alias to evaluate"),
+    compare: tuple[str, str] = typer.Option((None, None), help="evaluate two models side by side: --compare A B"),
+    out: str = typer.Option("eval-out", "-o", "--out", help="folder for report.json and report.md"),
+    task: str = typer.Option(None, help="force the task type: records, generation, gsm8k or choice"),
+    limit: int = typer.Option(None, help="evaluate only the first N examples of each file"),
+    max_new_tokens: int = typer.Option(128, help="generation length for generation tasks"),
+    batch_size: int = typer.Option(4),
+    tokens: str = typer.Option("assistant", help="perplexity over 'assistant' tokens only or 'all' tokens"),
+    generate: bool = typer.Option(True, help="records: also generate the last assistant turn and score it"),
+    shots: int = typer.Option(5, help="multiple choice: solved examples from the dev split"),
+    chinese_rouge: str = typer.Option("char", help="ROUGE tokens for Chinese: 'char' or 'jieba' words"),
+    judge_model: str = typer.Option(None, help="judge model (local folder/alias, or a name at --judge-endpoint)"),
+    judge_endpoint: str = typer.Option(None, help="OpenAI-compatible base URL of the judge; key from --judge-key-env"),
+    judge_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the judge's API key"),
+) -> None:
+    """Evaluate a model (perplexity, BLEU/chrF/ROUGE/EM/F1, GSM8K, multiple choice), or compare two.
+
+    Examples:
+
+      oid eval held_out.jsonl --model demo-out/tuned --limit 20 -o eval-out
+
+      oid eval held_out.jsonl ../shared/data/cmmlu/test/nutrition.csv --compare smollm2-135m-instruct \\
+          demo-out/tuned --limit 20 --max-new-tokens 64 -o demo-out/eval
+    """
+    from rich.progress import Progress
+
+    from oidkit.evaluate.judge import judge_from_backend
+    from oidkit.evaluate.run import EvalOptions, compare_models, evaluate_model, markdown_report, write_report
+    from oidkit.evaluate.tasks import TASKS, load_task
+
+    models = [m for m in compare if m] if any(compare) else [model] if model else []
+    if len(models) != (2 if any(compare) else 1):
+        fail("give --model M to evaluate one model, or --compare A B to evaluate two side by side")
+    if task and task not in TASKS:
+        fail(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
+    if tokens not in ("assistant", "all"):
+        fail(f"--tokens must be 'assistant' or 'all', got {tokens!r}")
+    tasks = [load_task(path, task=task, limit=limit, shots=shots) for path in data]
+    options = EvalOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, perplexity_tokens=tokens,
+                          generate=generate, chinese_rouge=chinese_rouge)
+    judge = judge_from_backend(judge_model, judge_endpoint, judge_key_env) if judge_model else None
+    with Progress(console=console, transient=True) as bar:
+        bars: dict[str, int] = {}
+
+        def progress(what: str, advance: int, total: int) -> None:
+            if what not in bars:
+                bars[what] = bar.add_task(what, total=total)
+            bar.advance(bars[what], advance)
+
+        if len(models) == 2:
+            report = compare_models(models[0], models[1], tasks, options, judge=judge, progress=progress)
+        else:
+            report = {"models": models, "results": {models[0]: evaluate_model(models[0], tasks, options, progress)}}
+    json_path, md_path = write_report(report, out)
+    print(markdown_report(report, with_examples=False))
+    console.print(f"report: {md_path} and {json_path}")
+
+
+@app.command("serve")
+def serve_command(
+    model: str = typer.Argument(..., help="model folder or alias"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)"),
+    port: int = typer.Option(8000),
+    name: str = typer.Option(None, help="model name clients use (default: the folder's name or the alias)"),
+    max_queue: int = typer.Option(64, help="requests waiting for the model beyond this are answered 429"),
+) -> None:
+    """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions.
+
+    Example:  oid serve demo-out/tuned --port 8000 &   then   oid ask "What is 2+2?" --port 8000
+    """
+    from oidkit.serve.app import run_server
+
+    run_server(model, host=host, port=port, served_name=name, max_queue=max_queue)
+
+
+@app.command("chat")
+def chat_command(
+    model: str = typer.Argument(..., help="model folder or alias"),
+    system: str = typer.Option(None, help="system prompt"),
+    max_tokens: int = typer.Option(256), temperature: float = typer.Option(0.7), top_p: float = typer.Option(0.9),
+    seed: int = typer.Option(None),
+) -> None:
+    """Chat with a model in the terminal, answers streamed; /reset, /system TEXT, /quit.
+
+    Example:  oid chat smollm2-135m-instruct --system "You are concise."
+    """
+    import sys
+
+    from oidkit.serve.chat import chat_loop
+    from oidkit.serve.generation import SamplingParams, load_serving_model
+
+    loaded, tokenizer = load_serving_model(model)
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    chat_loop(loaded, tokenizer, sys.stdin, write, params, system=system)
+    print()
+
+
+@app.command("ask")
+def ask_command(
+    question: str = typer.Argument(...),
+    port: int = typer.Option(8000), host: str = typer.Option("127.0.0.1"),
+    model: str = typer.Option(None, help="model name (default: the first the server lists)"),
+    max_tokens: int = typer.Option(128), wait: float = typer.Option(60.0, help="seconds to wait for the server"),
+) -> None:
+    """Ask a running OpenAI-compatible server one question through the openai client, streaming the answer.
+
+    Example:  oid serve demo-out/tuned --port 8000 &  oid ask "Name three primary colours." --port 8000
+    """
+    from oidkit.serve.ask import ask
+
+    ask(question, base_url=f"http://{host}:{port}/v1", model=model, max_tokens=max_tokens, wait=wait)
+    print()
+
+
 # --- theory: tokenizer / pretrain / viz --------------------------------------------------------------
+
+tokenizer_app = typer.Typer(help="Train a byte-level BPE tokenizer and compare tokenizers.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+CORPUS_HELP = "text files (.txt/.md: one text per paragraph) or record files (one text per record)"
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    corpus: list[str] = typer.Argument(..., help=CORPUS_HELP),
+    out: str = typer.Option(..., "-o", "--out", help="output folder (a transformers tokenizer)"),
+    vocab_size: int = typer.Option(8000, help="vocabulary size, special tokens and the 256 bytes included"),
+    limit: int = typer.Option(None, help="use only the first N texts"),
+) -> None:
+    """Train a byte-level BPE (no unknown bytes) with ChatML special tokens and chat template.
+
+    Example:  oid tokenizer train ShareGPT_V3_unfiltered_cleaned_split.json --limit 5000 --vocab-size 4000 \
+-o demo-out/tokenizer
+    """
+    from oidkit.models.tokenizer import train_tokenizer
+
+    with console.status("training the tokenizer"):
+        result = train_tokenizer(corpus, out, vocab_size=vocab_size, limit=limit)
+    console.print(f"trained on {result['texts']:,} texts ({result['characters']:,} characters): "
+                  f"vocabulary {result['vocab_size']:,} -> {result['out_dir']}")
+
+
+@tokenizer_app.command("stats")
+def tokenizer_stats_command(
+    corpus: list[str] = typer.Argument(..., help=CORPUS_HELP),
+    tokenizer: list[str] = typer.Option(..., "--tokenizer", "-t", help="tokenizer/model folder or alias; repeat"),
+    limit: int = typer.Option(None, help="use only the first N texts"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Compare tokenizers on a corpus: tokens per character and per word (English, Chinese), unknowns, vocab use.
+
+    Example:  oid tokenizer stats demo-out/corpus.txt -t demo-out/tokenizer -t smollm2-135m-instruct
+    """
+    import json
+
+    from rich.table import Table
+
+    from oidkit.models.tokenizer import tokenizer_stats
+
+    with console.status("tokenizing"):
+        stats = tokenizer_stats(corpus, tokenizer, limit=limit)
+    if as_json:
+        print(json.dumps(stats, ensure_ascii=False, indent=2))
+        return
+    title = ", ".join(f"{lang}: {c['texts']:,} texts, {c['characters']:,} chars" for lang, c in stats["corpus"].items())
+    table = Table("tokenizer", "vocab", "en tok/char", "en tok/word", "zh tok/char", "zh tok/word", "unknown",
+                  "lossy texts", "vocab used", title=title)
+
+    def ratio(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for name, r in stats["tokenizers"].items():
+        en, zh = r["languages"]["en"], r["languages"]["zh"]
+        table.add_row(name, f"{r['vocab_size']:,}", ratio(en["tokens_per_char"]), ratio(en["tokens_per_word"]),
+                      ratio(zh["tokens_per_char"]), ratio(zh["tokens_per_word"]), f"{r['unknown_tokens']:,}",
+                      f"{r['lossy_texts']:,}", f"{r['vocab_used']:,} ({r['vocab_used_fraction']:.0%})")
+    Console().print(table)
+
+
+viz_app = typer.Typer(help="See inside a model: attention maps, per-token loss, training curves.",
+                      no_args_is_help=True)
+app.add_typer(viz_app, name="viz")
+
+
+@viz_app.command("attention")
+def viz_attention(
+    model: str = typer.Argument(..., help="Llama-architecture model folder, alias or .gguf"),
+    text: str = typer.Argument(..., help="the text to look at"),
+    out: str = typer.Option(..., "-o", "--out", help="output folder: attention.html, attention_layer_NN.png"),
+    max_tokens: int = typer.Option(64, help="only the first N tokens (the page holds layers x heads x N x N values)"),
+) -> None:
+    """Attention maps per layer and head, as PNGs and one self-contained HTML page to pick layer and head.
+
+    Example:  oid viz attention smollm2-135m-instruct "The capital of France is Paris." -o demo-out/viz
+    """
+    from oidkit.viz.attention import write_attention
+
+    result = write_attention(model, text, out, max_tokens=max_tokens)
+    console.print(f"{result['tokens']} tokens, {result['layers']} layers x {result['heads']} heads -> {result['html']}")
+
+
+@viz_app.command("tokens")
+def viz_tokens(
+    model: str = typer.Argument(..., help="Llama-architecture model folder, alias or .gguf"),
+    text: str = typer.Argument(None, help="the text to score (or --data and --index)"),
+    data: str = typer.Option(None, help="a record file; the record is rendered with the model's chat template"),
+    index: int = typer.Option(0, help="which record of --data (0-based)"),
+    out: str = typer.Option(..., "-o", "--out", help="output folder: tokens.html, tokens.json"),
+) -> None:
+    """Colour each token by its loss under the model: where the model is surprised.
+
+    Examples:
+
+      oid viz tokens smollm2-135m-instruct "The capital of France is Paris." -o demo-out/viz
+
+      oid viz tokens demo-out/pretrain/final --data demo-out/val.jsonl --index 3 -o demo-out/viz
+    """
+    from oidkit.viz.tokens import write_token_loss
+
+    result = write_token_loss(model, out, text=text, data=data, index=index)
+    console.print(f"{result['tokens']} tokens, mean loss {result['mean_loss']:.3f} nats -> {result['html']}")
+
+
+@viz_app.command("curves")
+def viz_curves(
+    metrics: str = typer.Argument(..., help="a run's metrics.csv (oid train / oid pretrain)"),
+    out: str = typer.Option(..., "-o", "--out", help="output folder: curves.png, curves.html"),
+) -> None:
+    """Training curves: train/eval loss, learning rate, gradient norm, tokens/s.
+
+    Example:  oid viz curves demo-out/pretrain/metrics.csv -o demo-out/viz
+    """
+    from oidkit.viz.curves import write_curves
+
+    result = write_curves(metrics, out)
+    console.print(f"{result['steps']} steps, train loss {result['first_train_loss']} -> {result['last_train_loss']}"
+                  f" -> {result['html']}")
+
 
 # --- review ----------------------------------------------------------------------------------------
 

@@ -100,3 +100,20 @@ def operator_class(name: str) -> type[Operator]:
         raise ConfigError(f"unknown operator {name!r}; valid operators: {', '.join(sorted(REGISTRY))} "
                           "(see `oid ops`)")
     return REGISTRY[name]
+
+
+def describe_operators() -> list[dict[str, Any]]:
+    """Every registered operator with its kind, help, parameters (type, default, help) and reason codes."""
+    import oidkit.curate.ops  # noqa: F401  (registers the built-in operators)
+
+    described = []
+    for name, cls in sorted(REGISTRY.items()):
+        params = []
+        for param, info in cls.Config.model_fields.items():
+            annotation = info.annotation
+            kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+            default = "(required)" if info.is_required() else info.get_default(call_default_factory=True)
+            params.append({"name": param, "type": kind, "default": default, "help": info.description or ""})
+        described.append({"name": name, "kind": cls.kind, "help": (cls.__doc__ or "").strip().splitlines()[0],
+                          "params": params, "reasons": cls.reasons})
+    return described

@@ -44,11 +44,13 @@ def ngram_hashes(token_list: list[str], n: int) -> np.ndarray:
     """64-bit hashes of every ``n``-token window (polynomial rolling hash over stable token hashes).
 
     Vectorised over the windows so a long conversation costs ``n`` numpy passes, not a tuple per window.
+    Token hashes come from Python's ``hash`` (salted per process), so compare hashes made in one process
+    only: an index and the texts checked against it are hashed by the same worker.
     """
     if len(token_list) < n:
         return np.empty(0, dtype=np.uint64)
     vocabulary, positions = np.unique(np.array(token_list), return_inverse=True)
-    base = np.array([int(digest(t), 16) for t in vocabulary], dtype=np.uint64)[positions]
+    base = np.array([hash(t) for t in vocabulary], dtype=np.int64).view(np.uint64)[positions]
     windows = len(base) - n + 1
     hashes = np.zeros(windows, dtype=np.uint64)
     with np.errstate(over="ignore"):

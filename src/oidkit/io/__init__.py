@@ -8,14 +8,25 @@ The public API other parts of oidkit use (keep these signatures stable):
 - ``write_records(records, path, *, format=None, shard_size=None) -> list[Path]`` writes records,
   the format inferred from the suffix when not given.
 - ``read_jsonl(path)`` / ``write_jsonl(path, rows)`` for plain JSONL side files (rejects, stats).
+- ``convert`` / ``inspect`` / ``validate``: the ``oid`` ingest commands as functions returning summaries.
+
+Formats, containers and the canonical record are described in ``docs/ingest.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import orjson
+
+from oidkit.io.formats import READ_FORMATS
+from oidkit.io.ingest import convert, inspect, validate
+from oidkit.io.read import INGEST_REASONS, ReadStats, read_records
+from oidkit.io.writers import WRITE_FORMATS, write_records
+
+__all__ = ["INGEST_REASONS", "READ_FORMATS", "WRITE_FORMATS", "ReadStats", "convert", "inspect", "read_jsonl",
+           "read_records", "validate", "write_jsonl", "write_records"]
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
@@ -36,25 +47,3 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
             f.write(b"\n")
             n += 1
     return n
-
-
-def read_records(
-    paths: str | Path | list,
-    *,
-    format: str | None = None,
-    salvage: bool = False,
-    strict: bool = False,
-    role_map: dict | None = None,
-    on_reject: Callable[[dict], None] | None = None,
-) -> Iterator[dict]:
-    """Placeholder until the ingest readers land: canonical JSONL only."""
-    for p in [paths] if isinstance(paths, (str, Path)) else paths:
-        yield from read_jsonl(p)
-
-
-def write_records(
-    records: Iterable[dict], path: str | Path, *, format: str | None = None, shard_size: int | None = None
-) -> list[Path]:
-    """Placeholder until the writers land: canonical JSONL only."""
-    write_jsonl(path, records)
-    return [Path(path)]

@@ -17,8 +17,13 @@ from typing import Any, BinaryIO
 import orjson
 
 CHUNK_BYTES = 1 << 23
-# A whole string (escapes included) or one structural byte; a lone quote means the string runs past the window.
-TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},"]', re.DOTALL)
+# Skip text and whole strings (escapes included) up to the next structural byte, captured. Commas matter only
+# between top-level elements, so inside an element a second pattern skips them too. The unrolled
+# ``text (string text)*`` form matches each byte one way only: no catastrophic backtracking. A captured quote
+# is a string that runs past the end of the window.
+_STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
+TOP_LEVEL = re.compile(rb'[^"\[\]{},]*(?:' + _STRING + rb'[^"\[\]{},]*)*([\[\]{},"])', re.DOTALL)
+NESTED = re.compile(rb'[^"\[\]{}]*(?:' + _STRING + rb'[^"\[\]{}]*)*([\[\]{}"])', re.DOTALL)
 WHITESPACE = b" \t\r\n\xef\xbb\xbf"  # JSON whitespace plus the UTF-8 byte order mark
 
 
@@ -28,7 +33,7 @@ class Unreadable:
 
     reason: str  # invalid_json | invalid_utf8 | truncated
     detail: str
-    raw: str
+    raw: Any  # the raw text, or the rows that could not be combined
     unreadable_bytes: int = 0
 
 
@@ -90,8 +95,8 @@ def iter_json_array(stream: BinaryIO, *, chunk_bytes: int = CHUNK_BYTES) -> Iter
         return parse_span(stripped), {"line": lines.at(buf, base, offset), "offset": offset, "index": index}
 
     while True:
-        match = TOKEN.search(buf, pos)
-        if match is None or match.end() - match.start() == 1 and buf[match.start()] == 0x22:
+        match = (TOP_LEVEL if depth == 1 else NESTED).match(buf, pos)
+        if match is None or buf[match.start(1)] == 0x22:  # need more bytes: no structural byte, or an open string
             more = stream.read(chunk_bytes)
             if not more:
                 break
@@ -99,18 +104,18 @@ def iter_json_array(stream: BinaryIO, *, chunk_bytes: int = CHUNK_BYTES) -> Iter
             buf, base, pos = buf[start:] + more, base + start, pos - start
             start = 0
             continue
-        byte, pos = buf[match.start()], match.end()
+        byte, pos = buf[match.start(1)], match.end()
         if byte in b"{[":
             depth += 1
         elif byte in b"}]":
             depth -= 1
             if depth == 0:
-                item = element(match.start())
+                item = element(match.start(1))
                 if item:
                     yield item
                 return
         elif byte == 0x2C and depth == 1:  # ',' between top-level elements
-            item = element(match.start())
+            item = element(match.start(1))
             yield item or (Unreadable("invalid_json", "empty element between commas", ""),
                            {"line": lines.at(buf, base, base + start), "offset": base + start, "index": index})
             index, start = index + 1, pos

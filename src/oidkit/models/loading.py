@@ -1,15 +1,32 @@
-"""Load a causal language model and its tokenizer from a local folder (or an alias, see registry)."""
+"""Load a causal language model and its tokenizer from a folder, an alias, a .gguf file or a hub id."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from oidkit.models.registry import KNOWN_MODELS, cache_root, is_converted, pull_model
+
 
 def resolve_model(name_or_path: str | Path) -> Path | str:
-    """A local folder as a ``Path``; anything else is returned as given (a hub id)."""
+    """Where to load a model from.
+
+    - a local folder: itself;
+    - a ``.gguf`` file: its converted safetensors folder in the cache (converted on first use);
+    - a known alias (``oid models list``): its cached folder, pulled on first use;
+    - anything else: returned as given (a hub id, used only when the hub is reachable).
+    """
     path = Path(name_or_path).expanduser()
-    return path if path.exists() else str(name_or_path)
+    if path.is_file() and path.suffix == ".gguf":
+        from oidkit.models.gguf_convert import convert_gguf, gguf_cache_name
+
+        folder = cache_root() / gguf_cache_name(path)
+        return folder if is_converted(folder) else convert_gguf(path, folder)
+    if path.exists():
+        return path
+    if str(name_or_path) in KNOWN_MODELS:
+        return pull_model(str(name_or_path))
+    return str(name_or_path)
 
 
 def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:

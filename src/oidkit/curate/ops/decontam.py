@@ -1,0 +1,157 @@
+"""decontaminate: drop training records that share a long n-gram with an evaluation set.
+
+Tokens are lower-cased words, and single characters for CJK text (so the default 13-gram is 13 words
+of English or 13 characters of Chinese), after NFKC (CMMLU writes some characters as Kangxi radicals).
+Benchmark items shorter than ``ngram`` tokens are not indexed: a short question ("下列说法正确的是")
+would match ordinary text. Each reject names the benchmark, the item and the shared n-gram.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from oidkit.curate.base import Filter, OpConfig, register
+from oidkit.curate.text import ngram_hashes, tokens
+from oidkit.errors import ConfigError
+from oidkit.records import text
+
+
+class BenchmarkSpec(BaseModel):
+    """An evaluation set: a JSONL/CSV file (or glob) and the fields holding its prompts."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    path: str
+    fields: list[str]
+    id_field: str | None = None
+
+
+# The real sets of ../shared/data, by name; paths are relative to that folder.
+KNOWN_BENCHMARKS: dict[str, BenchmarkSpec] = {
+    "gsm8k": BenchmarkSpec(name="gsm8k", path="gsm8k_test.jsonl", fields=["question"]),
+    "self_instruct_eval": BenchmarkSpec(name="self_instruct_eval", path="self_instruct_user_oriented_eval.jsonl",
+                                        fields=["instruction", "instances.input"], id_field="id"),
+    "belle_eval": BenchmarkSpec(name="belle_eval", path="belle_zh_eval_set.jsonl", fields=["question"]),
+    "cmmlu": BenchmarkSpec(name="cmmlu", path="cmmlu/test/*.csv", fields=["Question"]),
+}
+
+
+def shared_data_dir() -> Path:
+    """``$OIDKIT_SHARED_DATA``, else ``../shared/data`` next to the current folder or the project root."""
+    if os.environ.get("OIDKIT_SHARED_DATA"):
+        return Path(os.environ["OIDKIT_SHARED_DATA"])
+    project_root = Path(__file__).resolve().parents[4]
+    for candidate in (Path.cwd().parent / "shared" / "data", project_root.parent / "shared" / "data"):
+        if candidate.is_dir():
+            return candidate
+    return project_root.parent / "shared" / "data"
+
+
+class DecontaminateConfig(OpConfig):
+    benchmarks: list[str | BenchmarkSpec] = ["gsm8k", "self_instruct_eval", "belle_eval", "cmmlu"]
+    """Known names (gsm8k, self_instruct_eval, belle_eval, cmmlu: resolved in $OIDKIT_SHARED_DATA or
+    ../shared/data) or {name, path, fields, id_field} for your own JSONL/CSV (fields may be dotted, e.g.
+    instances.input)."""
+    ngram: int = 13
+    """Shared n-gram length in tokens (words; characters for CJK)."""
+    roles: list[str] = ["user", "assistant"]
+    """Which turns of a training record are searched."""
+
+
+@register
+class Decontaminate(Filter):
+    """Drop records sharing an n-gram of ``ngram`` tokens with any item of the evaluation sets."""
+
+    name = "decontaminate"
+    Config = DecontaminateConfig
+    reasons = {"benchmark_overlap": "shares an n-gram with an evaluation item (value: benchmark, item, n-gram)"}
+
+    def setup(self) -> None:
+        n = self.config.ngram
+        hashes, owners = [], []
+        self.items: list[tuple[str, str, list[str]]] = []
+        for spec in resolve_benchmarks(self.config.benchmarks):
+            for item_id, item_text in benchmark_items(spec):
+                item_tokens = tokens(unicodedata.normalize("NFKC", item_text))
+                item_hashes = ngram_hashes(item_tokens, n)
+                if len(item_hashes):
+                    hashes.append(item_hashes)
+                    owners.append(np.full(len(item_hashes), len(self.items), dtype=np.int64))
+                    self.items.append((spec.name, item_id, item_tokens))
+        self.index = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+        order = np.argsort(self.index)
+        self.index = self.index[order]
+        # Which item and where in it each n-gram came from, to name the overlap in the reject.
+        self.owner = np.concatenate(owners)[order] if owners else np.empty(0, dtype=np.int64)
+        self.start = np.concatenate([np.arange(len(h)) for h in hashes])[order] if hashes else self.owner
+
+    def keep(self, record: dict) -> tuple[bool, str, Any]:
+        record_hashes = ngram_hashes(tokens(unicodedata.normalize("NFKC", text(record, self.config.roles))),
+                                     self.config.ngram)
+        if not len(record_hashes) or not len(self.index):
+            return True, "", None
+        positions = np.minimum(np.searchsorted(self.index, record_hashes), len(self.index) - 1)
+        found = self.index[positions] == record_hashes
+        if not found.any():
+            return True, "", None
+        at = int(positions[int(np.argmax(found))])
+        benchmark, item_id, item_tokens = self.items[int(self.owner[at])]
+        start = int(self.start[at])
+        ngram = " ".join(item_tokens[start:start + self.config.ngram])
+        return False, "benchmark_overlap", {"benchmark": benchmark, "item": item_id, "ngram": ngram}
+
+
+def resolve_benchmarks(entries: list[str | BenchmarkSpec]) -> list[BenchmarkSpec]:
+    """Known names to specs under the shared data folder; a ConfigError for unknown names or missing files."""
+    specs = []
+    for entry in entries:
+        if isinstance(entry, str):
+            if entry not in KNOWN_BENCHMARKS:
+                raise ConfigError(f"unknown benchmark {entry!r}: use one of {', '.join(KNOWN_BENCHMARKS)} or "
+                                  "{name: ..., path: file.jsonl, fields: [question]}")
+            known = KNOWN_BENCHMARKS[entry]
+            entry = known.model_copy(update={"path": str(shared_data_dir() / known.path)})
+        if not benchmark_files(entry.path):
+            raise ConfigError(f"benchmark {entry.name}: no file at {entry.path}; set OIDKIT_SHARED_DATA to the "
+                              "folder holding the evaluation sets or give an explicit path")
+        specs.append(entry)
+    return specs
+
+
+def benchmark_files(pattern: str) -> list[Path]:
+    path = Path(pattern)
+    return sorted(path.parent.glob(path.name)) if any(c in pattern for c in "*?[") else [path] * path.is_file()
+
+
+def benchmark_items(spec: BenchmarkSpec):
+    """Yield ``(item id, text)``: an item's fields joined, ids from ``id_field`` or file/row position."""
+    files = benchmark_files(spec.path)
+    for path in files:
+        if path.suffix == ".csv":
+            with open(path, encoding="utf-8", newline="") as f:
+                rows = list(csv.DictReader(f))
+        else:
+            with open(path, encoding="utf-8") as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        for i, row in enumerate(rows):
+            parts = [value for field in spec.fields for value in _field_values(row, field)]
+            prefix = f"{path.stem}/" if len(files) > 1 else ""
+            item_id = str(row[spec.id_field]) if spec.id_field else f"{prefix}{i}"
+            yield item_id, "\n".join(p for p in parts if isinstance(p, str))
+
+
+def _field_values(row: Any, dotted: str) -> list[Any]:
+    """Values at a dotted path, descending into lists (``instances.input`` -> every instance's input)."""
+    values = [row]
+    for key in dotted.split("."):
+        values = [v.get(key) for value in values
+                  for v in (value if isinstance(value, list) else [value]) if isinstance(v, dict)]
+    return [v for v in values if v is not None]

@@ -1,0 +1,170 @@
+"""The ingest commands as library functions: ``convert``, ``inspect`` and ``validate`` return summaries."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from oidkit.errors import OidError
+from oidkit.io.files import expand_paths
+from oidkit.io.formats import RowProblem
+from oidkit.io.read import ReadStats, read_records
+from oidkit.io.writers import shard_path, write_records
+from oidkit.records import make_reject, text
+
+LANGUAGE_SAMPLE = 300
+LANGUAGE_CHARS = 500
+PROBLEM_EXAMPLES = 5
+
+
+def input_bytes(paths: str | Path | list) -> int:
+    """Bytes on disk of everything ``paths`` names, the total of a progress bar."""
+    total = 0
+    for path in expand_paths(paths):
+        files = path.rglob("*") if path.is_dir() else [path]
+        total += sum(f.stat().st_size for f in files if f.is_file())
+    return total
+
+
+def rejects_path_for(out: str | Path) -> Path:
+    """``demo-out/data.parquet`` -> ``demo-out/data.rejects.jsonl``."""
+    out = Path(out)
+    suffixes = "".join(out.suffixes)
+    return out.with_name((out.name[: -len(suffixes)] if suffixes else out.name) + ".rejects.jsonl")
+
+
+def convert(
+    inputs: str | Path | list,
+    out: str | Path,
+    *,
+    in_format: str | None = None,
+    out_format: str | None = None,
+    shard_size: int | None = None,
+    salvage: bool = False,
+    strict: bool = False,
+    role_map: Mapping[str, str] | None = None,
+    rejects: str | Path | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Read ``inputs`` in any format, write ``out``; bad rows to the rejects file. Returns a summary.
+
+    On an error (a truncated file without ``salvage``, any problem with ``strict``) the partial output
+    is removed so that no half-written file looks complete.
+    """
+    started, stats = time.perf_counter(), ReadStats()
+    rejects_path = Path(rejects) if rejects else rejects_path_for(out)
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(rejects_path, "wb") as rejects_file:
+        def keep_reject(reject: dict) -> None:
+            rejects_file.write(orjson.dumps(reject, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+
+        def unwritable(record: dict, problem: RowProblem) -> None:
+            stats.rejected[problem.reason] += 1
+            keep_reject(make_reject(record, stage="ingest", operator="write", reason=problem.reason,
+                                    detail=problem.detail))
+
+        records = read_records(inputs, format=in_format, salvage=salvage, strict=strict, role_map=role_map,
+                               on_reject=keep_reject, stats=stats, on_progress=on_progress)
+        try:
+            outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
+        except OidError:  # a failed run leaves nothing behind that could pass for a result
+            rejects_file.close()
+            rejects_path.unlink(missing_ok=True)
+            _remove_partial_output(Path(out), shard_size)
+            raise
+    written = stats.records - stats.rejected.get("unsupported_by_format", 0)
+    return {**stats.as_dict(), "written": written, "outputs": [str(p) for p in outputs],
+            "rejects_file": str(rejects_path), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _remove_partial_output(out: Path, shard_size: int | None) -> None:
+    if not shard_size:
+        out.unlink(missing_ok=True)
+        return
+    number = 0
+    while shard_path(out, number).exists():
+        shard_path(out, number).unlink()
+        number += 1
+
+
+def inspect(
+    inputs: str | Path | list,
+    *,
+    format: str | None = None,
+    salvage: bool = False,
+    role_map: Mapping[str, str] | None = None,
+    samples: int = 3,
+    languages: bool = True,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Counts, roles, languages, example records and problems of a dataset, in one streaming pass."""
+    stats, problems = ReadStats(), []
+    turns, roles, spellings = 0, Counter(), Counter()
+    examples: list[dict] = []
+    texts: list[str] = []
+    rng = random.Random(0)
+
+    def note_problem(reject: dict) -> None:
+        if len(problems) < PROBLEM_EXAMPLES:
+            problems.append(_problem_line(reject))
+
+    for n, record in enumerate(read_records(inputs, format=format, salvage=salvage, role_map=role_map,
+                                            on_reject=note_problem, stats=stats, on_progress=on_progress)):
+        turns += len(record["messages"])
+        for message in record["messages"]:
+            roles[message["role"]] += 1
+            if message.get("source_role"):
+                spellings[message["source_role"]] += 1
+        if len(examples) < samples:
+            examples.append(record)
+        sample_text = text(record)[:LANGUAGE_CHARS]
+        if len(texts) < LANGUAGE_SAMPLE:  # reservoir sampling: a uniform sample without knowing the total
+            texts.append(sample_text)
+        elif (slot := rng.randrange(n + 1)) < LANGUAGE_SAMPLE:
+            texts[slot] = sample_text
+    return {**stats.as_dict(), "turns": turns, "roles": dict(roles.most_common()),
+            "role_spellings": dict(spellings.most_common()),
+            "languages": _languages(texts) if languages else {}, "language_sample": len(texts) if languages else 0,
+            "examples": examples, "problem_examples": problems}
+
+
+def _languages(texts: list[str]) -> dict[str, int]:
+    import py3langid
+
+    return dict(Counter(py3langid.classify(t)[0] for t in texts if t.strip()).most_common())
+
+
+def _problem_line(reject: dict) -> dict:
+    source = reject.get("source", {})
+    where = {k: source[k] for k in ("file", "line", "offset", "index") if source.get(k) is not None}
+    return {"reason": reject["reason"], "detail": reject["detail"], **where}
+
+
+def validate(
+    inputs: str | Path | list,
+    *,
+    format: str | None = None,
+    role_map: Mapping[str, str] | None = None,
+    max_listed: int = 1000,
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Every problem of a dataset with its position (the first ``max_listed`` listed, all counted).
+
+    A truncated file is one more problem here, not an error: validation reports, it does not stop.
+    """
+    stats, problems = ReadStats(), []
+
+    def note_problem(reject: dict) -> None:
+        if len(problems) < max_listed:
+            problems.append(_problem_line(reject))
+
+    for _ in read_records(inputs, format=format, salvage=True, role_map=role_map, on_reject=note_problem,
+                          stats=stats, on_progress=on_progress):
+        pass
+    return {**stats.as_dict(), "problems": problems, "ok": not stats.rejected}

@@ -1,0 +1,176 @@
+"""``read_records``: files -> rows -> canonical records, with bad rows quarantined, never crashing a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from itertools import chain, groupby, islice
+from pathlib import Path
+from typing import Any
+
+from oidkit.errors import InputError
+from oidkit.io.files import expand_paths, iter_rows, sniff_container
+from oidkit.io.formats import READ_FORMATS, SIGNATURES, RowProblem, detect_format, oasst_tree_from_messages, to_records
+from oidkit.io.jsonstream import Unreadable
+from oidkit.records import DEFAULT_ROLE_MAP, PROBLEM_CODES, conversation_problems, make_reject
+
+DETECT_SAMPLE_ROWS = 20
+PROGRESS_EVERY_ROWS = 512
+# Reject codes of ingest beyond the conversation problems of records.PROBLEM_CODES.
+INGEST_REASONS: dict[str, str] = {
+    "invalid_json": "the row is not valid JSON",
+    "invalid_utf8": "the row contains bytes that are not valid UTF-8",
+    "truncated": "the file ends inside a record (kept with --salvage)",
+    "not_an_object": "the row is not a JSON object",
+    "missing_field": "a field the format requires is missing",
+    "unsupported_by_format": "the output format cannot hold this record (e.g. tool turns in Alpaca)",
+    **PROBLEM_CODES,
+}
+
+
+class ReadStats:
+    """What a read saw: files with their container and format, rows, records, rejects by reason, bytes."""
+
+    def __init__(self) -> None:
+        self.files: list[dict] = []
+        self.rows = 0
+        self.records = 0
+        self.rejected: Counter[str] = Counter()
+        self.unreadable_bytes = 0
+        self.bytes_read = 0
+
+    def as_dict(self) -> dict:
+        return {"files": self.files, "rows": self.rows, "records": self.records,
+                "rejected": dict(self.rejected.most_common()), "unreadable_bytes": self.unreadable_bytes}
+
+
+def read_records(
+    paths: str | Path | list,
+    *,
+    format: str | None = None,
+    salvage: bool = False,
+    strict: bool = False,
+    role_map: Mapping[str, str] | None = None,
+    on_reject: Callable[[dict], None] | None = None,
+    stats: ReadStats | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Iterator[dict]:
+    """Canonical records from files, folders (shards) or globs, streamed.
+
+    Rows that cannot become well-formed records go to ``on_reject`` as ``records.make_reject`` dicts
+    (stage ``ingest``), or raise :class:`InputError` with ``strict``. A truncated JSON array raises unless
+    ``salvage``, which keeps the complete records and rejects the tail as ``truncated``. ``stats`` is
+    filled while reading; ``on_progress(bytes)`` receives the input bytes read so far.
+    """
+    if format is not None and format not in READ_FORMATS:
+        raise InputError(f"unknown input format {format!r}; choose one of {', '.join(READ_FORMATS)}")
+    stats = stats if stats is not None else ReadStats()
+    role_map = role_map or DEFAULT_ROLE_MAP
+    for path in expand_paths(paths):
+        yield from _read_file(path, format, salvage, strict, role_map, on_reject, stats, on_progress)
+
+
+def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role_map: Mapping[str, str],
+               on_reject: Callable[[dict], None] | None, stats: ReadStats,
+               on_progress: Callable[[int], None] | None) -> Iterator[dict]:
+    container = sniff_container(path)
+    counters: list = []
+    rows = iter_rows(path, container, counters)
+    head = list(islice(rows, DETECT_SAMPLE_ROWS))
+    if not head:  # an empty shard: nothing to read, nothing wrong
+        stats.files.append({"file": str(path), "container": container, "format": None})
+        return
+    format = format or detect_format([row for row, _ in head])
+    if format is None:
+        raise InputError(_undetected(head, container), file=str(path), hint="force one with --format "
+                         + " | ".join(f"{name} ({'+'.join(sorted(keys))})" for name, keys in SIGNATURES.items()))
+    stats.files.append({"file": str(path), "container": container, "format": format})
+    bytes_before = stats.bytes_read
+    rows = chain(head, rows)
+    if format == "oasst":  # flat message rows: rebuild each tree from its consecutive rows
+        rows = _oasst_trees(rows)
+        format = "oasst_tree"
+
+    def reject(reason: str, detail: str, row: Any, source: dict, **extra: Any) -> None:
+        stats.rejected[reason] += 1
+        if strict:
+            raise InputError(f"{reason}: {detail}", file=str(path), line=source.get("line"),
+                             offset=source.get("offset"), index=source.get("index"),
+                             hint="without --strict such rows go to the rejects file and the run goes on")
+        if on_reject is not None:
+            on_reject(make_reject(row, stage="ingest", operator="read", reason=reason, detail=detail,
+                                  source=source, **extra))
+
+    for row, position in rows:
+        stats.rows += 1
+        if counters and on_progress and stats.rows % PROGRESS_EVERY_ROWS == 0:
+            stats.bytes_read = bytes_before + counters[0].bytes_read
+            on_progress(stats.bytes_read)
+        source = {"file": str(path), **position, "format": format}
+        if isinstance(row, Unreadable):
+            if row.reason == "truncated":
+                stats.rows -= 1  # the incomplete tail is not a row
+                _truncated(row, source, path, salvage)
+                stats.unreadable_bytes += row.unreadable_bytes
+            reject(row.reason, row.detail, row.raw, source, value=row.unreadable_bytes or None)
+            continue
+        try:
+            records = to_records(row, format, source, role_map)
+        except RowProblem as problem:
+            reject(problem.reason, problem.detail, row, source)
+            continue
+        for record in records:
+            problems = conversation_problems(record["messages"])
+            if problems:
+                (code, first), *others = problems
+                detail = "; ".join([first or code] + [f"{code}: {text}" if text else code for code, text in others])
+                reject(problems[0][0], detail, row if len(records) == 1 else record, source)
+                continue
+            stats.records += 1
+            yield record
+    if counters:
+        stats.bytes_read = bytes_before + counters[0].bytes_read
+    elif path.is_file():
+        stats.bytes_read += path.stat().st_size
+    if on_progress:
+        on_progress(stats.bytes_read)
+
+
+def _undetected(head: list[tuple[Any, dict]], container: str) -> str:
+    """Why no format fits the first rows: their keys, or that they are not objects at all."""
+    keys = sorted({k for row, _ in head if isinstance(row, dict) for k in row})
+    if keys:
+        return f"cannot tell the format of this {container} file: its rows have keys {keys}"
+    if container == "jsonl":
+        return ("the first lines are not JSON objects: expected one object per line (JSONL) or a top-level "
+                "array of objects; a single JSON document holding the list must be unwrapped first")
+    return f"cannot tell the format of this {container} file: its first rows are not objects"
+
+
+def _truncated(tail: Unreadable, source: dict, path: Path, salvage: bool) -> None:
+    """Stop with a precise error unless salvaging; the complete records before it were already read."""
+    if salvage:
+        return
+    complete = source["index"]
+    raise InputError(f"truncated JSON array: {tail.detail}", file=str(path), line=source.get("line"),
+                     offset=source.get("offset"), index=complete,
+                     hint=f"--salvage keeps the {complete:,} complete records and reports the "
+                          f"{tail.unreadable_bytes:,} unreadable bytes")
+
+
+def _oasst_trees(rows: Iterator[tuple[Any, dict]]) -> Iterator[tuple[Any, dict]]:
+    """Group consecutive OASST message rows by ``message_tree_id`` into one tree row each."""
+    def tree_id(item: tuple[Any, dict]) -> Any:
+        row = item[0]
+        return row.get("message_tree_id") if isinstance(row, dict) else id(item)
+
+    for _, group in groupby(rows, key=tree_id):
+        items = list(group)
+        messages = [row for row, _ in items if isinstance(row, dict)]
+        if not messages:
+            yield items[0]
+            continue
+        try:
+            yield oasst_tree_from_messages(messages), items[0][1]
+        except RowProblem as problem:
+            yield Unreadable(problem.reason, problem.detail, messages), items[0][1]

@@ -1,0 +1,255 @@
+"""Every number the report shows, computed in one streaming pass over the records.
+
+Definitions (the report and docs/report.md use the same words):
+
+- *turns* of a record: its messages other than system (user, assistant and tool turns);
+- *token length*: per message, by the tokenizer named in ``tokenizer`` (see :mod:`oidkit.report.tokens`);
+- *language*: ``meta["lang"]`` when curation set it, else py3langid on the first user turn, or on all
+  user turns when the first is shorter than :data:`SHORT_TURN_CHARS` ("continue", "hi" say nothing about
+  the language); ``"unknown"`` when there is no user text;
+- percentiles: numpy's default (linear interpolation between the closest ranks).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from oidkit.records import first_user, text
+from oidkit.report.tokens import TokenCounter
+from oidkit.report.verbs import first_word_zh, verb_object
+
+PERCENTILES = (10, 25, 50, 75, 90, 99)
+BATCH = 512
+LANGID_CHARS = 1000
+SHORT_TURN_CHARS = 40
+TOP_VERBS, TOP_OBJECTS, TOP_ZH_WORDS = 20, 4, 20
+
+
+def distribution(values: np.ndarray) -> dict[str, float | int]:
+    """Count, total, mean, min, max and percentiles of ``values`` (zeros when empty)."""
+    if len(values) == 0:
+        return {"count": 0, "total": 0, "mean": 0.0, "min": 0, "max": 0, **{f"p{p}": 0.0 for p in PERCENTILES}}
+    summary: dict[str, float | int] = {
+        "count": len(values), "total": int(values.sum()), "mean": round(float(values.mean()), 3),
+        "min": int(values.min()), "max": int(values.max()),
+    }
+    for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=True):
+        summary[f"p{p}"] = round(float(v), 3)
+    return summary
+
+
+def power_of_two_edges(largest: int) -> list[int]:
+    """Histogram edges 0, 1, 2, 4, ... past ``largest``: lengths span several orders of magnitude."""
+    edges = [0, 1]
+    while edges[-1] <= largest:
+        edges.append(edges[-1] * 2)
+    return edges
+
+
+def batches(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class LanguageGuesser:
+    """py3langid on the user's text as defined above, loaded on first use (meta["lang"] wins when present)."""
+
+    def __init__(self) -> None:
+        self.identifier = None
+
+    def __call__(self, record: dict) -> str:
+        lang = (record.get("meta") or {}).get("lang")
+        if isinstance(lang, str) and lang:
+            return lang
+        sample = first_user(record)[:LANGID_CHARS]
+        if len(sample.strip()) < SHORT_TURN_CHARS:
+            sample = text(record, ("user",))[:LANGID_CHARS]
+        if not sample.strip():
+            return "unknown"
+        if self.identifier is None:
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+            self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
+        return self.identifier.classify(sample)[0]
+
+
+def source_name(record: dict) -> tuple[str, str]:
+    """``(file name, format)`` of a record's source; ``"unknown"`` for what it does not say."""
+    source = record.get("source") or {}
+    file = source.get("file")
+    return (Path(file).name if file else "unknown"), str(source.get("format") or "unknown")
+
+
+def collect(
+    records: Iterable[dict],
+    count_tokens: TokenCounter,
+    *,
+    sample_size: int = 8,
+    seed: int = 0,
+) -> tuple[dict, list[dict]]:
+    """Statistics of ``records`` and a random sample of them (reservoir sampling: one pass, any size)."""
+    guess_language = LanguageGuesser()
+    rng = random.Random(seed)
+    sample: list[dict] = []
+    sources: dict[tuple[str, str], int] = {}
+    languages: dict[str, int] = {}
+    record_source, record_lang, record_turns = [], [], []
+    lengths: dict[str, list[int]] = {"user": [], "assistant": []}
+    owners: dict[str, list[int]] = {"user": [], "assistant": []}
+    roles: Counter[str] = Counter()
+    with_system = 0
+    verbs: Counter[str] = Counter()
+    objects: dict[str, Counter[str]] = defaultdict(Counter)
+    zh_words: Counter[str] = Counter()
+    seen = 0
+    for batch in batches(records, BATCH):
+        texts: dict[str, list[str]] = {"user": [], "assistant": []}
+        for record in batch:
+            index = seen
+            seen += 1
+            if len(sample) < sample_size:
+                sample.append(record)
+            elif (slot := rng.randrange(seen)) < sample_size:
+                sample[slot] = record
+            messages = record.get("messages") or []
+            record_source.append(sources.setdefault(source_name(record), len(sources)))
+            lang = guess_language(record)
+            record_lang.append(languages.setdefault(lang, len(languages)))
+            record_turns.append(sum(m.get("role") != "system" for m in messages))
+            with_system += any(m.get("role") == "system" for m in messages)
+            for m in messages:
+                role = m.get("role")
+                roles[role] += 1
+                if role in texts:
+                    texts[role].append(m.get("content") or "")
+                    owners[role].append(index)
+            if lang == "en":
+                verb, obj = verb_object(first_user(record))
+                if verb:
+                    verbs[verb] += 1
+                    objects[verb][obj or "(no object)"] += 1
+            elif lang == "zh" and (word := first_word_zh(first_user(record))):
+                zh_words[word] += 1
+        for role, role_texts in texts.items():
+            lengths[role].extend(count_tokens(role_texts))
+
+    turns = np.array(record_turns, dtype=np.int64)
+    length_arrays = {role: np.array(values, dtype=np.int64) for role, values in lengths.items()}
+    owner_arrays = {role: np.array(values, dtype=np.int64) for role, values in owners.items()}
+    source_of, lang_of = np.array(record_source, dtype=np.int64), np.array(record_lang, dtype=np.int64)
+
+    def group_rows(names: dict, group_of: np.ndarray) -> list[dict]:
+        rows = []
+        for name, g in names.items():
+            in_group = group_of == g
+            row = {"records": int(in_group.sum()), "share": round(float(in_group.mean()), 4) if seen else 0.0,
+                   "turns_mean": round(float(turns[in_group].mean()), 3)}
+            for role in ("user", "assistant"):
+                mine = length_arrays[role][group_of[owner_arrays[role]] == g] if len(owner_arrays[role]) else []
+                row[f"{role}_tokens_median"] = round(float(np.median(mine)), 3) if len(mine) else 0.0
+            rows.append((name, row))
+        return sorted(rows, key=lambda item: -item[1]["records"])
+
+    largest = max([int(a.max()) for a in length_arrays.values() if len(a)], default=0)
+    edges = power_of_two_edges(largest)
+    stats = {
+        "overview": {
+            "records": seen,
+            "messages": sum(roles.values()),
+            "turns": int(turns.sum()),
+            "user_turns": roles["user"], "assistant_turns": roles["assistant"], "tool_turns": roles["tool"],
+            "records_with_system_prompt": with_system,
+            "user_tokens": int(length_arrays["user"].sum()),
+            "assistant_tokens": int(length_arrays["assistant"].sum()),
+            "sources": len(sources), "languages": len(languages),
+        },
+        "sources": [{"file": file, "format": fmt, **row} for (file, fmt), row in group_rows(sources, source_of)],
+        "languages": [{"lang": lang, **row} for lang, row in group_rows(languages, lang_of)],
+        "turns": {
+            "summary": distribution(turns),
+            "counts": {str(k): v for k, v in sorted(Counter(turns.tolist()).items())},
+        },
+        "tokens": {
+            "user": distribution(length_arrays["user"]),
+            "assistant": distribution(length_arrays["assistant"]),
+            "histogram": {"edges": edges, **{role: np.histogram(a, bins=edges)[0].tolist()
+                                             for role, a in length_arrays.items()}},
+        },
+        "instructions": {
+            "en": {
+                "records": int((lang_of == languages["en"]).sum()) if "en" in languages else 0,
+                "with_verb": sum(verbs.values()),
+                "distinct_verbs": len(verbs),
+                "top_verbs": [{"verb": v, "count": n, "objects": [{"object": o, "count": k}
+                                                                   for o, k in objects[v].most_common(TOP_OBJECTS)]}
+                              for v, n in verbs.most_common(TOP_VERBS)],
+            },
+            "zh": {
+                "records": int((lang_of == languages["zh"]).sum()) if "zh" in languages else 0,
+                "top_first_words": [{"word": w, "count": n} for w, n in zh_words.most_common(TOP_ZH_WORDS)],
+            },
+        },
+    }
+    return stats, sample
+
+
+def reject_summary(
+    rejects: Iterable[dict], *, per_reason: int = 2, limit: int = 24, seed: int = 0
+) -> tuple[dict, list[dict]]:
+    """Counts of rejects by stage, operator and reason (in order of first appearance), and a sample of them.
+
+    The sample holds up to ``per_reason`` rejects of each (operator, reason), reservoir-sampled.
+    """
+    rng = random.Random(seed)
+    counts: Counter[tuple[str, str, str]] = Counter()
+    picked: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    for reject in rejects:
+        key = (str(reject.get("stage", "")), str(reject.get("operator", "")), str(reject.get("reason", "")))
+        counts[key] += 1
+        if len(picked[key]) < per_reason:
+            picked[key].append(reject)
+        elif (slot := rng.randrange(counts[key])) < per_reason:
+            picked[key][slot] = reject
+    summary = {
+        "total": sum(counts.values()),
+        "by_reason": [{"stage": s, "operator": o, "reason": r, "count": n} for (s, o, r), n in counts.items()],
+    }
+    sample = [reject for group in picked.values() for reject in group][:limit]
+    return summary, sample
+
+
+def curation_funnel(curate_stats: dict | None, rejects: dict | None, kept: int) -> dict | None:
+    """Records left after each operator: from the curation stats.json when given, else rebuilt from rejects.
+
+    Without stats.json the input is taken as kept + rejected and each operator as one step in the order
+    its first reject appears; what operators modified is then unknown.
+    """
+    if curate_stats:
+        steps = [{key: op.get(key) for key in ("name", "op", "in", "out", "dropped", "modified", "reasons")}
+                 for op in curate_stats.get("operators", [])]
+        return {"from": "stats", "input": curate_stats.get("input", {}).get("records"),
+                "output": curate_stats.get("output", {}).get("records"), "steps": steps,
+                "seconds": curate_stats.get("seconds"), "engine": curate_stats.get("engine")}
+    if not rejects or not rejects["total"]:
+        return None
+    by_operator: dict[str, dict[str, int]] = {}
+    for row in rejects["by_reason"]:
+        reasons = by_operator.setdefault(row["operator"], {})
+        reasons[row["reason"]] = reasons.get(row["reason"], 0) + row["count"]
+    steps: list[dict[str, Any]] = []
+    remaining = kept + rejects["total"]
+    for operator, reasons in by_operator.items():
+        dropped = sum(reasons.values())
+        steps.append({"name": operator, "op": operator, "in": remaining, "out": remaining - dropped,
+                      "dropped": dropped, "modified": None, "reasons": reasons})
+        remaining -= dropped
+    return {"from": "rejects", "input": kept + rejects["total"], "output": kept, "steps": steps,
+            "seconds": None, "engine": None}

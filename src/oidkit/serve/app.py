@@ -1,0 +1,277 @@
+"""An OpenAI-compatible HTTP API for one local model: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
+
+One CPU model serves one request at a time: a single worker thread takes jobs from a queue in arrival
+order, so concurrent requests wait their turn instead of fighting over the model; a full queue answers
+429. Request handlers stay on the event loop and receive the worker's text deltas through an asyncio
+queue, so streaming, ``/v1/models`` and error answers never wait for the model. Every error is an
+OpenAI-style ``{"error": {"message", "type", "param", "code"}}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from oidkit.serve.generation import Delta, SamplingParams, generate_stream
+
+DEFAULT_MAX_TOKENS = 512
+
+
+class APIError(Exception):
+    """An error answered to the client in OpenAI's shape."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
+                 code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+
+
+def error_response(status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
+                   code: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": type, "param": param, "code": code}}, status)
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class SamplingRequest(BaseModel):
+    """Fields shared by chat and text completions (unknown fields are ignored, as OpenAI clients send many)."""
+
+    model: str
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=16)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+class ChatRequest(SamplingRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+class CompletionRequest(SamplingRequest):
+    prompt: str | list[str]
+
+
+class ModelWorker:
+    """A single thread running generation jobs one after another, in arrival order."""
+
+    def __init__(self, max_queue: int):
+        self.jobs: queue.Queue = queue.Queue(maxsize=max_queue)
+        threading.Thread(target=self._run, name="oid-serve-model", daemon=True).start()
+
+    def submit(self, work: Callable[[], Iterator[Any]]) -> asyncio.Queue:
+        """Queue ``work`` (a function returning an iterator of events); its events arrive on the returned queue,
+        followed by ``None`` (or the exception that stopped it)."""
+        loop, events = asyncio.get_running_loop(), asyncio.Queue()
+        try:
+            self.jobs.put_nowait((work, loop, events))
+        except queue.Full:
+            raise APIError(429, "the server is busy: too many queued requests, retry later",
+                           type="server_busy", code="queue_full") from None
+        return events
+
+    def _run(self) -> None:
+        while True:
+            work, loop, events = self.jobs.get()
+            try:
+                for event in work():
+                    loop.call_soon_threadsafe(events.put_nowait, event)
+                loop.call_soon_threadsafe(events.put_nowait, None)
+            except Exception as e:  # reported to the waiting request; the worker lives on
+                loop.call_soon_threadsafe(events.put_nowait, e)
+
+
+def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 64) -> FastAPI:
+    """The FastAPI application serving ``model`` under the name ``model_name``."""
+    app = FastAPI(title="oidkit OpenAI-compatible server")
+    worker = ModelWorker(max_queue)
+    context_length = int(getattr(model.config, "max_position_embeddings", 2048))
+    created = int(time.time())
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, error: APIError) -> JSONResponse:
+        return error_response(error.status, error.message, error.type, error.param, error.code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0]
+        if first.get("type") == "json_invalid":
+            return error_response(400, f"the request body is not valid JSON: {first.get('msg')}", code="json_invalid")
+        location = [str(part) for part in first.get("loc", ()) if part != "body"]
+        return error_response(400, f"{'.'.join(location) or 'body'}: {first.get('msg')}",
+                              param=location[0] if location else None, code=first.get("type"))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        return error_response(error.status_code, str(error.detail), code=str(error.status_code))
+
+    @app.get("/v1/models")
+    async def list_models() -> dict:
+        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
+                                            "owned_by": "oidkit", "context_length": context_length}]}
+
+    def check(request: SamplingRequest, prompt_ids: list[int], requested: int | None, param: str) -> SamplingParams:
+        if request.model != model_name:
+            raise APIError(404, f"The model '{request.model}' does not exist; this server serves '{model_name}'",
+                           param="model", code="model_not_found")
+        room = context_length - len(prompt_ids)
+        if room <= 0 or (requested is not None and requested > room):
+            raise APIError(400, f"This model's maximum context length is {context_length} tokens. However, you "
+                           f"requested {len(prompt_ids) + (requested or 0)} tokens ({len(prompt_ids)} in the "
+                           f"{param}, {requested or 0} in the completion). Shorten the {param} or max_tokens.",
+                           param=param, code="context_length_exceeded")
+        stop = [request.stop] if isinstance(request.stop, str) else [s for s in request.stop or [] if s]
+        return SamplingParams(max_tokens=requested or min(DEFAULT_MAX_TOKENS, room), temperature=request.temperature,
+                              top_p=request.top_p, stop=stop, seed=request.seed)
+
+    def choices_work(prompts: list[list[int]], params: SamplingParams, n: int) -> Callable[[], Iterator]:
+        """Generation of ``n`` choices per prompt, tagged with their choice index; one seeded sampler for all."""
+        def work() -> Iterator[tuple[int, Delta]]:
+            import torch
+
+            generator = torch.Generator()
+            generator.manual_seed(params.seed if params.seed is not None else torch.seed())
+            for p, prompt_ids in enumerate(prompts):
+                for i in range(n):
+                    for delta in generate_stream(model, tokenizer, prompt_ids, params, generator):
+                        yield p * n + i, delta
+        return work
+
+    async def run(prompts: list[list[int]], request: SamplingRequest, params: SamplingParams,
+                  chunk: Callable[[int, str | None, str | None], dict], complete: Callable[[list[dict]], dict],
+                  ) -> Any:
+        events = worker.submit(choices_work(prompts, params, request.n))
+        usage = {"prompt_tokens": sum(len(p) for p in prompts), "completion_tokens": 0}
+
+        async def deltas() -> AsyncIterator[tuple[int, Delta]]:
+            while (event := await events.get()) is not None:
+                if isinstance(event, Exception):
+                    raise event
+                yield event
+
+        def final_usage() -> dict:
+            return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
+        if not request.stream:
+            texts = [""] * (len(prompts) * request.n)
+            finishes: list[str | None] = [None] * len(texts)
+            async for index, delta in deltas():
+                texts[index] += delta.text
+                if delta.finish_reason:
+                    finishes[index] = delta.finish_reason
+                    usage["completion_tokens"] += delta.completion_tokens
+            return {**complete([{"index": i, "text": t, "finish_reason": f}
+                                for i, (t, f) in enumerate(zip(texts, finishes, strict=True))]),
+                    "usage": final_usage()}
+
+        async def sse() -> AsyncIterator[str]:
+            started = set()
+            try:
+                async for index, delta in deltas():
+                    if index not in started:
+                        started.add(index)
+                        yield f"data: {json.dumps(chunk(index, None, None), ensure_ascii=False)}\n\n"
+                    if delta.text:
+                        yield f"data: {json.dumps(chunk(index, delta.text, None), ensure_ascii=False)}\n\n"
+                    if delta.finish_reason:
+                        usage["completion_tokens"] += delta.completion_tokens
+                        yield f"data: {json.dumps(chunk(index, None, delta.finish_reason), ensure_ascii=False)}\n\n"
+            except Exception as e:  # the status line is sent already: report in the stream
+                error = {"message": f"generation failed: {e}", "type": "server_error", "param": None, "code": None}
+                yield f"data: {json.dumps({'error': error})}\n\n"
+            if request.stream_options and request.stream_options.include_usage:
+                yield f"data: {json.dumps({**chunk(0, None, None), 'choices': [], 'usage': final_usage()})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(sse(), media_type="text/event-stream")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: ChatRequest) -> Any:
+        if not tokenizer.chat_template:
+            raise APIError(400, f"model '{model_name}' has no chat template; use /v1/completions", param="messages")
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                    for m in request.messages]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        params = check(request, prompt_ids, request.max_completion_tokens or request.max_tokens, "messages")
+        reply_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        head = {"id": reply_id, "created": now, "model": model_name, "system_fingerprint": None}
+
+        def chunk(index: int, text: str | None, finish: str | None) -> dict:
+            delta = {"role": "assistant", "content": ""} if text is None and finish is None else (
+                {"content": text} if text is not None else {})
+            return {**head, "object": "chat.completion.chunk",
+                    "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+        def complete(choices: list[dict]) -> dict:
+            return {**head, "object": "chat.completion", "choices": [
+                {"index": c["index"], "message": {"role": "assistant", "content": c["text"]},
+                 "finish_reason": c["finish_reason"], "logprobs": None} for c in choices]}
+
+        return await run([prompt_ids], request, params, chunk, complete)
+
+    @app.post("/v1/completions")
+    async def completions(request: CompletionRequest) -> Any:
+        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+        if not prompts:
+            raise APIError(400, "prompt is an empty list", param="prompt")
+        prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        params = check(request, max(prompt_ids, key=len), request.max_tokens, "prompt")
+        head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model_name,
+                "object": "text_completion"}
+
+        def chunk(index: int, text: str | None, finish: str | None) -> dict:
+            return {**head, "choices": [{"index": index, "text": text or "", "finish_reason": finish,
+                                         "logprobs": None}]}
+
+        def complete(choices: list[dict]) -> dict:
+            return {**head, "choices": [{**c, "logprobs": None} for c in choices]}
+
+        return await run(prompt_ids, request, params, chunk, complete)
+
+    return app
+
+
+def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
+               max_queue: int = 64) -> None:
+    """Load the model and serve it with uvicorn until interrupted."""
+    import uvicorn
+
+    from oidkit.serve.generation import load_serving_model, served_model_name
+
+    model, tokenizer = load_serving_model(name_or_path)
+    app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_queue=max_queue)
+    uvicorn.run(app, host=host, port=port, log_level="info")

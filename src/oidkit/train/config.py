@@ -1,0 +1,134 @@
+"""The training config: one YAML file, ``key=value`` overrides (torchtune style), validated before any work.
+
+Example ``recipes/train_demo.yaml``::
+
+    model: {name: smollm2-135m-instruct}
+    data: {train: demo-out/curated/train.jsonl, max_seq_len: 512, packing: true}
+    method: lora
+    lora: {r: 16, alpha: 32}
+    optim: {lr: 2.0e-4, warmup_steps: 5}
+    train: {output_dir: demo-out/train, batch_size: 2, max_steps: 50}
+
+Override from the command line with dotted keys: ``oid train cfg.yaml optim.lr=1e-4 train.max_steps=10``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from oidkit.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(Section):
+    name: str = Field(description="local folder, .gguf file, alias (oid models list) or hub id")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class DataSection(Section):
+    train: str | list[str]
+    validation: str | list[str] | None = Field(None, description="validation records; else val_fraction of train")
+    val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    max_records: int | None = Field(None, gt=0, description="use only the first N training records")
+    chat_template: str | None = Field(None, description="None: the model's own; 'chatml'; or a .jinja file")
+    train_on: Literal["assistant", "all", "last_assistant"] = "assistant"
+    max_seq_len: int = Field(512, gt=8)
+    overlong: Literal["drop", "truncate"] = Field(
+        "drop", description="records whose first answer does not fit: drop them, or truncate them (counted)")
+    packing: bool = True
+    num_proc: int = Field(1, ge=1, description="processes that tokenise")
+    cache_dir: str | None = Field(None, description="tokenisation cache (default: $OIDKIT_CACHE/tokenized)")
+
+
+class LoraSection(Section):
+    r: int = Field(8, gt=0)
+    alpha: float = 16.0
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | str = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class OptimSection(Section):
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="final lr as a fraction of lr (cosine, linear)")
+    grad_clip: float | None = Field(1.0, gt=0)
+
+
+class LoopSection(Section):
+    output_dir: str
+    seed: int = 42
+    batch_size: int = Field(4, gt=0, description="sequences per micro-batch per process")
+    grad_accum: int = Field(1, gt=0)
+    max_steps: int = Field(100, gt=0, description="optimizer steps")
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    eval_every: int = Field(0, ge=0, description="evaluate every N steps (0: only at the end)")
+    eval_batches: int | None = Field(None, gt=0, description="cap on validation batches per evaluation")
+    early_stopping_patience: int | None = Field(None, gt=0, description="evaluations without improvement")
+    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
+    log_every: int = Field(1, gt=0)
+    device: str = "cpu"
+    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+
+
+class TrainConfig(Section):
+    model: ModelSection
+    data: DataSection
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraSection = LoraSection()
+    optim: OptimSection = OptimSection()
+    train: LoopSection
+
+    @model_validator(mode="after")
+    def _eval_needs_data(self) -> TrainConfig:
+        wants_eval = self.train.eval_every or self.train.early_stopping_patience
+        if wants_eval and not (self.data.validation or self.data.val_fraction):
+            raise ValueError("train.eval_every / early_stopping_patience need data.validation or data.val_fraction")
+        return self
+
+
+def apply_override(tree: dict, override: str) -> None:
+    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (numbers, lists, booleans)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} is not key=value; example: optim.lr=1e-4")
+    node = tree
+    *parents, leaf = key.strip().split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
+    node[leaf] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = (), base: dict[str, Any] | None = None) -> TrainConfig:
+    """Read a YAML config (or start from ``base``), apply ``key=value`` overrides, validate."""
+    tree: dict[str, Any] = dict(base or {})
+    if path is not None:
+        try:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    for override in overrides:
+        apply_override(tree, override)
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{path or 'config'}: invalid training config: {problems}") from None
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved config as YAML: every run folder says how it was made."""
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -1,0 +1,46 @@
+"""``oid export``: turn a run folder into a standalone Hugging Face model folder.
+
+``merge`` folds LoRA adapters into the base weights (peft ``merge_and_unload``) so plain ``transformers``
+loads the result without oidkit or peft. Other formats (e.g. GGUF) are added as further functions here.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from oidkit.errors import ConfigError
+
+
+def run_weights(run_dir: str | Path, which: str = "best") -> Path:
+    """``RUN/best`` (falls back to ``RUN/last`` when no evaluation ran) or ``RUN/last``."""
+    run_dir = Path(run_dir)
+    for name in ([which, "last"] if which == "best" else [which]):
+        if (run_dir / name / "tokenizer_config.json").exists():
+            return run_dir / name
+    raise ConfigError(f"{run_dir}: no trained weights in {which}/ or last/; is this an `oid train` output folder "
+                      "of a finished run?")
+
+
+def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "best", dtype: str = "float32") -> Path:
+    """Write base model + merged adapter (or the fully fine-tuned model) with its tokenizer to ``out_dir``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from oidkit.models import resolve_model
+
+    weights, out_dir = run_weights(run_dir, which), Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(weights)
+    if (weights / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+        base = AutoModelForCausalLM.from_pretrained(resolve_model(config["model"]["name"]), dtype=getattr(torch, dtype))
+        model = PeftModel.from_pretrained(base, weights).merge_and_unload()
+        model.save_pretrained(out_dir)
+    else:
+        shutil.copytree(weights, out_dir, dirs_exist_ok=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

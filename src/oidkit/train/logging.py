@@ -1,0 +1,72 @@
+"""Training metrics: a CSV file always, TensorBoard when installed, a loss-curve PNG at the end."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+class MetricsLog:
+    """Append rows of metrics (train and eval) to ``RUN/metrics.csv`` and, if available, TensorBoard."""
+
+    FIELDS = ("step", "split", "loss", "lr", "tokens", "tokens_per_s", "grad_norm", "elapsed_s")
+
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, append: bool = False):
+        self.path = Path(run_dir) / "metrics.csv"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not (append and self.path.exists())
+        self._file = open(self.path, "w" if fresh else "a", newline="")  # noqa: SIM115 - closed in close()
+        self._writer = csv.DictWriter(self._file, fieldnames=self.FIELDS, extrasaction="ignore")
+        if fresh:
+            self._writer.writeheader()
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            except ImportError:  # tensorboard is optional
+                self._tb = None
+
+    def log(self, row: dict) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+        if self._tb is not None:
+            for key in ("loss", "lr", "tokens_per_s", "grad_norm"):
+                if row.get(key) is not None:
+                    self._tb.add_scalar(f"{row['split']}/{key}", row[key], row["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Rows of a ``metrics.csv`` with numbers parsed."""
+    with open(path, newline="") as f:
+        return [{k: (float(v) if v not in ("", None) and k != "split" else v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def plot_loss(metrics_csv: str | Path, out_png: str | Path) -> Path:
+    """Train and eval loss against step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_csv)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for split, style in (("train", "-"), ("eval", "o-")):
+        points = [(r["step"], r["loss"]) for r in rows if r["split"] == split]
+        if points:
+            ax.plot(*zip(*points, strict=True), style, label=f"{split} loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (nats / target token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return Path(out_png)

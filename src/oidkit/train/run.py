@@ -1,0 +1,171 @@
+"""``oid train``: config -> model (+ LoRA) -> tokenised, packed data -> loop -> checkpoints, weights, plots.
+
+Run folder layout::
+
+    RUN/config.yaml          the validated config (how this result was made)
+    RUN/data.json            tokenisation counts (kept, truncated, dropped, tokens, cache hit/miss)
+    RUN/metrics.csv          one row per step (train) and per evaluation (eval); RUN/tensorboard/ if installed
+    RUN/checkpoints/step-N/  resumable state (trainable weights, optimizer, scheduler, RNG, data position)
+    RUN/last/, RUN/best/     adapter (LoRA) or full weights in safetensors, with the tokenizer and template
+    RUN/loss.png, RUN/summary.json
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from oidkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from oidkit.train.config import TrainConfig, save_config
+from oidkit.train.data import load_tokenized
+from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
+from oidkit.train.logging import MetricsLog, plot_loss
+from oidkit.train.loop import LoopSettings, LoopState, train_loop
+from oidkit.train.optim import build_optimizer, build_scheduler
+from oidkit.train.packing import BatchSource, eval_batches, pack_examples, single_rows
+from oidkit.train.templates import resolve_chat_template
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_base(config: TrainConfig) -> tuple[Any, Any]:
+    """The base model in train mode and its tokenizer (pad falls back to eos)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from oidkit.models import resolve_model
+
+    where = resolve_model(config.model.name)
+    tokenizer = AutoTokenizer.from_pretrained(where)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, config.model.dtype))
+    return model.to(config.train.device), tokenizer
+
+
+def apply_method(model: Any, config: TrainConfig) -> Any:
+    """Wrap in LoRA adapters (peft) or make every parameter trainable (full fine-tuning)."""
+    if config.method == "full":
+        model.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = config.lora
+    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+
+
+def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
+                 progress: Any = None) -> tuple[list[dict], list[dict], dict]:
+    """``(train_examples, eval_examples, counts)``; process 0 tokenises, the others then read its cache."""
+    data = config.data
+    options = {"train_on": data.train_on, "max_seq_len": data.max_seq_len, "overlong": data.overlong}
+    load = dict(num_proc=data.num_proc, cache_dir=data.cache_dir, progress=progress, **options)
+    for turn in ("main", "others"):
+        if (turn == "main") == ctx.is_main:
+            train, counts = load_tokenized(data.train, tokenizer, template, max_records=data.max_records, **load)
+            held_out, eval_counts = (load_tokenized(data.validation, tokenizer, template, **load)
+                                     if data.validation else ([], None))
+        barrier(ctx)
+    if not train:
+        from oidkit.errors import ConfigError
+
+        raise ConfigError(f"{data.train}: no trainable example left after tokenisation ({counts}); raise "
+                          "data.max_seq_len or set data.overlong=truncate")
+    if data.val_fraction and not data.validation:
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.train.seed)).tolist()
+        cut = max(1, int(len(train) * data.val_fraction))
+        held_out, train = [train[i] for i in order[:cut]], [train[i] for i in order[cut:]]
+    return train, held_out, {"train": counts, "validation": eval_counts, "train_examples": len(train),
+                             "eval_examples": len(held_out)}
+
+
+def save_weights(model: Any, tokenizer: Any, folder: Path) -> None:
+    """Adapter (peft) or full model in safetensors, with the tokenizer (and the chat template used)."""
+    getattr(model, "module", model).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def run_training(config: TrainConfig, *, resume: bool = False, console: Any = None) -> dict:
+    """Train as configured; returns the summary written to ``RUN/summary.json``."""
+    from rich.console import Console
+
+    from oidkit.train.progress import TrainProgress
+
+    ctx = init_distributed(config.train.device)
+    console = console or Console(stderr=True)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    run_dir = Path(config.train.output_dir)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+    seed_everything(config.train.seed)
+    model, tokenizer = load_base(config)
+    template = resolve_chat_template(tokenizer, config.data.chat_template)
+    tokenizer.chat_template = template
+    with TrainProgress(console, enabled=ctx.is_main) as bars:
+        train, held_out, counts = prepare_data(config, tokenizer, template, ctx, progress=bars.tokenising)
+        if ctx.is_main:
+            (run_dir / "data.json").write_text(json.dumps(counts, indent=2))
+        pack = (lambda ex: pack_examples(ex, config.data.max_seq_len)) if config.data.packing else single_rows
+        source = BatchSource(train, pack(train), batch_size=config.train.batch_size, pad_id=tokenizer.pad_token_id,
+                             seed=config.train.seed, rank=ctx.rank, world=ctx.world)
+        validation = eval_batches(held_out, pack(held_out), config.train.batch_size, tokenizer.pad_token_id,
+                                  config.train.eval_batches) if held_out else None
+
+        model = apply_method(model, config)
+        optim = config.optim
+        optimizer = build_optimizer(model, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
+        scheduler = build_scheduler(optimizer, total_steps=config.train.max_steps, warmup_steps=optim.warmup_steps,
+                                    schedule=optim.schedule, min_ratio=optim.min_lr_ratio)
+        state = LoopState()
+        checkpoint = latest_checkpoint(run_dir) if resume else None
+        if checkpoint is not None:
+            restored = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
+            state = LoopState(**restored["loop"])
+            console.print(f"resumed from {checkpoint} at step {state.step}")
+        if ctx.world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(model)
+
+        def on_checkpoint(s: LoopState) -> None:
+            if ctx.is_main:
+                save_checkpoint(run_dir / "checkpoints" / f"step-{s.step:06d}", model=getattr(model, "module", model),
+                                optimizer=optimizer, scheduler=scheduler, step=s.step, loop_state=s.to_dict())
+
+        def on_best(s: LoopState) -> None:
+            if ctx.is_main:
+                save_weights(model, tokenizer, run_dir / "best")
+
+        t = config.train
+        settings = LoopSettings(max_steps=t.max_steps, grad_accum=t.grad_accum, grad_clip=optim.grad_clip,
+                                precision=t.precision, eval_every=t.eval_every,
+                                early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
+                                log_every=t.log_every, device=t.device)
+        metrics = MetricsLog(run_dir, append=checkpoint is not None) if ctx.is_main else None
+        bars.start_training(t.max_steps, state.step)
+        state = train_loop(model, optimizer, scheduler, source, settings, state=state, eval_batches=validation,
+                           log=metrics.log if metrics else None, on_checkpoint=on_checkpoint, on_best=on_best,
+                           progress=bars.step)
+    if t.save_every and state.step % t.save_every:
+        on_checkpoint(state)
+    ranks = gather(ctx, {"rank": ctx.rank, "first_rows": source.row_ids(0),
+                         "param_checksum": sum(float(p.double().sum()) for p in model.parameters() if p.requires_grad)})
+    summary = {"steps": state.step, "stopped_early": state.stopped_early, "tokens": state.tokens,
+               "final_train_loss": state.history[-1]["loss"] if state.history else None,
+               "best_eval_loss": state.best_eval if validation else None, "data": counts, "ranks": ranks}
+    if ctx.is_main:
+        metrics.close()
+        save_weights(model, tokenizer, run_dir / "last")
+        plot_loss(run_dir / "metrics.csv", run_dir / "loss.png")
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    shutdown(ctx)
+    return summary

@@ -1,0 +1,101 @@
+"""Chat template -> token ids and shifted labels, with the loss only where it belongs.
+
+The assistant spans are found by rendering the template incrementally: the text of ``messages[:i]``
+with the generation prompt ends exactly where assistant turn ``i`` starts, and the text of
+``messages[:i+1]`` ends where it stops. Character spans then map to tokens through the tokenizer's
+offsets, so any template whose renderings of prefixes are prefixes of the full rendering works
+(ChatML, Llama 3, Mistral, SmolLM2's default-system-prompt template, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from oidkit.errors import ConfigError
+
+IGNORE_INDEX = -100
+TrainOn = Literal["assistant", "all", "last_assistant"]
+
+
+def resolve_chat_template(tokenizer: Any, chat_template: str | None) -> str:
+    """The template to use: the tokenizer's own, ``chatml``, a ``.jinja`` file, or an inline template."""
+    if chat_template is None:
+        if not tokenizer.chat_template:
+            raise ConfigError("the tokenizer has no chat template; set data.chat_template to 'chatml' or a .jinja file")
+        return tokenizer.chat_template
+    if chat_template == "chatml":
+        from oidkit.models.tiny import CHATML_TEMPLATE
+
+        return CHATML_TEMPLATE
+    if chat_template.endswith(".jinja"):
+        path = Path(chat_template)
+        if not path.exists():
+            raise ConfigError(f"data.chat_template: file {chat_template} not found")
+        return path.read_text()
+    return chat_template
+
+
+def plain_messages(record: dict) -> list[dict]:
+    """The messages as the template sees them: role and content (tool calls and names when present)."""
+    keep = ("role", "content", "tool_calls", "name")
+    return [{k: m[k] for k in keep if m.get(k) is not None} for m in record["messages"]]
+
+
+def render(tokenizer: Any, template: str, messages: list[dict], generation_prompt: bool = False) -> str:
+    """The template's text for ``messages``."""
+    return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+                                         add_generation_prompt=generation_prompt)
+
+
+def assistant_char_spans(tokenizer: Any, template: str, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """The full text and the ``(start, end)`` character span of every assistant turn in it."""
+    full = render(tokenizer, template, messages)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(render(tokenizer, template, messages[:i], generation_prompt=True)) if i else 0
+        end_text = render(tokenizer, template, messages[: i + 1])
+        if not full.startswith(end_text):
+            raise ConfigError("the chat template does not render conversation prefixes as prefixes of the whole "
+                              "conversation, so assistant turns cannot be located; use data.train_on=all or "
+                              "another data.chat_template")
+        spans.append((start, len(end_text)))
+    return full, spans
+
+
+def encode_record(
+    record: dict, tokenizer: Any, template: str, *, train_on: TrainOn = "assistant", max_seq_len: int = 512,
+    overlong: Literal["drop", "truncate"] = "drop",
+) -> tuple[dict | None, str]:
+    """``({"input_ids", "labels"}, status)`` for one record; status is ``ok``, ``truncated`` or ``dropped``.
+
+    ``labels[t]`` is the token the model must predict at position ``t`` (already shifted), or -100, so
+    records concatenate for packing without a target crossing a record boundary. ``truncated`` means tokens
+    after the first assistant answer were cut; a cut inside the first answer is ``dropped`` unless
+    ``overlong="truncate"``, which keeps it as ``truncated_answer``.
+    """
+    full, spans = assistant_char_spans(tokenizer, template, plain_messages(record))
+    encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+    if train_on == "last_assistant":
+        spans = spans[-1:]
+    if train_on == "all":
+        trained = [True] * len(ids)
+    else:
+        trained = [any(s <= start < e for s, e in spans) for start, _ in offsets]
+    status = "ok"
+    if len(ids) > max_seq_len:
+        first_answer_end = sum(1 for start, _ in offsets if start < spans[0][1]) if spans else 0
+        if first_answer_end > max_seq_len:
+            if overlong == "drop":
+                return None, "dropped"
+            status = "truncated_answer"
+        else:
+            status = "truncated"
+        ids, trained = ids[:max_seq_len], trained[:max_seq_len]
+    labels = [ids[t + 1] if trained[t + 1] else IGNORE_INDEX for t in range(len(ids) - 1)] + [IGNORE_INDEX]
+    if all(label == IGNORE_INDEX for label in labels):
+        return None, "dropped"
+    return {"input_ids": ids, "labels": labels}, status

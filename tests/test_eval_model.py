@@ -1,0 +1,144 @@
+"""Perplexity, multiple choice, task detection, the judge and the comparison report on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from oidkit.errors import InputError
+from oidkit.evaluate.choice import ChoiceExample, continuation_logprobs, evaluate_choices
+from oidkit.evaluate.judge import pairwise, parse_verdict
+from oidkit.evaluate.perplexity import perplexity, tokenize_for_loss
+from oidkit.evaluate.run import EvalOptions, compare_models, write_report
+from oidkit.evaluate.tasks import load_task
+from oidkit.models import load_model
+
+RECORDS = [
+    {"id": "r1", "messages": [{"role": "user", "content": "What is two plus two?"},
+                              {"role": "assistant", "content": "It is four."}]},
+    {"id": "r2", "messages": [{"role": "system", "content": "Be brief."},
+                              {"role": "user", "content": "你好"},
+                              {"role": "assistant", "content": "你好，世界！"},
+                              {"role": "user", "content": "The quick brown fox?"},
+                              {"role": "assistant", "content": "Jumps over the lazy dog."}]},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_path):
+    return load_model(tiny_model_path)
+
+
+def test_assistant_mask_covers_exactly_the_assistant_turns(tiny):
+    _, tokenizer = tiny
+    input_ids, labels = tokenize_for_loss(RECORDS[1], tokenizer)
+    scored = tokenizer.decode([t for t, lab in zip(input_ids, labels, strict=True) if lab != -100])
+    assert scored == "你好，世界！<|im_end|>\nJumps over the lazy dog.<|im_end|>\n"
+    assert tokenize_for_loss(RECORDS[1], tokenizer, assistant_only=False)[1] == input_ids
+
+
+def test_perplexity_equals_transformers_loss_and_is_batch_invariant(tiny):
+    model, tokenizer = tiny
+    expected = []
+    for record in RECORDS:
+        input_ids, labels = tokenize_for_loss(record, tokenizer)
+        with torch.no_grad():
+            loss = model(input_ids=torch.tensor([input_ids]), labels=torch.tensor([labels])).loss
+        expected.append(math.exp(float(loss)))
+    single = perplexity(model, tokenizer, RECORDS, batch_size=1)
+    batched = perplexity(model, tokenizer, RECORDS, batch_size=2)
+    assert [r["perplexity"] for r in single["per_record"]] == pytest.approx(expected, rel=1e-5)
+    assert [r["perplexity"] for r in batched["per_record"]] == pytest.approx(expected, rel=1e-4)
+    assert batched["perplexity"] == pytest.approx(single["perplexity"], rel=1e-4)
+    everything = perplexity(model, tokenizer, RECORDS, assistant_only=False)
+    assert everything["tokens"] > single["tokens"]
+
+
+def test_continuation_logprobs_equal_a_manual_sum(tiny):
+    model, tokenizer = tiny
+    context, continuation = "Answer:", " B"
+    ids = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    n_context = len(tokenizer(context, add_special_tokens=False)["input_ids"])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], dim=-1)
+    manual = sum(float(logprobs[t - 1, ids[t]]) for t in range(n_context, len(ids)))
+    assert continuation_logprobs(model, tokenizer, context, [continuation, " A"])[0] == pytest.approx(manual, abs=1e-4)
+
+
+def test_multiple_choice_picks_the_most_likely_letter(tiny):
+    model, tokenizer = tiny
+    examples = [ChoiceExample(str(i), "2+2?", ["3", "4", "5", "6"], answer=i) for i in range(4)]
+    result = evaluate_choices(model, tokenizer, examples)
+    # the prompt is identical, so one letter wins every time and exactly one of the four answers is right
+    assert len({e["predicted"] for e in result["examples"]}) == 1
+    assert result["metrics"]["accuracy"] == 0.25
+    assert result["metrics"]["ci95_low"] < 0.25 < result["metrics"]["ci95_high"]
+
+
+def test_tasks_are_detected_from_the_real_files(shared_data):
+    assert load_task(shared_data / "gsm8k_test.jsonl", limit=3).kind == "gsm8k"
+    si = load_task(shared_data / "self_instruct_user_oriented_eval.jsonl", limit=3)
+    assert si.kind == "generation" and si.examples[0].reference
+    belle = load_task(shared_data / "belle_zh_eval_set.jsonl", limit=3)
+    assert belle.kind == "generation" and belle.examples[0].reference
+    cmmlu = load_task(shared_data / "cmmlu" / "test" / "nutrition.csv", limit=4, shots=2)
+    assert cmmlu.kind == "choice" and len(cmmlu.examples) == 4 and len(cmmlu.examples[0].shots) == 2
+    assert all(len(e.choices) == 4 for e in cmmlu.examples)
+
+
+def test_unknown_fields_raise_an_input_error(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_text('{"foo": 1}\n')
+    with pytest.raises(InputError, match="cannot tell the task"):
+        load_task(path)
+    path.write_text('{"question": "q", "choices": ["a", "b"], "answer": "D"}\n')
+    with pytest.raises(InputError, match="line 1"):
+        load_task(path)
+
+
+def test_judge_asks_both_orders_and_cancels_position_bias():
+    questions = ["q1", "q2", "q3"]
+    first = ["GOOD one", "bad", "GOOD too"]
+    second = ["bad", "GOOD", "GOOD also"]
+    seen = []
+
+    def content_judge(prompts):  # prefers the answer containing GOOD, wherever it stands
+        seen.extend(prompts)
+        replies = []
+        for p in prompts:
+            text = p[1]["content"]
+            a = text.split("[The Start of Assistant A's Answer]\n")[1].split("\n[The End")[0]
+            b = text.split("[The Start of Assistant B's Answer]\n")[1].split("\n[The End")[0]
+            replies.append("[[C]]" if ("GOOD" in a) == ("GOOD" in b) else "[[A]]" if "GOOD" in a else "I pick [[B]]")
+        return replies
+
+    result = pairwise(questions, first, second, content_judge)
+    assert len(seen) == 6 and "GOOD one" in seen[0][1]["content"].split("Assistant B")[0]
+    assert [q["outcome"] for q in result["per_question"]] == ["win", "loss", "tie"]
+    assert result["summary"] == {"win": 1, "tie": 1, "loss": 1, "unparsable_verdicts": 0, "win_rate": 0.5}
+    biased = pairwise(questions, first, second, lambda prompts: ["[[A]]"] * len(prompts))
+    assert biased["summary"]["tie"] == 3
+    garbled = pairwise(["q"], ["x"], ["y"], lambda prompts: ["no verdict", "[[A]]"])
+    assert garbled["summary"]["loss"] == 1 and garbled["summary"]["unparsable_verdicts"] == 1
+    assert parse_verdict("first [[A]] then finally [[B]]") == "B"
+
+
+def test_compare_writes_side_by_side_reports(tiny_model_path, tmp_path):
+    data = tmp_path / "held_out.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS))
+    task = load_task(data)
+    report = compare_models(str(tiny_model_path), str(tiny_model_path) + "/", [task],
+                            EvalOptions(max_new_tokens=4, batch_size=2),
+                            judge=lambda prompts: ["[[C]]"] * len(prompts))
+    json_path, md_path = write_report(report, tmp_path / "out")
+    saved = json.loads(json_path.read_text())
+    a, b = saved["models"]
+    assert saved["results"][a]["held_out"]["metrics"]["perplexity"] == pytest.approx(
+        saved["results"][b]["held_out"]["metrics"]["perplexity"])
+    assert len(saved["results"][a]["held_out"]["examples"]) == 2
+    assert saved["judge"]["held_out"]["summary"]["tie"] == 2
+    markdown = md_path.read_text()
+    assert "| perplexity |" in markdown and "| rougeL |" in markdown and "| r2 |" in markdown

@@ -1,0 +1,49 @@
+"""Model resolution: folders, aliases converted once from the packaged GGUF, the cache listing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from oidkit.errors import ConfigError
+from oidkit.models import load_model, resolve_model
+from oidkit.models.gguf_convert import convert_gguf
+from oidkit.models.registry import is_converted, list_models, package_gguf
+
+
+@pytest.fixture(scope="session")
+def smollm2_model_dir(smollm2_gguf, tmp_path_factory) -> Path:
+    """The packaged SmolLM2 GGUF converted once per session into ``<tmp>/oidkit-cache/models/<alias>``."""
+    folder = tmp_path_factory.getbasetemp() / "oidkit-cache" / "models" / "smollm2-135m-instruct"
+    return folder if is_converted(folder) else convert_gguf(smollm2_gguf, folder)
+
+
+def test_a_local_folder_resolves_to_itself_and_loads(tiny_model_path):
+    assert resolve_model(tiny_model_path) == tiny_model_path
+    model, tokenizer = load_model(tiny_model_path)
+    assert not model.training and tokenizer.pad_token is not None
+
+
+def test_unknown_names_pass_through_as_hub_ids_and_unknown_aliases_explain(tmp_path, monkeypatch):
+    monkeypatch.setenv("OIDKIT_CACHE", str(tmp_path))
+    assert resolve_model("someone/some-model") == "someone/some-model"
+    with pytest.raises(ConfigError, match="known aliases: smollm2-135m-instruct"):
+        package_gguf("no-such-model")
+    assert [row["alias"] for row in list_models()] == ["smollm2-135m-instruct"]
+    assert list_models()[0]["cached"] is False
+
+
+@pytest.mark.real
+def test_smollm2_alias_is_converted_once_then_loads_fast_and_answers(smollm2_model_dir, monkeypatch):
+    monkeypatch.setenv("OIDKIT_CACHE", str(smollm2_model_dir.parents[1]))
+    assert resolve_model("smollm2-135m-instruct") == smollm2_model_dir
+    assert list_models()[0]["cached"] is True
+    started = time.perf_counter()
+    model, tokenizer = load_model("smollm2-135m-instruct")
+    assert time.perf_counter() - started < 5  # a safetensors read, not a GGUF dequantisation
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    output = model.generate(**prompt, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(output[0, prompt["input_ids"].shape[1]:])
