@@ -5,7 +5,7 @@ with ``rouge_score`` and drop it when the best ROUGE-L F exceeds 0.7. All pairs 
 ~17k instructions, so the peer runs on a subset (where both must make exactly the same decisions) and
 its full-set time is extrapolated from its per-comparison cost, and printed as such.
 
-    python benchmarks/bench_novelty.py --subset 300 --out bench-out/novelty.json
+    python benchmarks/bench_novelty.py --subset 120 --out bench-out/novelty.json
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--subset", type=int, default=300, help="instructions the rouge-score peer runs on")
+    parser.add_argument("--subset", type=int, default=120, help="instructions the rouge-score peer runs on")
     parser.add_argument("--threshold", type=float, default=0.7)
     parser.add_argument("--limit", type=int, default=None, help="use only the first N records")
     parser.add_argument("--out", default=None)

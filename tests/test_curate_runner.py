@@ -191,11 +191,11 @@ assert "torch" not in sys.modules, "torch imported"
 @pytest.mark.real
 def test_default_recipe_on_real_sharegpt_accounts_for_every_record(sharegpt_file, shared_data, tmp_path,
                                                                    monkeypatch):
-    """The default recipe on the first 3,000 salvaged records of the real file (the demo runs all of it)."""
+    """The default recipe on the first 2,000 salvaged records of the real file (the demo runs all of it)."""
     from oidkit.io import read_records
 
     monkeypatch.setenv("OIDKIT_SHARED_DATA", str(shared_data))
-    records = list(islice(read_records(sharegpt_file, salvage=True, on_reject=lambda reject: None), 3000))
+    records = list(islice(read_records(sharegpt_file, salvage=True, on_reject=lambda reject: None), 2000))
     write_jsonl(tmp_path / "sharegpt.jsonl", records)
     out = tmp_path / "curated"
     recipe = load_recipe(ROOT / "recipes" / "default.yaml", [f"input={tmp_path / 'sharegpt.jsonl'}", f"output={out}"])

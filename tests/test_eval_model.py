@@ -11,10 +11,11 @@ import torch
 from oidkit.errors import InputError
 from oidkit.evaluate.choice import ChoiceExample, continuation_logprobs, evaluate_choices
 from oidkit.evaluate.judge import pairwise, parse_verdict
-from oidkit.evaluate.perplexity import perplexity, tokenize_for_loss
+from oidkit.evaluate.perplexity import perplexity
 from oidkit.evaluate.run import EvalOptions, compare_models, write_report
 from oidkit.evaluate.tasks import load_task
 from oidkit.models import load_model
+from oidkit.train.templates import encode_record
 
 RECORDS = [
     {"id": "r1", "messages": [{"role": "user", "content": "What is two plus two?"},
@@ -32,19 +33,20 @@ def tiny(tiny_model_path):
     return load_model(tiny_model_path)
 
 
-def test_assistant_mask_covers_exactly_the_assistant_turns(tiny):
-    _, tokenizer = tiny
-    input_ids, labels = tokenize_for_loss(RECORDS[1], tokenizer)
-    scored = tokenizer.decode([t for t, lab in zip(input_ids, labels, strict=True) if lab != -100])
-    assert scored == "你好，世界！<|im_end|>\nJumps over the lazy dog.<|im_end|>\n"
-    assert tokenize_for_loss(RECORDS[1], tokenizer, assistant_only=False)[1] == input_ids
+def hf_labels(record, tokenizer, train_on="assistant"):
+    """Unshifted labels as transformers' loss expects them, from training's shifted ones."""
+    encoded, _ = encode_record(record, tokenizer, tokenizer.chat_template, train_on=train_on)
+    return encoded["input_ids"], [-100, *encoded["labels"][:-1]]
 
 
 def test_perplexity_equals_transformers_loss_and_is_batch_invariant(tiny):
     model, tokenizer = tiny
+    input_ids, labels = hf_labels(RECORDS[1], tokenizer)
+    scored = tokenizer.decode([t for t, lab in zip(input_ids, labels, strict=True) if lab != -100])
+    assert scored == "你好，世界！<|im_end|>\nJumps over the lazy dog.<|im_end|>\n"  # only the assistant turns
     expected = []
     for record in RECORDS:
-        input_ids, labels = tokenize_for_loss(record, tokenizer)
+        input_ids, labels = hf_labels(record, tokenizer)
         with torch.no_grad():
             loss = model(input_ids=torch.tensor([input_ids]), labels=torch.tensor([labels])).loss
         expected.append(math.exp(float(loss)))
@@ -54,6 +56,10 @@ def test_perplexity_equals_transformers_loss_and_is_batch_invariant(tiny):
     assert [r["perplexity"] for r in batched["per_record"]] == pytest.approx(expected, rel=1e-4)
     assert batched["perplexity"] == pytest.approx(single["perplexity"], rel=1e-4)
     everything = perplexity(model, tokenizer, RECORDS, assistant_only=False)
+    input_ids, labels = hf_labels(RECORDS[0], tokenizer, "all")
+    with torch.no_grad():
+        loss = model(input_ids=torch.tensor([input_ids]), labels=torch.tensor([labels])).loss
+    assert everything["per_record"][0]["perplexity"] == pytest.approx(math.exp(float(loss)), rel=1e-5)
     assert everything["tokens"] > single["tokens"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -47,9 +48,11 @@ def test_convert_bad_role_map_is_a_message_not_a_traceback(tmp_path):
     assert result.exit_code == 2 and "role map targets must be one of" in result.output
 
 
-def test_convert_truncated_input_fails_and_leaves_no_output(tmp_path):
-    src = tmp_path / "cut.json"
-    src.write_text(json.dumps([GOOD, GOOD])[:-20])
+@pytest.mark.parametrize("name", ["cut.json", "cut.json.gz"])  # plain: fails fast from the tail; gz: at the end
+def test_convert_truncated_input_fails_and_leaves_no_output(tmp_path, name):
+    src = tmp_path / name
+    text = json.dumps([GOOD, GOOD])[:-20].encode()
+    src.write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
     out = tmp_path / "o.parquet"
     result = runner.invoke(app, ["convert", str(src), str(out)])
     assert result.exit_code != 0 and "truncated JSON array" in str(result.exception)
@@ -63,6 +66,7 @@ def test_convert_strict_stops_at_the_first_problem(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [GOOD, EMPTY])
     result = runner.invoke(app, ["convert", src, str(tmp_path / "o.jsonl"), "--strict"])
     assert result.exit_code != 0 and "empty_conversation" in str(result.exception)
+    assert not (tmp_path / "o.jsonl").exists()  # the first record was written, then removed with the failure
 
 
 def test_inspect_json_counts(tmp_path):
@@ -97,3 +101,30 @@ def test_validate_lists_problems_and_exits_non_zero(tmp_path):
 def test_help_has_an_example(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "oid " + command in result.output
+
+
+def test_convert_refuses_to_overwrite_its_input(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [GOOD])
+    result = runner.invoke(app, ["convert", src, src])
+    assert result.exit_code != 0 and "also an input" in str(result.exception)
+    assert json.loads((tmp_path / "in.jsonl").read_text()) == GOOD
+
+
+def chat(user: str, assistant: str) -> dict:
+    return {"conversations": [{"from": "human", "value": user}, {"from": "gpt", "value": assistant}]}
+
+
+def test_inspect_counts_languages_with_py3langid(tmp_path):
+    zh = chat("请用三句话介绍一下长城的历史。", "长城始建于春秋战国时期，秦朝统一后连接成万里长城，明朝又大规模重修。")
+    en = chat("Please describe the history of the Great Wall.", "It was begun in the Warring States period.")
+    result = runner.invoke(app, ["inspect", write_jsonl(tmp_path / "in.jsonl", [zh, en, zh]), "--json"])
+    assert json.loads(result.stdout)["languages"] == {"zh": 2, "en": 1}
+
+
+def test_convert_allow_keeps_non_alternating_conversations(tmp_path):
+    starts_with_answer = {"conversations": [{"from": "gpt", "value": "part 2"}, {"from": "human", "value": "more"},
+                                            {"from": "gpt", "value": "ok"}]}
+    src = write_jsonl(tmp_path / "in.jsonl", [GOOD, starts_with_answer])
+    out = tmp_path / "o.jsonl"
+    result = runner.invoke(app, ["convert", src, str(out), "--allow", "non_alternating"])
+    assert result.exit_code == 0 and "wrote 2 records" in result.output

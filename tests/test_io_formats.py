@@ -104,6 +104,7 @@ def test_sharegpt_with_tools_to_openai_uses_openai_tool_call_shape(tmp_path):
     [out] = write_records(records, tmp_path / "out.openai.jsonl")
     row = json.loads(out.read_text())
     assert [m["role"] for m in row["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert row["messages"][1]["content"] is None
     call = row["messages"][1]["tool_calls"][0]
     assert call["type"] == "function" and call["function"]["name"] == "weather"
     assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
@@ -209,3 +210,25 @@ def test_source_spellings_are_not_written_into_another_format(tmp_path):
     [out] = write_records(records, tmp_path / "out.openai.jsonl")
     roles = [[m["role"] for m in json.loads(line)["messages"]] for line in out.read_text().splitlines()]
     assert roles == [["system", "user", "assistant"], ["user", "assistant"]]
+
+
+@pytest.mark.parametrize("canonical", ["canon.jsonl", "canon.parquet"])
+@pytest.mark.parametrize(("rows", "out_name"), [(ALPACA_ROWS, "out.alpaca.json"), (SHAREGPT_ROWS, "out.sharegpt.json")])
+def test_round_trip_through_a_canonical_file_on_disk(tmp_path, canonical, rows, out_name):
+    records = list(read_records(write_json(tmp_path / "in.data", rows)))
+    [stored] = write_records(records, tmp_path / canonical)
+    [out] = write_records(read_records(stored), tmp_path / out_name)
+    assert json.loads(out.read_text(encoding="utf-8")) == rows
+
+
+def test_llama_factory_mllm_demo_shape_keeps_images_through_openai_and_parquet(tmp_path):
+    rows = [{"messages": [{"content": "<image>Who are they?", "role": "user"},
+                          {"content": "They're Kane and Gretzka from Bayern Munich.", "role": "assistant"},
+                          {"content": "What are they doing?<image>", "role": "user"},
+                          {"content": "They are celebrating on the soccer field.", "role": "assistant"}],
+             "images": ["mllm_demo_data/1.jpg", "mllm_demo_data/1.jpg"]}]
+    records = list(read_records(write_json(tmp_path / "mllm_demo.json", rows)))
+    assert records[0]["media"] == {"images": rows[0]["images"]}
+    [stored] = write_records(records, tmp_path / "canon.parquet")
+    [out] = write_records(read_records(stored), tmp_path / "out.openai.jsonl")
+    assert json.loads(out.read_text()) == rows[0]

@@ -232,3 +232,41 @@ def test_forcing_canonical_on_rows_without_messages_rejects_them(tmp_path):
     rejects = []
     assert list(read_records(_jsonl(tmp_path, ROWS[:1]), format="canonical", on_reject=rejects.append)) == []
     assert rejects[0]["reason"] == "missing_field"
+
+
+@pytest.mark.parametrize("name", ["out.jsonl.zst", "out.sharegpt.json.gz", "out.openai.jsonl.gz"])
+def test_compressed_outputs_read_back(tmp_path, name):
+    records = list(read_records(_jsonl(tmp_path, ROWS)))
+    [path] = write_records(records, tmp_path / name)
+    assert path.read_bytes()[:2] in (b"\x1f\x8b", b"\x28\xb5")
+    assert contents(read_records(path)) == EXPECTED
+
+
+def test_data_after_the_array_is_reported_and_a_bom_is_not_data(tmp_path):
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(jsonl_bytes([["a", "b"], ROWS[0]]))
+    rejects = []
+    list(read_records(path, format="alpaca", on_reject=rejects.append))
+    assert [r["reason"] for r in rejects] == ["not_an_object", "not_an_object", "invalid_json"]
+    assert "after the closing bracket" in rejects[-1]["detail"]
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + jsonl_bytes(ROWS))
+    assert contents(read_records(bom)) == EXPECTED
+
+
+def test_progress_reports_growing_byte_counts_up_to_the_file_size(tmp_path):
+    path = _jsonl(tmp_path, [ROWS[i % 5] for i in range(3000)])
+    seen = []
+    assert sum(1 for _ in read_records(path, on_progress=seen.append)) == 3000
+    assert len(seen) > 2 and seen == sorted(seen) and seen[-1] == path.stat().st_size
+
+
+def test_allow_accepts_named_conversation_problems_only(tmp_path):
+    ask, empty_answer = {"role": "user", "content": "Name a color."}, {"role": "assistant", "content": ""}
+    instruction_only = [{"messages": [ask]}, {"messages": [ask, empty_answer]}]
+    path = _jsonl(tmp_path, instruction_only)
+    assert list(read_records(path, on_reject=lambda _: None)) == []
+    allowed = list(read_records(path, allow={"no_assistant_turn", "empty_assistant_turn"}))
+    assert [len(r["messages"]) for r in allowed] == [1, 2]
+    with pytest.raises(InputError, match="only conversation problems"):
+        list(read_records(path, allow={"invalid_json"}))

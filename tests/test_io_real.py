@@ -48,3 +48,32 @@ def test_real_sharegpt_without_salvage_names_the_cut(sharegpt_file):
     assert result.exit_code != 0
     assert "record 17671 starts at byte 125,506,645" in message and "ends at byte 125,509,632" in message
     assert "--salvage keeps the 17,671 complete records" in message
+
+
+def original_row(path, offset: int) -> dict:
+    """The row at ``offset`` decoded by the standard library alone (independent of our scanner)."""
+    decoder, size = json.JSONDecoder(), 1 << 16
+    with open(path, "rb") as f:
+        while True:
+            f.seek(offset)
+            try:
+                return decoder.raw_decode(f.read(size).decode("utf-8"))[0]
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                size *= 4
+
+
+@pytest.mark.real
+def test_real_sharegpt_round_trips_losslessly(sharegpt_file, tmp_path):
+    from itertools import islice
+
+    from oidkit.io import read_records, write_records
+
+    sample = list(islice(read_records(sharegpt_file, salvage=True, on_reject=lambda _: None), 0, None, 37))
+    [out] = write_records(sample, tmp_path / "back.sharegpt.json")
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert len(written) == len(sample) > 250
+    for record, row in zip(sample, written, strict=True):
+        original = original_row(sharegpt_file, record["source"]["offset"])
+        assert row.keys() == original.keys()
+        for field in original:
+            assert row[field] == original[field], (record["id"], field)

@@ -93,6 +93,15 @@ def test_signature_does_not_depend_on_the_rest_of_the_batch() -> None:
     np.testing.assert_array_equal(alone, in_batch)
 
 
+def test_chunks_and_batches_do_not_change_signatures(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [EN, tokens(0, 700), "", ZH, tokens(300, 900), "a b", EN + ZH]
+    whole = minhash_signatures(texts)
+    # Documents now run across many permutation chunks and batches, at every possible alignment.
+    monkeypatch.setattr(minhash, "PERMUTATION_CHUNK", 7)
+    monkeypatch.setattr(minhash, "BATCH_CHARS", 50)
+    np.testing.assert_array_equal(minhash_signatures(texts), whole)
+
+
 def test_auto_uses_characters_for_chinese_and_words_otherwise() -> None:
     np.testing.assert_array_equal(shingle_hashes(ZH), shingle_hashes(ZH, unit="char"))
     np.testing.assert_array_equal(shingle_hashes(EN), shingle_hashes(EN, unit="word"))
@@ -122,6 +131,12 @@ def test_empty_documents_never_collide() -> None:
     assert (signatures[[0, 2, 3]] == EMPTY).all()
     assert estimate_jaccard(signatures[0], signatures[2]) == 0.0
     assert duplicate_clusters(signatures, bands=16, rows=8).tolist() == [0, 1, 2, 3, 1]
+
+
+def test_no_documents_give_no_signatures_and_no_labels() -> None:
+    signatures = minhash_signatures([])
+    assert signatures.shape == (0, 128)
+    assert duplicate_clusters(signatures, bands=9, rows=13).tolist() == []
 
 
 def test_transitive_near_duplicates_form_one_component() -> None:
@@ -161,5 +176,5 @@ def test_two_workers_give_the_same_signatures_as_one(monkeypatch: pytest.MonkeyP
 def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(ValueError, match="unit must be one of"):
         shingle_hashes(EN, unit="sentence")
-    with pytest.raises(ValueError, match="exceeds"):
+    with pytest.raises(ValueError, match="bands \\* rows <= 8"):
         duplicate_clusters(np.zeros((2, 8), dtype=np.uint32), bands=3, rows=3)

@@ -16,13 +16,13 @@ import yaml
 from typer.testing import CliRunner
 
 from oidkit.cli import app
-from oidkit.errors import InputError
+from oidkit.errors import InputError, OidError
 from oidkit.io import read_jsonl, write_jsonl
 from oidkit.records import make_record, make_reject
 from oidkit.report.build import build_report
 from oidkit.report.card import size_category
 from oidkit.report.stats import collect
-from oidkit.report.tokens import count_whitespace_cjk, whitespace_cjk_length
+from oidkit.report.tokens import count_whitespace_cjk, token_counter, whitespace_cjk_length
 from oidkit.report.verbs import first_word_zh, verb_object
 
 ENGLISH = "The committee discussed the budget for the next year and agreed on several changes to the plan."
@@ -194,7 +194,7 @@ def test_curate_folder_gives_funnel_rejects_and_card(curate_folder, tmp_path):
 
     card = (out / "README.md").read_text()
     front = yaml.safe_load(card.split("---\n")[1])
-    assert front["license"] == "cc-by-4.0" and front["language"] == ["en"]
+    assert front["license"] == "cc-by-4.0" and front["language"] == ["en"] and front["pretty_name"] == "Dragons"
     assert front["size_categories"] == ["n<1K"]
     assert front["configs"][0]["data_files"][0]["path"] == "kept.jsonl"
     assert "- op: exact_dedup" in card and "| heuristics | 20 | 17 | 3 | too_short: 3 |" in card
@@ -259,6 +259,8 @@ def test_cli_report_and_errors(curate_folder, tmp_path):
         build_report(curate_folder, curate_folder)
     with pytest.raises(InputError, match="not found"):
         build_report(tmp_path / "missing.jsonl", tmp_path / "x")
+    with pytest.raises(InputError, match="line 1"):
+        build_report(curate_folder / "kept.jsonl", tmp_path / "x", rejects=curate_folder / "kept.jsonl")
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(InputError, match="operators"):
         build_report(curate_folder / "kept.jsonl", tmp_path / "x", curate_stats=tmp_path / "bad.json")
@@ -280,3 +282,10 @@ def test_report_does_not_import_torch():
     code = ("import sys, oidkit.report.build, oidkit.report.plots; "
             "sys.exit(1 if 'torch' in sys.modules or 'transformers' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_unloadable_tokenizer_is_a_user_error(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tokenizer.json").write_text("{not json")
+    with pytest.raises(OidError, match="cannot load a fast tokenizer"):
+        token_counter(str(tmp_path / "model"))

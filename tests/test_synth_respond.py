@@ -65,3 +65,20 @@ def test_annotate_stores_score_and_counts_unparsable():
     assert "### User:\n2+2?" in backend.requests[0].messages[0]["content"]
     with pytest.raises(ConfigError, match="conversation"):
         annotate(backend, records, rubric="no placeholder")
+
+
+def test_run_respond_reads_instruction_only_files_and_keeps_ingest_rejects(tiny_model_path, tmp_path):
+    import json
+
+    from oidkit.synth.run import run_respond
+
+    data = tmp_path / "instructions.jsonl"
+    rows = [{"messages": [{"role": "user", "content": "Name a colour."}]},
+            {"messages": [{"role": "user", "content": "Count to three."}]},
+            {"messages": [{"role": "wizard", "content": "?"}]}]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = run_respond(data, tmp_path / "out", model=str(tiny_model_path), max_tokens=4)
+    assert len(result.records) + result.funnel.get("empty_response", 0) == 2
+    written = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert any(r["stage"] == "ingest" and r["reason"] == "unknown_role" for r in written)
+    assert json.loads((tmp_path / "out" / "funnel.json").read_text())["funnel"]["records"] == 2

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_models_registry import smollm2_model_dir  # noqa: F401 - shared session fixture (converted SmolLM2)
 
+from oidkit.errors import InputError
 from oidkit.io import write_jsonl
 from oidkit.train import data as data_module
 from oidkit.train.data import load_tokenized
 from oidkit.train.loop import token_loss_sum
 from oidkit.train.packing import collate_rows, pack_examples
 from oidkit.train.templates import IGNORE_INDEX, encode_record
+from test_models_registry import smollm2_model_dir  # noqa: F401 - the session fixture with the converted SmolLM2
 
 CONVERSATION = {"id": "c1", "messages": [
     {"role": "system", "content": "Be brief."},
@@ -66,7 +67,7 @@ def test_truncation_never_cuts_the_first_answer_silently(tiny_tokenizer):
 
 
 @pytest.mark.real
-def test_assistant_labels_with_the_real_smollm2_template(smollm2_model_dir):
+def test_assistant_labels_with_the_real_smollm2_template(smollm2_model_dir):  # noqa: F811
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_model_dir)
@@ -106,8 +107,8 @@ def test_packed_rows_give_the_same_per_token_loss_as_separate_records(tiny_model
                 packed_logits[at : at + n], torch.tensor(example["labels"]), ignore_index=IGNORE_INDEX,
                 reduction="sum")))
             at += n
+        assert float(token_loss_sum(model, packed)) == pytest.approx(sum(separate), abs=1e-3)
     assert packed_sums == pytest.approx(separate, abs=1e-4)
-    assert float(token_loss_sum(model, packed)) == pytest.approx(sum(separate), abs=1e-3)
 
 
 def test_packing_first_fit_respects_the_length_limit():
@@ -132,3 +133,18 @@ def test_second_run_hits_the_tokenisation_cache_and_parallel_matches_serial(tmp_
     assert serial == first
     _, counts = load_tokenized(str(path), tiny_tokenizer, template, cache_dir=cache, max_seq_len=32)
     assert counts["cache"] == "miss"  # another option is another cache entry
+    path.write_text(path.read_text().replace("q8", "q9"))
+    _, counts = load_tokenized(str(path), tiny_tokenizer, template, num_proc=2, cache_dir=cache, max_seq_len=64)
+    assert counts["cache"] == "miss"  # edited data is tokenised again
+
+
+def test_max_examples_counts_only_records_that_fit(tmp_path, tiny_tokenizer):
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "long " * (60 * (i % 2))
+                                                                                  + "short"}]} for i in range(10)]
+    path = tmp_path / "mixed.jsonl"
+    write_jsonl(path, rows)
+    examples, counts = load_tokenized(str(path), tiny_tokenizer, tiny_tokenizer.chat_template, max_examples=3,
+                                      cache_dir=str(tmp_path / "cache"), max_seq_len=40)
+    assert len(examples) == 3 and counts["dropped"] == 5 and counts["ok"] == 5  # every odd record is too long
+    with pytest.raises(InputError, match="training data not found"):
+        load_tokenized(str(tmp_path / "nope.jsonl"), tiny_tokenizer, "", cache_dir=str(tmp_path / "cache"))

@@ -39,6 +39,8 @@ def version() -> None:
 FORMAT_HELP = ("force the input format instead of detecting it: canonical, sharegpt, openai, alpaca, dolly, "
                "prompt_completion, oasst (message rows), oasst_tree")
 ROLE_MAP_HELP = "extra role name mapping NAME=ROLE (repeatable), e.g. --role-map narrator=system"
+ALLOW_HELP = ("accept this conversation problem instead of rejecting (repeatable), e.g. --allow no_assistant_turn "
+              "for instruction-only data a model will answer")
 
 
 def parse_role_map(pairs: list[str] | None) -> dict | None:
@@ -59,8 +61,8 @@ def parse_role_map(pairs: list[str] | None) -> dict | None:
         fail(str(e))
 
 
-def byte_progress(inputs: str, label: str):
-    """A rich progress bar over the input bytes, and the callback that advances it."""
+def byte_progress(inputs: str, label: str) -> tuple:
+    """``(rich progress bar over the input bytes, callback taking the bytes read so far)``."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from oidkit.io.ingest import input_bytes
@@ -90,6 +92,7 @@ def convert_command(
     strict: bool = typer.Option(False, help="stop at the first bad row instead of quarantining it"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     rejects: str = typer.Option(None, help="rejects file (default: OUT's name with .rejects.jsonl)"),
+    allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
 ) -> None:
     """Convert between formats through the canonical record; bad rows go to a rejects file.
 
@@ -109,8 +112,9 @@ def convert_command(
     bar, advance = byte_progress(inputs, "converting")
     with bar:
         summary = convert(inputs, out, in_format=format, out_format=to, shard_size=shard_size, salvage=salvage,
-                          strict=strict, role_map=parse_role_map(role_map), rejects=rejects, on_progress=advance)
-    formats = ", ".join(sorted({f["format"] for f in summary["files"]}))
+                          strict=strict, role_map=parse_role_map(role_map), rejects=rejects, on_progress=advance,
+                          allow=allow or ())
+    formats = ", ".join(sorted({f["format"] for f in summary["files"] if f["format"]})) or "empty"
     console.print(f"read {summary['rows']:,} rows from {len(summary['files'])} file(s) ({formats}); "
                   f"wrote [bold green]{summary['written']:,}[/] records in {summary['seconds']:.1f} s")
     print_rejected(summary)
@@ -129,6 +133,7 @@ def inspect_command(
     samples: int = typer.Option(2, help="records to print"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
+    allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
 ) -> None:
     """Detected format, record and turn counts, roles, languages, example records and problems.
 
@@ -143,7 +148,7 @@ def inspect_command(
     bar, advance = byte_progress(inputs, "inspecting")
     with bar:
         summary = inspect(inputs, format=format, salvage=salvage, samples=samples, role_map=parse_role_map(role_map),
-                          on_progress=advance)
+                          on_progress=advance, allow=allow or ())
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
         return
@@ -153,7 +158,7 @@ def inspect_command(
         files.add_row(f["file"], f["container"], f["format"])
     out.print(files)
     counts = Table("what", "count", "meaning", title="counts")
-    counts.add_row("rows read", f"{summary['rows']:,}", "complete rows (records) in the input")
+    counts.add_row("complete records read", f"{summary['rows']:,}", "rows of the input that could be read")
     counts.add_row("valid records", f"{summary['records']:,}", "well-formed conversations")
     counts.add_row("turns", f"{summary['turns']:,}", "messages in the valid records")
     for reason, count in summary["rejected"].items():
@@ -169,8 +174,9 @@ def inspect_command(
     for record in summary["examples"]:  # contents cut to 300 characters: a glance, not a dump
         shown = {**record, "messages": [{**m, "content": m["content"][:300]} for m in record["messages"]]}
         out.print_json(json.dumps(shown, ensure_ascii=False))
-    for problem in summary["problem_examples"]:
-        out.print(f"[yellow]problem[/] {problem}")
+    for p in summary["problem_examples"]:
+        where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
+        out.print(f"[yellow]problem[/] {p['file']} ({where}): {p['reason']}: {p['detail'][:200]}")
 
 
 @app.command("validate")
@@ -179,6 +185,7 @@ def validate_command(
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     max_listed: int = typer.Option(1000, "--max", help="list at most this many problems (all are counted)"),
+    allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
 ) -> None:
     """List every problem with its file, line, byte offset and record index; exit 1 if there is any.
 
@@ -189,7 +196,7 @@ def validate_command(
     bar, advance = byte_progress(inputs, "validating")
     with bar:
         summary = validate(inputs, format=format, role_map=parse_role_map(role_map), max_listed=max_listed,
-                           on_progress=advance)
+                           on_progress=advance, allow=allow or ())
     for p in summary["problems"]:
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
         print(f"{p['file']}: {p['reason']}: {p['detail']} ({where})")
@@ -308,6 +315,98 @@ def report_command(
 
 
 # --- models / train / export -----------------------------------------------------------------------
+
+models_app = typer.Typer(help="Known model aliases and the local cache of converted models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("pull")
+def models_pull(
+    alias: str = typer.Argument(..., help="a known alias (see `oid models list`) or a .gguf file"),
+    force: bool = typer.Option(False, help="convert again even when cached"),
+) -> None:
+    """Convert a packaged GGUF model once to a cached safetensors folder and print its path.
+
+    Example:  oid models pull smollm2-135m-instruct
+    """
+    from oidkit.models import resolve_model
+    from oidkit.models.registry import KNOWN_MODELS, pull_model
+
+    print(pull_model(alias, force=force) if alias in KNOWN_MODELS else resolve_model(alias))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show the known aliases and what is cached ($OIDKIT_CACHE/models or ~/.cache/oidkit/models).
+
+    Example:  oid models list
+    """
+    from rich.table import Table
+
+    from oidkit.models.registry import list_models
+
+    table = Table("alias", "cached", "size MB", "path", "description")
+    for row in list_models():
+        table.add_row(row["alias"], "yes" if row["cached"] else "no", f"{row['size_mb']:.0f}", row["path"],
+                      row["description"])
+    Console().print(table)
+
+
+@app.command("train")
+def train_command(
+    config: str = typer.Argument(..., help="training config YAML (see recipes/train_demo.yaml)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optim.lr=1e-4 train.max_steps=10"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in train.output_dir"),
+    nproc_per_node: int = typer.Option(1, help="data-parallel processes (started with torchrun)"),
+) -> None:
+    """Fine-tune a causal LM on records (LoRA or full), with evaluation, checkpoints, metrics and plots.
+
+    Example:  oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
+    """
+    from oidkit.train.config import load_config
+
+    load_config(config, overrides or [])  # validate before any work (or before starting processes)
+    if nproc_per_node > 1:
+        from oidkit.train.distributed import launch
+
+        raise typer.Exit(launch(nproc_per_node, [config, *(overrides or []), *(["--resume"] if resume else [])]))
+    from oidkit.train.run import run_training
+
+    summary = run_training(load_config(config, overrides or []), resume=resume, console=console)
+    data = summary["data"]["train"]
+    console.print(f"{summary['steps']} steps, {summary['tokens']} tokens; final train loss "
+                  f"{summary['final_train_loss']:.4f}" + (f", best eval loss {summary['best_eval_loss']:.4f}"
+                                                         if summary["best_eval_loss"] is not None else "")
+                  + f"; records {data['records']} (dropped {data['dropped']}, truncated "
+                  f"{data['truncated'] + data['truncated_answer']}, tokenisation cache {data['cache']})")
+
+
+@app.command("export")
+def export_command(
+    run_dir: str = typer.Argument(..., help="an `oid train` output folder"),
+    out: str = typer.Argument(..., help="folder to write"),
+    merge: bool = typer.Option(True, "--merge/--no-merge", help="fold LoRA adapters into the base weights"),
+    which: str = typer.Option("best", help="best (lowest eval loss; falls back to last) or last"),
+    format: str = typer.Option("hf", help="output format: hf (a standalone Hugging Face folder), gguf (one file)"),
+    quant: str = typer.Option("f16", help="with --format gguf: f16 or q8_0 (half the size, ~8.5 bits/weight)"),
+) -> None:
+    """Export a training run as a standalone model folder that plain `transformers` loads.
+
+    Example:  oid export --merge demo-out/train demo-out/model
+
+    GGUF (llama.cpp, Ollama; RUN_DIR may also be a model folder or alias):
+    oid export --format gguf --quant q8_0 demo-out/train demo-out/model-q8_0.gguf
+    """
+    if format == "gguf":
+        from oidkit.models.export_gguf import export_run_gguf
+
+        result = export_run_gguf(run_dir, out, quant=quant, which=which)
+        console.print(f"wrote {result['path']} ({result['tensors']} tensors, {result['bytes'] / 1e6:.1f} MB, {quant})")
+        return
+    from oidkit.train.export import export_run
+
+    console.print(f"wrote {export_run(run_dir, out, format=format, which=which, merge=merge)}")
+
 
 # --- evaluate / serve / chat -----------------------------------------------------------------------
 
@@ -560,6 +659,54 @@ def viz_curves(
 
 
 # --- review ----------------------------------------------------------------------------------------
+
+
+@app.command("review")
+def review_command(
+    data: str = typer.Argument(..., help="records to review (any supported format), or `export`"),
+    export_data: str = typer.Argument(None, metavar="[DATA]", help="with `export`: the reviewed records"),
+    rejects: str = typer.Option(None, help="rejects JSONL (ingest or curate) to review beside the data"),
+    log: str = typer.Option(None, help="review log (default: DATA's name with .review.jsonl, beside it)"),
+    out: str = typer.Option(None, "-o", "--out", help="export: output file, format from its suffix"),
+    only_accepted: bool = typer.Option(False, help="export: leave out records nobody accepted"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on; other than loopback needs --token"),
+    port: int = typer.Option(8765),
+    token: str = typer.Option(None, help="secret every request must carry (open the page with ?token=...)"),
+    labels: str = typer.Option(None, help="label set: a,b,c or a YAML file with a list; keys 1-9 toggle them"),
+    annotator: str = typer.Option(None, help="your name in the log (asked on the page when not given)"),
+    sample: int = typer.Option(None, help="assign a random sample of N records (and N rejects) to review"),
+    seed: int = typer.Option(0, help="seed of --sample: the same seed gives every annotator the same records"),
+    salvage: bool = typer.Option(False, help="read the complete records of a truncated JSON file"),
+) -> None:
+    """Review records in the browser: browse, search, filter, accept/reject, edit, label; several annotators.
+
+    Every decision is appended (fsynced) to a review log; the input files are never rewritten. Export
+    applies the log: edits applied, rejected records out, `meta.review` on every record.
+
+    Examples:
+
+      oid review demo-out/curated/kept.jsonl --rejects demo-out/curated/rejects.jsonl --labels good,unsafe,wrong
+
+      oid review data.jsonl --annotator ana --sample 200 --seed 1
+
+      oid review export demo-out/curated/kept.jsonl --log demo-out/curated/kept.review.jsonl -o reviewed.jsonl
+    """
+    if data == "export":
+        from oidkit.review.export import export_reviewed
+
+        if not export_data or not out:
+            fail("usage: oid review export DATA [--log LOG] [--rejects R] -o OUT")
+        summary = export_reviewed(export_data, out, log_path=log, rejects=rejects, only_accepted=only_accepted,
+                                  salvage=salvage)
+        console.print(f"wrote {summary['written']:,} of {summary['items']:,} records ({summary['rejected']:,} rejected "
+                      f"out, {summary['restored']:,} rejects restored, {summary['edited']:,} edited) -> {out}")
+        return
+    if export_data:
+        fail(f"unexpected argument {export_data!r}; to export: oid review export DATA -o OUT")
+    from oidkit.review.app import serve
+
+    serve(data, rejects=rejects, log_path=log, host=host, port=port, token=token, labels=labels,
+          annotator=annotator, sample=sample, seed=seed, salvage=salvage)
 
 # --- synth -----------------------------------------------------------------------------------------
 

@@ -307,13 +307,15 @@ def minhash_signatures(
     global _texts_for_workers
     texts = list(texts)
     options = {"num_perm": num_perm, "ngram": ngram, "unit": unit, "seed": seed}
-    # Smaller batches with workers so that the last batches do not leave one process idle for long.
-    bounds = _batch_bounds(texts, BATCH_CHARS if workers <= 1 else BATCH_CHARS // 2)
+    bounds = _batch_bounds(texts, BATCH_CHARS)
     if workers > 1 and len(bounds) > 1:
         _texts_for_workers = texts
+        # About 4 tasks per worker: the pool feeds tasks from a parent thread, which on a busy machine
+        # wakes up late, so many small tasks leave workers waiting; 4 keeps the last one short.
+        chunksize = max(1, len(bounds) // (4 * workers))
         try:
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                parts = list(pool.map(partial(_worker_batch, **options), bounds, chunksize=4))
+                parts = list(pool.map(partial(_worker_batch, **options), bounds, chunksize=chunksize))
         finally:
             _texts_for_workers = []
     else:
@@ -393,8 +395,9 @@ def duplicate_clusters(
     are always kept. All-``EMPTY`` rows (empty documents) are never paired.
     """
     count, num_perm = signatures.shape
-    if bands * rows > num_perm:
-        raise ValueError(f"bands * rows = {bands * rows} exceeds the {num_perm} signature values")
+    if bands < 1 or rows < 1 or bands * rows > num_perm:
+        raise ValueError(f"need bands >= 1, rows >= 1 and bands * rows <= {num_perm} (the signature length); "
+                         f"got bands={bands}, rows={rows}")
     filled = np.flatnonzero(~(signatures == EMPTY).all(axis=1))
     band_keys = np.stack(
         [_row_keys(signatures[filled, band * rows : (band + 1) * rows], salt=band + 1) for band in range(bands)]

@@ -1,11 +1,11 @@
 """The Ray Data engine: the same operators, spread over a Ray cluster.
 
 - Records travel as one JSON string column (``record``), so nested ``meta`` of any shape survives.
-- Filters and mappers run in ``map_batches`` on an actor pool (``setup()`` once per actor: models and
-  benchmark indexes are built once per worker, not per batch).
-- Global operators (dedup, mix, split) compute their small keys in ``map_batches``; the driver resolves
-  them (keys are hashes and signatures, small next to the records) and the decisions go back by position
-  with ``Dataset.zip``; order is preserved so positions, and therefore results, match the local engine.
+- Filters and mappers run as ``map_batches`` tasks; ``setup()`` runs once per worker process (a cache by
+  operator type and config), so models and benchmark indexes are built once per worker, not per batch.
+- Every row carries ``uid``, its position in the input. Global operators (dedup, mix, split) compute
+  their small keys in ``map_batches``; the driver sorts them by ``uid`` (so "first" means first in the
+  input, as in the local engine), resolves them and broadcasts the decisions by ``uid`` (``ray.put``).
 - Step checkpoints are sharded Parquet written by Ray; rejects and per-batch tallies stream to the driver,
   which writes ``rejects.jsonl`` and ``stats.json`` exactly as the local engine does.
 
@@ -37,45 +37,57 @@ def _dump(rows: list[dict]) -> np.ndarray:
     return np.array([orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY).decode() for row in rows], dtype=object)
 
 
-def _tagged(kept: list[dict], rejects: list[dict], tally: Tally) -> dict[str, np.ndarray]:
-    """One output row per input row: a kept record or a reject; the batch tally rides on the first row."""
-    n = len(kept) + len(rejects)
-    tallies = np.full(n, "", dtype=object)
-    if n:
+def _tagged(uids: np.ndarray, records: list[dict], outcome: tuple[list[dict], list[dict], Tally]) -> dict:
+    """One output row per input row, a kept record or a reject, with its uid; the tally rides on row 0.
+
+    Operators keep input order and a reject wraps the very input record, so walking the inputs pairs each
+    one with its outcome: rejected if a reject holds it, else the next kept record.
+    """
+    kept, rejects, tally = outcome
+    rejected = {id(reject["record"]): reject for reject in rejects}
+    kept_rows = iter(kept)
+    record_cells, reject_cells = [], []
+    for record in records:
+        reject = rejected.get(id(record))
+        record_cells.append("" if reject else _dump([next(kept_rows)])[0])
+        reject_cells.append(_dump([reject])[0] if reject else "")
+    tallies = np.full(len(records), "", dtype=object)
+    if records:
         tallies[0] = pickle.dumps(tally).hex()
-    return {"record": np.concatenate([_dump(kept), np.full(len(rejects), "", dtype=object)]),
-            "reject": np.concatenate([np.full(len(kept), "", dtype=object), _dump(rejects)]),
-            "tally": tallies}
+    return {"uid": uids, "record": np.array(record_cells, dtype=object),
+            "reject": np.array(reject_cells, dtype=object), "tally": tallies}
 
 
-class _ApplyOperator:
-    """Actor: holds one set-up operator and applies it (filter / mapper) to batches."""
+# Operators set up in this worker process, by type and config: Ray reuses worker processes across tasks,
+# so a model or benchmark index is built once per worker, and tasks avoid an actor pool's start-up per step.
+_READY: dict[tuple[str, str], Operator] = {}
 
-    def __init__(self, op: Operator, step: str):
-        self.op, self.step = op, step
+
+def _ready(op: Operator) -> Operator:
+    key = (type(op).__name__, op.config.model_dump_json())
+    if key not in _READY:
         op.setup()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return _tagged(*run_batch(self.op, self.step, _records(batch["record"])))
-
-
-class _Keys:
-    """Actor: a global operator's per-record keys, pickled (they may be numpy signatures)."""
-
-    def __init__(self, op: GlobalOp):
-        self.op = op
-        op.setup()
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        records = _records(batch["record"])
-        keys = self.op.keys(records)
-        return {"id": np.array([r["id"] for r in records], dtype=object),
-                "key": np.array([pickle.dumps(k) for k in keys], dtype=object)}
+        _READY[key] = op
+    return _READY[key]
 
 
-def _apply_decisions(batch: dict[str, np.ndarray], step: str) -> dict[str, np.ndarray]:
-    decisions = [pickle.loads(d) if len(d) else None for d in batch["decision"]]
-    return _tagged(*apply_decisions(step, _records(batch["record"]), decisions))
+def _apply_operator(batch: dict[str, np.ndarray], op: Operator, step: str) -> dict[str, np.ndarray]:
+    records = _records(batch["record"])
+    return _tagged(batch["uid"], records, run_batch(_ready(op), step, records))
+
+
+def _keys(batch: dict[str, np.ndarray], op: GlobalOp) -> dict[str, np.ndarray]:
+    """A global operator's per-record keys, pickled (they may be numpy signatures)."""
+    records = _records(batch["record"])
+    keys = _ready(op).keys(records)
+    return {"uid": batch["uid"], "id": np.array([r["id"] for r in records], dtype=object),
+            "key": np.array([pickle.dumps(k) for k in keys], dtype=object)}
+
+
+def _apply_decisions(batch: dict[str, np.ndarray], decisions_ref: Any, step: str) -> dict[str, np.ndarray]:
+    decisions = ray.get(decisions_ref)
+    records = _records(batch["record"])
+    return _tagged(batch["uid"], records, apply_decisions(step, records, [decisions.get(u) for u in batch["uid"]]))
 
 
 class RayEngine:
@@ -90,40 +102,42 @@ class RayEngine:
         context.execution_options.preserve_order = True  # positions must match the keys the driver resolves
         context.enable_progress_bars = False
         self.batch_size, self.progress = batch_size, progress
-        self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.dataset = None
 
     def start(self, records: list[dict]) -> None:
-        self.dataset = ray.data.from_items([{"record": orjson.dumps(r).decode()} for r in records]).materialize()
+        rows = [{"uid": uid, "record": orjson.dumps(r).decode()} for uid, r in enumerate(records)]
+        self.dataset = ray.data.from_items(rows).materialize()
 
     def run_step(self, op: Operator, step: str) -> tuple[list[dict], Tally]:
         if isinstance(op, GlobalOp):
-            keyed = self.dataset.map_batches(_Keys, fn_constructor_args=(op,), batch_size=self.batch_size,
-                                             concurrency=self.workers, batch_format="numpy")
-            ids, keys = [], []
+            keyed = self.dataset.map_batches(_keys, fn_kwargs={"op": op}, batch_size=self.batch_size,
+                                             batch_format="numpy")
+            uids, ids, keys = [], [], []
             for batch in keyed.iter_batches(batch_format="numpy", batch_size=self.batch_size):
+                uids.extend(batch["uid"].tolist())
                 ids.extend(batch["id"].tolist())
                 keys.extend(pickle.loads(k) for k in batch["key"])
                 self.progress(f"{step}: keys", len(batch["id"]), None)
-            decided = op.resolve(keys, ids)
-            column = [pickle.dumps(decided[i]) if i in decided else b"" for i in range(len(keys))]
-            decisions = ray.data.from_items([{"decision": d} for d in column])
-            tagged = self.dataset.zip(decisions).map_batches(
-                _apply_decisions, fn_kwargs={"step": step}, batch_size=self.batch_size, batch_format="numpy")
+            order = sorted(range(len(uids)), key=uids.__getitem__)  # input order, whatever the execution order
+            decided = op.resolve([keys[i] for i in order], [ids[i] for i in order])
+            decisions_ref = ray.put({uids[order[position]]: d for position, d in decided.items()})
+            tagged = self.dataset.map_batches(_apply_decisions,
+                                              fn_kwargs={"decisions_ref": decisions_ref, "step": step},
+                                              batch_size=self.batch_size, batch_format="numpy")
         else:
-            tagged = self.dataset.map_batches(_ApplyOperator, fn_constructor_args=(op, step),
-                                              batch_size=self.batch_size, concurrency=self.workers,
-                                              batch_format="numpy")
+            tagged = self.dataset.map_batches(_apply_operator, fn_kwargs={"op": op, "step": step},
+                                              batch_size=self.batch_size, batch_format="numpy")
         tagged = tagged.materialize()
         rejects, tally = [], Tally()
-        for batch in tagged.select_columns(["reject", "tally"]).iter_batches(batch_format="numpy"):
-            rejects.extend(orjson.loads(r) for r in batch["reject"] if r)
+        for batch in tagged.select_columns(["uid", "reject", "tally"]).iter_batches(batch_format="numpy"):
+            rejects.extend((uid, orjson.loads(r)) for uid, r in zip(batch["uid"].tolist(), batch["reject"],
+                                                                     strict=True) if r)
             for packed in batch["tally"]:
                 if packed:
                     tally.add(pickle.loads(bytes.fromhex(packed)))
             self.progress(step, len(batch["reject"]), None)
-        self.dataset = tagged.filter(lambda row: row["record"] != "").select_columns(["record"]).materialize()
-        return rejects, tally
+        self.dataset = tagged.filter(expr="record != ''").select_columns(["uid", "record"]).materialize()
+        return [reject for _, reject in sorted(rejects, key=lambda pair: pair[0])], tally
 
     def save(self, folder: Path) -> None:
         self.dataset.write_parquet(str((folder / "records").resolve()))

@@ -1,9 +1,8 @@
 """Perplexity of a causal language model on canonical records, over assistant tokens only or all tokens.
 
-A record is rendered with the tokenizer's chat template; the tokens of each assistant turn (its content
-and the template's end-of-turn marker, what a model is trained to produce) are found from character
-spans: the text between the rendering of the turns before it plus the generation prompt, and the
-rendering that includes it. Working in characters keeps this right however the BPE merges at boundaries.
+Records are tokenized exactly as training tokenizes them (``oidkit.train.templates.encode_record``: the
+tokenizer's chat template, assistant turns located by character spans, labels already shifted), so the
+perplexity measured here is the one the training loss optimises.
 """
 
 from __future__ import annotations
@@ -12,41 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from oidkit.errors import InputError
-
-IGNORE_INDEX = -100
-
-
-def assistant_spans(messages: list[dict], tokenizer: Any) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the ``(start, end)`` character spans of its assistant turns."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    spans = []
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else ""
-        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if not (text.startswith(before) and text.startswith(through)):
-            raise InputError("the chat template does not render conversations prefix by prefix, so assistant "
-                             "tokens cannot be located", hint="use --tokens all for this model")
-        spans.append((len(before), len(through)))
-    return text, spans
-
-
-def tokenize_for_loss(record: dict, tokenizer: Any, assistant_only: bool = True,
-                      max_length: int | None = None) -> tuple[list[int], list[int]]:
-    """``(input_ids, labels)`` for one record; labels are ``-100`` outside assistant turns when ``assistant_only``."""
-    text, spans = assistant_spans(record["messages"], tokenizer)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                        truncation=max_length is not None, max_length=max_length)
-    input_ids = list(encoded["input_ids"])
-    if not assistant_only:
-        return input_ids, list(input_ids)
-    labels = [
-        token if any(start <= offset[0] < end for start, end in spans) else IGNORE_INDEX
-        for token, offset in zip(input_ids, encoded["offset_mapping"], strict=True)
-    ]
-    return input_ids, labels
+from oidkit.train.templates import IGNORE_INDEX, encode_record, resolve_chat_template
 
 
 def perplexity(
@@ -65,8 +30,15 @@ def perplexity(
     """
     import torch
 
-    max_length = getattr(model.config, "max_position_embeddings", None)
-    rows = [tokenize_for_loss(r, tokenizer, assistant_only, max_length) for r in records]
+    template = resolve_chat_template(tokenizer, None)
+    max_length = int(getattr(model.config, "max_position_embeddings", 2048))
+    rows = []
+    for record in records:
+        encoded, _ = encode_record(record, tokenizer, template, train_on="assistant" if assistant_only else "all",
+                                   max_seq_len=max_length, overlong="truncate")
+        # a record without any scored token (no assistant turn) still gets its row, with perplexity None
+        empty = ([tokenizer.eos_token_id], [IGNORE_INDEX])
+        rows.append((encoded["input_ids"], encoded["labels"]) if encoded else empty)
     per_record, total_nll, total_tokens = [], 0.0, 0
     for start in range(0, len(rows), batch_size):
         batch = rows[start:start + batch_size]
@@ -77,12 +49,10 @@ def perplexity(
         attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
         with torch.no_grad():
             logits = model(input_ids=input_ids, attention_mask=attention).logits.float()
-        # position t predicts token t+1
-        targets = labels[:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="none"
-        ).sum(dim=1)
-        counts = (targets != IGNORE_INDEX).sum(dim=1)
+        # labels are shifted already: labels[t] is the token that the logits at position t predict
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX,
+                                                reduction="none").sum(dim=1)
+        counts = (labels != IGNORE_INDEX).sum(dim=1)
         for record, record_nll, count in zip(records[start:start + batch_size], nll.tolist(), counts.tolist(),
                                              strict=True):
             per_record.append({"id": record.get("id"), "tokens": count,

@@ -37,15 +37,18 @@ class EvalOptions:
 
 def generate_answers(model: Any, tokenizer: Any, conversations: list[list[dict]], *, max_new_tokens: int,
                      batch_size: int, progress: Callable[[int], None] | None = None) -> list[str]:
-    """Greedy answers to chat conversations, batched with left padding (decoder-only models continue at the end)."""
+    """Greedy answers to chat conversations, batched; prompts longer than the context keep their end."""
     import torch
 
-    tokenizer.padding_side = "left"
+    # left padding and left truncation: decoder-only models continue at the end, which must be the prompt's end
+    tokenizer.padding_side = tokenizer.truncation_side = "left"
+    room = int(getattr(model.config, "max_position_embeddings", 2048)) - max_new_tokens
     answers = []
     for start in range(0, len(conversations), batch_size):
         batch = conversations[start:start + batch_size]
         prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in batch]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=True,
+                           max_length=room)
         with torch.no_grad():
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
                                     pad_token_id=tokenizer.pad_token_id)
@@ -171,7 +174,7 @@ def markdown_report(report: dict, with_examples: bool = True) -> str:
             values = [r[task_name]["metrics"].get(metric) for r in results]
             row = [metric, *map(_cell, values)]
             if len(values) == 2 and all(isinstance(v, (int, float)) for v in values):
-                row.append(_cell(float(values[1] - values[0])))
+                row.append(_cell(values[1] - values[0]))
             elif len(models) == 2:
                 row.append("-")
             lines.append("| " + " | ".join(row) + " |")

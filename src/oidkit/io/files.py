@@ -53,25 +53,22 @@ def expand_paths(paths: str | Path | list) -> list[Path]:
     found: list[Path] = []
     for item in [paths] if isinstance(paths, (str, Path)) else paths:
         path = Path(item)
-        if path.is_file() or is_hf_folder(path):
-            found.append(path)
-        elif path.is_dir():
-            found.extend(_folder_files(path))
-        elif matches := sorted(glob.glob(str(item), recursive=True)):
-            found.extend(p for m in matches for p in ([Path(m)] if Path(m).is_file() else _folder_files(Path(m))))
-        else:
+        matches = [path] if path.exists() else [Path(m) for m in sorted(glob.glob(str(item), recursive=True))]
+        if not matches:
             raise InputError("no such file, folder or glob match", file=str(item),
                              hint="check the path; quote globs so the shell does not expand them")
+        for path in matches:
+            found.extend(_folder_files(path) if path.is_dir() else [path])
     return found
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    """Data files of a folder of shards, skipping hidden files and our own rejects side files."""
+    """Data files of a folder of shards, skipping hidden files and rejects side files (``*rejects.jsonl``)."""
     if is_hf_folder(folder):
         return [folder]
     files = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith((".", "_")) or path.name.endswith(".rejects.jsonl"):
+        if path.name.startswith((".", "_")) or path.name.endswith("rejects.jsonl"):  # any stage's side file
             continue
         files.extend([path] if path.is_file() else _folder_files(path))
     return files
@@ -108,8 +105,8 @@ def sniff_container(path: Path) -> str:
     """The container of a file from its first bytes: json (array), jsonl, csv, parquet or arrow."""
     if is_hf_folder(path):
         return "arrow"
-    stream, _ = open_binary(path)
-    with stream:
+    stream, counter = open_binary(path)
+    with counter, stream:  # gzip does not close the file it reads from: close both
         head = stream.read(1 << 16)
     if head.startswith(PARQUET_MAGIC):
         return "parquet"
@@ -121,6 +118,15 @@ def sniff_container(path: Path) -> str:
     if first == b"{":
         return "jsonl"
     return "jsonl" if not first else "csv"  # an empty file reads as zero JSONL rows
+
+
+def array_left_open(path: Path) -> bool:
+    """Whether an uncompressed JSON array file does not end in ``]``: read from its tail in an instant."""
+    with open(path, "rb") as f:
+        if f.read(4).startswith((GZIP_MAGIC, ZSTD_MAGIC)):
+            return False  # compressed: only a full read can tell
+        f.seek(max(0, path.stat().st_size - 4096))
+        return not f.read().rstrip(WHITESPACE).endswith(b"]")
 
 
 def iter_rows(path: Path, container: str, counter_out: list | None = None) -> Iterator[tuple[Any, dict]]:
@@ -139,7 +145,7 @@ def iter_rows(path: Path, container: str, counter_out: list | None = None) -> It
         stream, counter = open_binary(path)
         if counter_out is not None:
             counter_out.append(counter)
-        with stream:
+        with counter, stream:
             if container == "json":
                 yield from iter_json_array(stream)
             elif container == "jsonl":

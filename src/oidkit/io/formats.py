@@ -110,11 +110,11 @@ def from_instruction(row: dict, spec: dict[str, str], source: dict) -> dict:
     query = _string(row, spec["query"], required=False) if "query" in spec else None
     consumed = {spec["prompt"], spec["response"]}
     messages: list[dict] = []
-    system = row.get(spec.get("system", ""))
+    system = row.get(spec["system"]) if "system" in spec else None
     if isinstance(system, str) and system:
         messages.append({"role": "system", "content": system})
         consumed.add(spec["system"])
-    history = row.get(spec.get("history", ""))
+    history = row.get(spec["history"]) if "history" in spec else None
     if isinstance(history, list) and history:
         for i, pair in enumerate(history):
             if not (isinstance(pair, list | tuple) and len(pair) == 2 and all(isinstance(t, str) for t in pair)):
@@ -170,7 +170,7 @@ def _chat_message(turn: dict, spec: dict[str, Any], role_map: Mapping[str, str])
     message: dict[str, Any] = {"role": role, "content": "" if content is None else content}
     tool_calls = turn.get("tool_calls")
     if name == spec["spelling"]["tool_call"] and name != spec["spelling"]["assistant"] and isinstance(content, str):
-        tool_calls = _parse_tool_call(content)  # LLaMA-Factory: the function_call turn's value is JSON
+        tool_calls = parse_tool_call(content)  # LLaMA-Factory: the function_call turn's value is JSON
     if tool_calls:
         message["tool_calls"] = tool_calls
     if turn.get("name") is not None:
@@ -180,7 +180,8 @@ def _chat_message(turn: dict, spec: dict[str, Any], role_map: Mapping[str, str])
     return message
 
 
-def _parse_tool_call(text: str) -> list | None:
+def parse_tool_call(text: str) -> list | None:
+    """The tool calls in a LLaMA-Factory ``function_call`` turn's text, or ``None`` when it is not JSON."""
     try:
         call = orjson.loads(text)
     except orjson.JSONDecodeError:

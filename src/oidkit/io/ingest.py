@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +33,11 @@ def input_bytes(paths: str | Path | list) -> int:
 
 
 def rejects_path_for(out: str | Path) -> Path:
-    """``demo-out/data.parquet`` -> ``demo-out/data.rejects.jsonl``."""
+    """Beside the output, its last suffix (and .gz / .zst) replaced: ``data.parquet`` -> ``data.rejects.jsonl``,
+    ``x.sharegpt.json.gz`` -> ``x.sharegpt.rejects.jsonl``."""
     out = Path(out)
-    suffixes = "".join(out.suffixes)
-    return out.with_name((out.name[: -len(suffixes)] if suffixes else out.name) + ".rejects.jsonl")
+    stem = out.stem if out.suffix.lower() not in (".gz", ".zst") else Path(out.stem).stem
+    return out.with_name(stem + ".rejects.jsonl")
 
 
 def convert(
@@ -51,6 +52,7 @@ def convert(
     role_map: Mapping[str, str] | None = None,
     rejects: str | Path | None = None,
     on_progress: Callable[[int], None] | None = None,
+    allow: Iterable[str] = (),
 ) -> dict:
     """Read ``inputs`` in any format, write ``out``; bad rows to the rejects file. Returns a summary.
 
@@ -58,6 +60,9 @@ def convert(
     is removed so that no half-written file looks complete.
     """
     started, stats = time.perf_counter(), ReadStats()
+    if Path(out).resolve() in {path.resolve() for path in expand_paths(inputs)}:
+        raise OidError(f"{out}: the output is also an input and would be overwritten while it is read; "
+                       "write to another file")
     rejects_path = Path(rejects) if rejects else rejects_path_for(out)
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with open(rejects_path, "wb") as rejects_file:
@@ -70,7 +75,7 @@ def convert(
                                     detail=problem.detail))
 
         records = read_records(inputs, format=in_format, salvage=salvage, strict=strict, role_map=role_map,
-                               on_reject=keep_reject, stats=stats, on_progress=on_progress)
+                               on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow)
         try:
             outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
         except OidError:  # a failed run leaves nothing behind that could pass for a result
@@ -102,6 +107,7 @@ def inspect(
     samples: int = 3,
     languages: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    allow: Iterable[str] = (),
 ) -> dict:
     """Counts, roles, languages, example records and problems of a dataset, in one streaming pass."""
     stats, problems = ReadStats(), []
@@ -115,7 +121,8 @@ def inspect(
             problems.append(_problem_line(reject))
 
     for n, record in enumerate(read_records(inputs, format=format, salvage=salvage, role_map=role_map,
-                                            on_reject=note_problem, stats=stats, on_progress=on_progress)):
+                                            on_reject=note_problem, stats=stats, on_progress=on_progress,
+                                            allow=allow)):
         turns += len(record["messages"])
         for message in record["messages"]:
             roles[message["role"]] += 1
@@ -153,6 +160,7 @@ def validate(
     role_map: Mapping[str, str] | None = None,
     max_listed: int = 1000,
     on_progress: Callable[[int], None] | None = None,
+    allow: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Every problem of a dataset with its position (the first ``max_listed`` listed, all counted).
 
@@ -165,6 +173,6 @@ def validate(
             problems.append(_problem_line(reject))
 
     for _ in read_records(inputs, format=format, salvage=True, role_map=role_map, on_reject=note_problem,
-                          stats=stats, on_progress=on_progress):
+                          stats=stats, on_progress=on_progress, allow=allow):
         pass
     return {**stats.as_dict(), "problems": problems, "ok": not stats.rejected}

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain, groupby, islice
 from pathlib import Path
 from typing import Any
 
 from oidkit.errors import InputError
-from oidkit.io.files import expand_paths, iter_rows, sniff_container
+from oidkit.io.files import array_left_open, expand_paths, iter_rows, sniff_container
 from oidkit.io.formats import READ_FORMATS, SIGNATURES, RowProblem, detect_format, oasst_tree_from_messages, to_records
 from oidkit.io.jsonstream import Unreadable
 from oidkit.records import DEFAULT_ROLE_MAP, PROBLEM_CODES, conversation_problems, make_reject
@@ -54,26 +54,36 @@ def read_records(
     on_reject: Callable[[dict], None] | None = None,
     stats: ReadStats | None = None,
     on_progress: Callable[[int], None] | None = None,
+    allow: Iterable[str] = (),
 ) -> Iterator[dict]:
     """Canonical records from files, folders (shards) or globs, streamed.
 
     Rows that cannot become well-formed records go to ``on_reject`` as ``records.make_reject`` dicts
-    (stage ``ingest``), or raise :class:`InputError` with ``strict``. A truncated JSON array raises unless
+    (stage ``ingest``; without ``on_reject`` they are only counted in ``stats``), or raise
+    :class:`InputError` with ``strict``. A truncated JSON array raises unless
     ``salvage``, which keeps the complete records and rejects the tail as ``truncated``. ``stats`` is
-    filled while reading; ``on_progress(bytes)`` receives the input bytes read so far.
+    filled while reading; ``on_progress(bytes)`` receives the input bytes read so far. ``allow`` names
+    conversation problems to accept, e.g. ``{"no_assistant_turn", "empty_assistant_turn"}`` to read
+    instruction-only records that a model will answer.
     """
     if format is not None and format not in READ_FORMATS:
         raise InputError(f"unknown input format {format!r}; choose one of {', '.join(READ_FORMATS)}")
+    unknown = set(allow) - set(PROBLEM_CODES)
+    if unknown:
+        raise InputError(f"cannot allow {sorted(unknown)}: only conversation problems can be allowed, "
+                         f"one of {', '.join(PROBLEM_CODES)}")
     stats = stats if stats is not None else ReadStats()
     role_map = role_map or DEFAULT_ROLE_MAP
     for path in expand_paths(paths):
-        yield from _read_file(path, format, salvage, strict, role_map, on_reject, stats, on_progress)
+        yield from _read_file(path, format, salvage, strict, role_map, on_reject, stats, on_progress, set(allow))
 
 
 def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role_map: Mapping[str, str],
                on_reject: Callable[[dict], None] | None, stats: ReadStats,
-               on_progress: Callable[[int], None] | None) -> Iterator[dict]:
+               on_progress: Callable[[int], None] | None, allow: set[str]) -> Iterator[dict]:
     container = sniff_container(path)
+    if container == "json" and not salvage and array_left_open(path):
+        _fail_fast_on_truncation(path)
     counters: list = []
     rows = iter_rows(path, container, counters)
     head = list(islice(rows, DETECT_SAMPLE_ROWS))
@@ -120,11 +130,11 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
             reject(problem.reason, problem.detail, row, source)
             continue
         for record in records:
-            problems = conversation_problems(record["messages"])
+            problems = [p for p in conversation_problems(record["messages"]) if p[0] not in allow]
             if problems:
-                (code, first), *others = problems
-                detail = "; ".join([first or code] + [f"{code}: {text}" if text else code for code, text in others])
-                reject(problems[0][0], detail, row if len(records) == 1 else record, source)
+                (reason, first), *others = problems  # the first problem is the reason; all are in the detail
+                detail = "; ".join([first or reason] + [f"{code}: {text}" if text else code for code, text in others])
+                reject(reason, detail, row if len(records) == 1 else record, source)
                 continue
             stats.records += 1
             yield record
@@ -145,6 +155,13 @@ def _undetected(head: list[tuple[Any, dict]], container: str) -> str:
         return ("the first lines are not JSON objects: expected one object per line (JSONL) or a top-level "
                 "array of objects; a single JSON document holding the list must be unwrapped first")
     return f"cannot tell the format of this {container} file: its first rows are not objects"
+
+
+def _fail_fast_on_truncation(path: Path) -> None:
+    """A cut JSON array fails before any record is converted or written: one parse-only pass finds the cut."""
+    for row, position in iter_rows(path, "json"):
+        if isinstance(row, Unreadable) and row.reason == "truncated":
+            _truncated(row, position, path, salvage=False)
 
 
 def _truncated(tail: Unreadable, source: dict, path: Path, salvage: bool) -> None:

@@ -18,10 +18,11 @@ import pyarrow.parquet as pq
 import zstandard
 
 from oidkit.errors import OidError
-from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem
+from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
 
 WRITE_FORMATS = ("jsonl", "parquet", "alpaca", "sharegpt", "openai")
 PARQUET_BATCH_ROWS = 1000
+PARQUET_BATCH_CHARS = 32_000_000  # long conversations: flush by size too, so a batch stays bounded in memory
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string()), ("name", pa.string()),
                           ("source_role", pa.string()), ("tool_calls", pa.string())])
@@ -104,6 +105,8 @@ def to_chat(record: dict, format: str) -> dict:
         turn = {spec["role"]: name, spec["content"]: message["content"]}
         if message.get("tool_calls") and format == "openai":
             turn["tool_calls"] = [_openai_tool_call(call, n) for n, call in enumerate(message["tool_calls"])]
+            if not same_format and parse_tool_call(message["content"]) == message["tool_calls"]:
+                turn[spec["content"]] = None  # the LLaMA-Factory text was the call itself: OpenAI says null
         elif message.get("tool_calls") and source_role is None and not message["content"]:
             calls = [_llama_factory_tool_call(call) for call in message["tool_calls"]]
             turn[spec["content"]] = orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()
@@ -167,7 +170,7 @@ class _Shard:
     """One output file being written: JSONL, a JSON array, or Parquet in row batches."""
 
     def __init__(self, path: Path, format: str):
-        self.path, self.format, self.count, self.batch = path, format, 0, []
+        self.path, self.format, self.count, self.batch, self.batch_chars = path, format, 0, [], 0
         path.parent.mkdir(parents=True, exist_ok=True)
         if format == "parquet":
             self.parquet = pq.ParquetWriter(path, PARQUET_SCHEMA)
@@ -180,7 +183,8 @@ class _Shard:
     def write(self, row: dict) -> None:
         if self.format == "parquet":
             self.batch.append(row)
-            if len(self.batch) >= PARQUET_BATCH_ROWS:
+            self.batch_chars += len(row["meta"]) + sum(len(m["content"] or "") for m in row["messages"])
+            if len(self.batch) >= PARQUET_BATCH_ROWS or self.batch_chars >= PARQUET_BATCH_CHARS:
                 self._flush()
         elif self.array:
             separator = b",\n" if self.count else b"\n"
@@ -192,7 +196,7 @@ class _Shard:
     def _flush(self) -> None:
         if self.batch:
             self.parquet.write_table(pa.Table.from_pylist(self.batch, schema=PARQUET_SCHEMA))
-            self.batch = []
+            self.batch, self.batch_chars = [], 0
 
     def close(self) -> None:
         if self.format == "parquet":

@@ -70,8 +70,24 @@ def load_curate_stats(path: Path | None) -> dict | None:
     return stats
 
 
+def kept_count_warnings(curation: dict | None, stats: dict, unreadable: list[dict]) -> list[str]:
+    """A warning when the data holds another number of records than the curation stats say it kept."""
+    claimed, found = (curation or {}).get("output", {}).get("records"), stats["overview"]["records"]
+    if claimed is None or claimed == found:
+        return []
+    why = (f" ({len(unreadable):,} rows of it were rejected on read: see the ingest rejects)" if unreadable
+           else ": are they from the same run?")
+    return [f"the curation stats say {claimed:,} records were kept, but the data has {found:,}{why}"]
+
+
 def iter_rejects(paths: list[Path]) -> Iterator[dict]:
-    return chain.from_iterable(read_jsonl(p) for p in paths)
+    """Rows of rejects files; anything but a reject object is a user error naming file and line."""
+    for path in paths:
+        for line, row in enumerate(read_jsonl(path), start=1):
+            if not isinstance(row, dict) or "reason" not in row:
+                raise InputError(f"expected a reject object with a `reason`, found {str(row)[:80]!r}", file=str(path),
+                                 line=line, hint="pass the rejects.jsonl that `oid curate` or `oid convert` wrote")
+            yield row
 
 
 def build_report(
@@ -102,6 +118,7 @@ def build_report(
     if inputs.curate_stats and (out / "stats.json").resolve() == inputs.curate_stats.resolve():
         raise InputError("the report would overwrite the curation stats.json it reads", file=str(out),
                          hint="write the report to another folder, e.g. -o report-out")
+    curation = load_curate_stats(inputs.curate_stats)  # validated before the long pass, not after
     count_tokens, tokenizer_name = token_counter(tokenizer)
     unreadable: list[dict] = []
     records = read_records(inputs.data, format=format, salvage=salvage, on_reject=unreadable.append,
@@ -110,33 +127,30 @@ def build_report(
     if not stats["overview"]["records"]:
         raise InputError("no records to report on", file=str(inputs.data[0]),
                          hint="check the format (oid inspect) or point at the kept data of a curation run")
-    stats = {"tokenizer": tokenizer_name, **stats, "warnings": []}
+    stats = {"tokenizer": tokenizer_name, **stats, "warnings": kept_count_warnings(curation, stats, unreadable)}
     reject_stats, reject_sample = (reject_summary(chain(unreadable, iter_rejects(inputs.rejects)), seed=seed)
                                    if inputs.rejects or unreadable else (None, []))
     stats["rejects"] = reject_stats
-    curation = load_curate_stats(inputs.curate_stats)
     stats["funnel"] = curation_funnel(curation, reject_stats, stats["overview"]["records"])
-    if curation and curation.get("output", {}).get("records") not in (None, stats["overview"]["records"]):
-        stats["warnings"].append(f"the curation stats say {curation['output']['records']:,} records were kept, "
-                                 f"but the data has {stats['overview']['records']:,}: are they from the same run?")
     stats["inputs"] = {"data": [str(p) for p in inputs.data], "rejects": [str(p) for p in inputs.rejects],
                        "curate_stats": str(inputs.curate_stats) if inputs.curate_stats else None,
                        "recipe": str(inputs.recipe) if inputs.recipe else None}
     stats["samples"] = {"kept": [r.get("id") for r in kept_sample],
                         "rejected": [{"operator": r.get("operator"), "reason": r.get("reason")} for r in reject_sample]}
 
-    title = title or f"Dataset report: {inputs.data[0].name}"
+    page_title = f"Dataset report: {title or inputs.data[0].name}"
     figures = all_figures(stats)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     for name, png in figures.items():
         (out / "figures" / f"{name}.png").write_bytes(png)
     token_rule = WHITESPACE_RULE if tokenizer_name == WHITESPACE_CJK else f"Tokens counted with {tokenizer_name}."
-    page = render_html(stats, figures, title=title, inputs=stats["inputs"]["data"], token_rule=token_rule,
+    page = render_html(stats, figures, title=page_title, inputs=stats["inputs"]["data"], token_rule=token_rule,
                        kept_samples=kept_sample, rejected_samples=reject_sample)
     (out / "report.html").write_text(page, encoding="utf-8")
     (out / "stats.json").write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     recipe_text = inputs.recipe.read_text(encoding="utf-8") if inputs.recipe else None
-    card = dataset_card(stats, title=title, license=license, data_file=inputs.data[0].name, recipe=recipe_text)
+    card = dataset_card(stats, title=title or inputs.data[0].stem, license=license, data_file=inputs.data[0].name,
+                        recipe=recipe_text)
     (out / "README.md").write_text(card, encoding="utf-8")
     return stats

@@ -81,7 +81,8 @@ summary { cursor: pointer; font-weight: 600; }
 {% endfor %}</table></section>
 
 <section id="languages"><h2>Languages</h2>
-<p class="note">meta.lang when curation set it, else py3langid on the first user turn.</p>
+<p class="note">meta.lang when curation set it, else py3langid on the first user turn (on all user turns
+when the first is shorter than 40 characters).</p>
 <table><tr><th class="l">language</th><th>records</th><th>share</th><th>mean turns</th><th>median user tokens</th>
 <th>median assistant tokens</th></tr>
 {% for r in stats.languages[:TOP_LANGUAGES] %}<tr><td class="l">{{ r.lang }}</td><td>{{ r.records | num }}</td>
@@ -140,7 +141,7 @@ oid report at an `oid curate` output folder).</p>{% endif %}
 
 <section id="samples"><h2>Samples</h2>
 <h3>Kept records (random)</h3>
-{% for s in kept_samples %}<details><summary>{{ s.id }} &middot; {{ s.where }}</summary>
+{% for s in kept_samples %}<details{{ " open" if loop.first }}><summary>{{ s.id }} &middot; {{ s.where }}</summary>
 {% for role, text in s.messages %}
 <div class="msg role-{{ role }}"><span class="role">{{ role }}:</span> {{ text }}</div>
 {% endfor %}

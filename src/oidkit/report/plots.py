@@ -20,8 +20,9 @@ DPI = 110
 
 def png(figure: Figure) -> bytes:
     buffer = io.BytesIO()
-    FigureCanvasAgg(figure)
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    FigureCanvasAgg(figure)  # draw with Agg whatever backend the process has selected
+    # no "Software" text chunk: it carries a URL and a version, making PNGs differ between installs
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
 
 
@@ -143,7 +144,8 @@ def funnel_figure(funnel: dict) -> Figure:
     positions = list(range(len(names)))[::-1]
     ax.barh(positions, left, color=USER_COLOR)
     for position, step in zip(positions[1:], steps, strict=True):
-        ax.text(step["out"], position, f"  -{step['dropped']:,}", va="center", fontsize=8, color="#b03030")
+        note = f"  -{step['dropped']:,}" + (f", {step['modified']:,} modified" if step.get("modified") else "")
+        ax.text(step["out"], position, note, va="center", fontsize=8, color="#b03030")
     ax.set_yticks(positions, names, fontsize=8)
     ax.set_xlabel("records left")
     ax.set_title("Curation funnel")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from oidkit.report.verbs import first_word_zh, verb_object
 
 PERCENTILES = (10, 25, 50, 75, 90, 99)
 BATCH = 512
-LANGID_CHARS = 1000
+LANGID_CHARS = 500  # enough for a confident guess; langid cost grows with the length
 SHORT_TURN_CHARS = 40
 TOP_VERBS, TOP_OBJECTS, TOP_ZH_WORDS = 20, 4, 20
 
@@ -88,6 +89,46 @@ def source_name(record: dict) -> tuple[str, str]:
     return (Path(file).name if file else "unknown"), str(source.get("format") or "unknown")
 
 
+@dataclass
+class Tally:
+    """What the one pass keeps: small per-record and per-message columns, and counters."""
+
+    sources: dict[tuple[str, str], int] = field(default_factory=dict)  # (file, format) -> group number
+    languages: dict[str, int] = field(default_factory=dict)  # language -> group number
+    record_source: list[int] = field(default_factory=list)
+    record_lang: list[int] = field(default_factory=list)
+    record_turns: list[int] = field(default_factory=list)
+    lengths: dict[str, list[int]] = field(default_factory=lambda: {"user": [], "assistant": []})
+    owners: dict[str, list[int]] = field(default_factory=lambda: {"user": [], "assistant": []})  # record index
+    roles: Counter[str] = field(default_factory=Counter)
+    with_system: int = 0
+    verbs: Counter[str] = field(default_factory=Counter)
+    objects: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    zh_words: Counter[str] = field(default_factory=Counter)
+
+    def add(self, record: dict, lang: str, texts: dict[str, list[str]]) -> None:
+        """Count one record; its user and assistant texts go to ``texts`` to be tokenised by the batch."""
+        index = len(self.record_turns)
+        messages = record.get("messages") or []
+        self.record_source.append(self.sources.setdefault(source_name(record), len(self.sources)))
+        self.record_lang.append(self.languages.setdefault(lang, len(self.languages)))
+        self.record_turns.append(sum(m.get("role") != "system" for m in messages))
+        self.with_system += any(m.get("role") == "system" for m in messages)
+        for m in messages:
+            role = m.get("role")
+            self.roles[role] += 1
+            if role in texts:
+                texts[role].append(m.get("content") or "")
+                self.owners[role].append(index)
+        if lang == "en":
+            verb, obj = verb_object(first_user(record))
+            if verb:
+                self.verbs[verb] += 1
+                self.objects[verb][obj or "(no object)"] += 1
+        elif lang == "zh" and (word := first_word_zh(first_user(record))):
+            self.zh_words[word] += 1
+
+
 def collect(
     records: Iterable[dict],
     count_tokens: TokenCounter,
@@ -99,106 +140,85 @@ def collect(
     guess_language = LanguageGuesser()
     rng = random.Random(seed)
     sample: list[dict] = []
-    sources: dict[tuple[str, str], int] = {}
-    languages: dict[str, int] = {}
-    record_source, record_lang, record_turns = [], [], []
-    lengths: dict[str, list[int]] = {"user": [], "assistant": []}
-    owners: dict[str, list[int]] = {"user": [], "assistant": []}
-    roles: Counter[str] = Counter()
-    with_system = 0
-    verbs: Counter[str] = Counter()
-    objects: dict[str, Counter[str]] = defaultdict(Counter)
-    zh_words: Counter[str] = Counter()
+    tally = Tally()
     seen = 0
     for batch in batches(records, BATCH):
         texts: dict[str, list[str]] = {"user": [], "assistant": []}
         for record in batch:
-            index = seen
             seen += 1
             if len(sample) < sample_size:
                 sample.append(record)
             elif (slot := rng.randrange(seen)) < sample_size:
                 sample[slot] = record
-            messages = record.get("messages") or []
-            record_source.append(sources.setdefault(source_name(record), len(sources)))
-            lang = guess_language(record)
-            record_lang.append(languages.setdefault(lang, len(languages)))
-            record_turns.append(sum(m.get("role") != "system" for m in messages))
-            with_system += any(m.get("role") == "system" for m in messages)
-            for m in messages:
-                role = m.get("role")
-                roles[role] += 1
-                if role in texts:
-                    texts[role].append(m.get("content") or "")
-                    owners[role].append(index)
-            if lang == "en":
-                verb, obj = verb_object(first_user(record))
-                if verb:
-                    verbs[verb] += 1
-                    objects[verb][obj or "(no object)"] += 1
-            elif lang == "zh" and (word := first_word_zh(first_user(record))):
-                zh_words[word] += 1
-        for role, role_texts in texts.items():
-            lengths[role].extend(count_tokens(role_texts))
+            tally.add(record, guess_language(record), texts)
+        for role, role_texts in texts.items():  # a tokenizer is much faster on a batch than text by text
+            tally.lengths[role].extend(count_tokens(role_texts))
+    return summarise(tally), sample
 
-    turns = np.array(record_turns, dtype=np.int64)
-    length_arrays = {role: np.array(values, dtype=np.int64) for role, values in lengths.items()}
-    owner_arrays = {role: np.array(values, dtype=np.int64) for role, values in owners.items()}
-    source_of, lang_of = np.array(record_source, dtype=np.int64), np.array(record_lang, dtype=np.int64)
 
-    def group_rows(names: dict, group_of: np.ndarray) -> list[dict]:
+def summarise(tally: Tally) -> dict:
+    """The stats dict (see the module docstring and docs/report.md) from a finished tally."""
+    turns = np.array(tally.record_turns, dtype=np.int64)
+    lengths = {role: np.array(values, dtype=np.int64) for role, values in tally.lengths.items()}
+    owners = {role: np.array(values, dtype=np.int64) for role, values in tally.owners.items()}
+
+    def group_rows(names: dict, group_of: np.ndarray) -> list[tuple]:
+        """Per group: records, share, mean turns and the median user/assistant message length."""
         rows = []
         for name, g in names.items():
             in_group = group_of == g
-            row = {"records": int(in_group.sum()), "share": round(float(in_group.mean()), 4) if seen else 0.0,
+            row = {"records": int(in_group.sum()), "share": round(float(in_group.mean()), 4),
                    "turns_mean": round(float(turns[in_group].mean()), 3)}
             for role in ("user", "assistant"):
-                mine = length_arrays[role][group_of[owner_arrays[role]] == g] if len(owner_arrays[role]) else []
+                mine = lengths[role][group_of[owners[role]] == g] if len(owners[role]) else []
                 row[f"{role}_tokens_median"] = round(float(np.median(mine)), 3) if len(mine) else 0.0
             rows.append((name, row))
         return sorted(rows, key=lambda item: -item[1]["records"])
 
-    largest = max([int(a.max()) for a in length_arrays.values() if len(a)], default=0)
-    edges = power_of_two_edges(largest)
-    stats = {
+    source_of = np.array(tally.record_source, dtype=np.int64)
+    lang_of = np.array(tally.record_lang, dtype=np.int64)
+    edges = power_of_two_edges(max([int(a.max()) for a in lengths.values() if len(a)], default=0))
+    return {
         "overview": {
-            "records": seen,
-            "messages": sum(roles.values()),
+            "records": len(turns),
+            "messages": sum(tally.roles.values()),
             "turns": int(turns.sum()),
-            "user_turns": roles["user"], "assistant_turns": roles["assistant"], "tool_turns": roles["tool"],
-            "records_with_system_prompt": with_system,
-            "user_tokens": int(length_arrays["user"].sum()),
-            "assistant_tokens": int(length_arrays["assistant"].sum()),
-            "sources": len(sources), "languages": len(languages),
+            "user_turns": tally.roles["user"], "assistant_turns": tally.roles["assistant"],
+            "tool_turns": tally.roles["tool"],
+            "records_with_system_prompt": tally.with_system,
+            "user_tokens": int(lengths["user"].sum()),
+            "assistant_tokens": int(lengths["assistant"].sum()),
+            "sources": len(tally.sources), "languages": len(tally.languages),
         },
-        "sources": [{"file": file, "format": fmt, **row} for (file, fmt), row in group_rows(sources, source_of)],
-        "languages": [{"lang": lang, **row} for lang, row in group_rows(languages, lang_of)],
+        "sources": [{"file": file, "format": fmt, **row}
+                    for (file, fmt), row in group_rows(tally.sources, source_of)],
+        "languages": [{"lang": lang, **row} for lang, row in group_rows(tally.languages, lang_of)],
         "turns": {
             "summary": distribution(turns),
             "counts": {str(k): v for k, v in sorted(Counter(turns.tolist()).items())},
         },
         "tokens": {
-            "user": distribution(length_arrays["user"]),
-            "assistant": distribution(length_arrays["assistant"]),
+            "user": distribution(lengths["user"]),
+            "assistant": distribution(lengths["assistant"]),
             "histogram": {"edges": edges, **{role: np.histogram(a, bins=edges)[0].tolist()
-                                             for role, a in length_arrays.items()}},
+                                             for role, a in lengths.items()}},
         },
         "instructions": {
             "en": {
-                "records": int((lang_of == languages["en"]).sum()) if "en" in languages else 0,
-                "with_verb": sum(verbs.values()),
-                "distinct_verbs": len(verbs),
-                "top_verbs": [{"verb": v, "count": n, "objects": [{"object": o, "count": k}
-                                                                   for o, k in objects[v].most_common(TOP_OBJECTS)]}
-                              for v, n in verbs.most_common(TOP_VERBS)],
+                "records": int((lang_of == tally.languages["en"]).sum()) if "en" in tally.languages else 0,
+                "with_verb": sum(tally.verbs.values()),
+                "distinct_verbs": len(tally.verbs),
+                "top_verbs": [{"verb": verb, "count": n,
+                               "objects": [{"object": o, "count": k}
+                                           for o, k in tally.objects[verb].most_common(TOP_OBJECTS)]}
+                              for verb, n in tally.verbs.most_common(TOP_VERBS)],
             },
             "zh": {
-                "records": int((lang_of == languages["zh"]).sum()) if "zh" in languages else 0,
-                "top_first_words": [{"word": w, "count": n} for w, n in zh_words.most_common(TOP_ZH_WORDS)],
+                "records": int((lang_of == tally.languages["zh"]).sum()) if "zh" in tally.languages else 0,
+                "top_first_words": [{"word": w, "count": n} for w, n in tally.zh_words.most_common(TOP_ZH_WORDS)],
             },
         },
     }
-    return stats, sample
 
 
 def reject_summary(

@@ -36,7 +36,8 @@ validate verify visualise visualize walk write
 SKIP_BEFORE_NOUN = frozenset("""
 a an the this that these those my your our their his her its me us him them it you i some any all each
 every another other few several many more most much one two three four five ten new short brief simple
-detailed good great small big long quick step-by-step following given list
+detailed good great small big long quick step-by-step following given list top best main largest biggest
+smallest different various important common popular basic full complete
 """.split()) - {"list"}
 
 NO_OBJECT = frozenset("""

@@ -11,9 +11,11 @@ the same files again gives the same keys, which is how ``oid review export`` app
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import numpy as np
 
 from oidkit.io import read_jsonl, read_records
 from oidkit.records import first_user
+from oidkit.report.stats import LANGID_CHARS, LanguageGuesser
 
 PREVIEW_CHARS = 160
 
@@ -97,7 +100,9 @@ class Query:
     max_chars: int | None = None
     min_score: float | None = None
     max_score: float | None = None
-    keys: set[str] | None = None  # label and status filters, resolved against the review state by the caller
+    # label and status filters, resolved against the review log by the caller: keys to keep only / to leave out
+    only_keys: set[str] | None = None
+    except_keys: set[str] | None = None
     sample_only: bool = False
 
 
@@ -108,7 +113,7 @@ class Index:
     items: list[Item]
     sample_size: int | None = None
     seed: int = 0
-    language_of: Callable[[dict], str] | None = None
+    identify: bool = True  # identify the language of records without meta.lang
     texts: list[str] = field(init=False)
     by_key: dict[str, int] = field(init=False)
 
@@ -129,7 +134,7 @@ class Index:
         self.lang: np.ndarray | None = None
         self.langs: list[str] = []
         self.languages_done = threading.Event()
-        self.last_search: tuple[str, np.ndarray] | None = None
+        self.last_search: tuple[tuple[str, str], np.ndarray] | None = None
 
     def _sample(self) -> np.ndarray:
         """A seeded random sample of ``sample_size`` data records and as many rejects, the same for everyone."""
@@ -142,15 +147,21 @@ class Index:
             mask[rng.sample(candidates, min(self.sample_size, len(candidates)))] = True
         return mask
 
-    def identify_languages(self, on_progress: Callable[[int], None] | None = None) -> None:
-        """Language of every item (slow: ~1 ms a record), run in a thread so the app starts at once."""
-        guess = self.language_of
-        values = []
-        for i, item in enumerate(self.items):
-            values.append(guess(item.record) if guess and item.record else "unknown")
-            if on_progress and i % 1000 == 0:
-                on_progress(i)
-        self.lang, self.langs = codes(values)
+    def identify_languages(self) -> None:
+        """Language of every item: ``meta.lang`` when set, else py3langid in a child process.
+
+        Identification costs ~1 ms a record; in a thread of the server it would hold the GIL for seconds and
+        slow every request, so it runs in its own process while the app already serves (filters by language
+        wait for it).
+        """
+        values = [(item.record or {}).get("meta", {}).get("lang") or None for item in self.items]
+        todo = [i for i, value in enumerate(values) if value is None and self.items[i].record]
+        if todo and self.identify:
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                guessed = pool.submit(guess_languages, [user_turns(self.items[i].record) for i in todo]).result()
+            for i, language in zip(todo, guessed, strict=True):
+                values[i] = language
+        self.lang, self.langs = codes([str(value or "unknown") for value in values])
         self.languages_done.set()
 
     def select(self, query: Query) -> np.ndarray:
@@ -173,29 +184,40 @@ class Index:
         if query.lang:
             self.languages_done.wait()
             mask = mask & (self.lang == (self.langs.index(query.lang) if query.lang in self.langs else -1))
-        if query.keys is not None:
-            chosen = np.zeros(len(self.items), dtype=bool)
-            chosen[[self.by_key[k] for k in query.keys if k in self.by_key]] = True
-            mask = mask & chosen
+        if query.only_keys is not None:
+            mask = mask & self.key_mask(query.only_keys)
+        if query.except_keys:
+            mask = mask & ~self.key_mask(query.except_keys)
         if query.q.strip():
-            mask = mask & self.search(query.q.strip().lower())
+            mask = mask & self.search(query.q.strip().lower(), query.view)
         return np.flatnonzero(mask)
 
-    def search(self, needle: str) -> np.ndarray:
-        """Mask of items whose text contains ``needle``; the last search is cached for paging through it."""
-        if self.last_search and self.last_search[0] == needle:
+    def key_mask(self, keys: set[str]) -> np.ndarray:
+        mask = np.zeros(len(self.items), dtype=bool)
+        mask[[self.by_key[k] for k in keys if k in self.by_key]] = True
+        return mask
+
+    def search(self, needle: str, view: str) -> np.ndarray:
+        """Mask of the view's items whose text contains ``needle``, cached so paging through hits is instant."""
+        if self.last_search and self.last_search[0] == (needle, view):
             return self.last_search[1]
-        hits = np.fromiter((needle in text for text in self.texts), dtype=bool, count=len(self.texts))
-        self.last_search = (needle, hits)
+        hits = np.zeros(len(self.items), dtype=bool)
+        candidates = np.flatnonzero(self.is_reject if view == "reject" else ~self.is_reject)
+        texts = self.texts
+        hits[candidates] = np.fromiter((needle in texts[i] for i in candidates.tolist()), dtype=bool,
+                                       count=len(candidates))
+        self.last_search = ((needle, view), hits)
         return hits
 
     def duplicate_of(self, item: Item) -> str | None:
         """Key of the kept record a reject duplicated: ``duplicate_of``, else a ``value`` or word of ``detail``."""
         info = item.reject or {}
-        candidates: Iterable[Any] = [info.get("duplicate_of"), info.get("value"), *str(info.get("detail") or "").split()]
+        words = str(info.get("detail") or "").split()
+        candidates: Iterable[Any] = [info.get("duplicate_of"), info.get("value"), *words]
         for candidate in candidates:
-            if isinstance(candidate, str) and candidate.strip(".,;:()'\"") in self.data_ids:
-                return self.data_ids[candidate.strip(".,;:()'\"")]
+            name = candidate.strip(".,;:()'\"") if isinstance(candidate, str) else None
+            if name in self.data_ids:
+                return self.data_ids[name]
         return None
 
     def preview(self, position: int) -> dict:
@@ -212,6 +234,18 @@ class Index:
         if item.reject:
             row["operator"], row["reason"] = item.reject.get("operator"), item.reject.get("reason")
         return row
+
+
+def user_turns(record: dict) -> dict:
+    """The part of a record language identification reads (user turns, cut), small to send to a process."""
+    return {"messages": [{"role": "user", "content": str(m.get("content") or "")[:LANGID_CHARS]}
+                         for m in record["messages"] if m.get("role") == "user"], "meta": {}}
+
+
+def guess_languages(records: list[dict]) -> list[str]:
+    """Languages as the report defines them (:class:`oidkit.report.stats.LanguageGuesser`), one per record."""
+    guess = LanguageGuesser()
+    return [guess(record) for record in records]
 
 
 def source_label(item: Item) -> str:

@@ -59,7 +59,7 @@ class ReviewLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             self._replay()
-        self.file = open(self.path, "ab")
+        self.file = open(self.path, "ab")  # noqa: SIM115 -- open for the app's lifetime, closed by close()
 
     def _replay(self) -> None:
         raw = self.path.read_bytes()
@@ -108,7 +108,8 @@ class ReviewLog:
 
     def set_labels(self, key: str, annotator: str, labels: list[str]) -> dict:
         with self.lock:
-            return self._append({"annotator": annotator, "key": key, "action": "labels", "labels": sorted(set(labels))})
+            return self._append({"annotator": annotator, "key": key, "action": "labels",
+                                 "labels": sorted(set(labels))})
 
     def edit(self, key: str, annotator: str, base: int, messages: list[dict]) -> dict:
         """Append an edit made on version ``base``; raise :class:`EditConflict` if someone saved in between."""

@@ -30,6 +30,16 @@ def write_outputs(out_dir: str | Path, result: SynthResult, settings: dict) -> N
     (out / "funnel.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
 
 
+INSTRUCTION_ONLY = {"no_assistant_turn", "empty_assistant_turn"}
+
+
+def _read(data: str | Path, allow: set[str] = frozenset()) -> tuple[list[dict], list[dict]]:
+    """Records of ``data`` and the ingest rejects, which join the run's ``rejects.jsonl``: nothing is lost."""
+    rejects: list[dict] = []
+    records = list(read_records(data, on_reject=rejects.append, allow=allow))
+    return records, rejects
+
+
 def _backend(out_dir: str | Path, model: str, endpoint: str | None, concurrency: int):
     options: dict[str, Any] = {"cache_dir": Path(out_dir) / "cache"}
     if endpoint:
@@ -54,11 +64,13 @@ def run_evol(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str
              progress=None) -> SynthResult:
     """Evol-Instruct over the first user turn of each record of any supported dataset."""
     config = config or EvolConfig()
-    records = list(read_records(data))[:limit]
+    records, ingest_rejects = _read(data, INSTRUCTION_ONLY)
+    records = records[:limit]
     if not any(first_user(r).strip() for r in records):
         raise InputError("no record with a user turn to evolve", file=str(data),
                          hint="evol rewrites the first user turn of each record; check the input format")
     result = evolve(_backend(out_dir, model, endpoint, concurrency), records, config, progress)
+    result.rejects[:0] = ingest_rejects
     write_outputs(out_dir, result, {"method": "evol-instruct", "model": str(model), "endpoint": endpoint,
                                     "input": str(data), "config": config.__dict__})
     return result
@@ -67,9 +79,10 @@ def run_evol(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str
 def run_respond(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
                 regenerate: bool = False, max_tokens: int = 512, concurrency: int = 4) -> SynthResult:
     """Answer instruction-only records (or regenerate every last answer) with a model."""
-    records = list(read_records(data))
+    records, ingest_rejects = _read(data, INSTRUCTION_ONLY)
     params = {"temperature": 0.0, "max_tokens": max_tokens}
     result = respond(_backend(out_dir, model, endpoint, concurrency), records, regenerate=regenerate, params=params)
+    result.rejects[:0] = ingest_rejects
     write_outputs(out_dir, result, {"method": "respond", "model": str(model), "endpoint": endpoint,
                                     "input": str(data), "regenerate": regenerate})
     return result
@@ -80,8 +93,9 @@ def run_annotate(data: str | Path, out_dir: str | Path, *, model: str, endpoint:
     """Score every record with a judge model; scores land in ``meta.score`` for curation's ``min_score``."""
     rubric = Path(rubric_file).read_text(encoding="utf-8") if rubric_file else DEFAULT_RUBRIC
     name = Path(rubric_file).stem if rubric_file else "default"
-    records = list(read_records(data))
+    records, ingest_rejects = _read(data)
     result = annotate(_backend(out_dir, model, endpoint, concurrency), records, rubric=rubric, rubric_name=name)
+    result.rejects[:0] = ingest_rejects
     write_outputs(out_dir, result, {"method": "annotate", "model": str(model), "endpoint": endpoint,
                                     "input": str(data), "rubric": name})
     return result

@@ -36,7 +36,8 @@ class DataSection(Section):
     train: str | list[str]
     validation: str | list[str] | None = Field(None, description="validation records; else val_fraction of train")
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
-    max_records: int | None = Field(None, gt=0, description="use only the first N training records")
+    max_examples: int | None = Field(
+        None, gt=0, description="train on the first N records that fit data.max_seq_len (the rest are not read)")
     chat_template: str | None = Field(None, description="None: the model's own; 'chatml'; or a .jinja file")
     train_on: Literal["assistant", "all", "last_assistant"] = "assistant"
     max_seq_len: int = Field(512, gt=8)

@@ -6,11 +6,14 @@ the input files, so a second run on the same data loads a Parquet file instead o
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from oidkit.errors import InputError
 from oidkit.io import read_records
 from oidkit.train.templates import encode_record
 
@@ -32,17 +36,32 @@ def tokenized_cache_root(cache_dir: str | None = None) -> Path:
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "oidkit") / "tokenized"
 
 
-def file_digest(paths: str | list[str]) -> str:
-    """Digest of the bytes of every input file (folders: every file inside, sorted)."""
-    digest = hashlib.blake2b(digest_size=16)
+def input_files(paths: str | list[str]) -> list[Path]:
+    """The files behind files, folders (every file inside) and globs, sorted; an error names what is missing."""
+    files: list[Path] = []
     for entry in [paths] if isinstance(paths, str) else paths:
         path = Path(entry)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            digest.update(str(file.name).encode())
-            with open(file, "rb") as f:
-                while block := f.read(1 << 20):
-                    digest.update(block)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            files.append(path)
+        elif matches := sorted(Path(p) for p in glob.glob(str(entry), recursive=True)):
+            files += matches
+        else:
+            raise InputError("training data not found", file=str(entry),
+                             hint="check data.train / data.validation in the config (paths are relative to the "
+                                  "folder you run oid from)")
+    return files
+
+
+def file_digest(paths: str | list[str]) -> str:
+    """Digest of the bytes of every input file, so edited data is never served from a stale cache."""
+    digest = hashlib.blake2b(digest_size=16)
+    for file in input_files(paths):
+        digest.update(str(file.name).encode())
+        with open(file, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -56,49 +75,51 @@ def _encode_chunk(records: list[dict], tokenizer: Any, template: str, options: d
     return [encode_record(r, tokenizer, template, **options) for r in records]
 
 
-def _chunks(records: list[dict], size: int) -> list[list[dict]]:
-    return [records[i : i + size] for i in range(0, len(records), size)]
-
-
 def tokenize_records(
-    records: list[dict], tokenizer: Any, template: str, *, num_proc: int = 1, progress: Any = None, **options: Any
+    records: Iterable[dict], tokenizer: Any, template: str, *, num_proc: int = 1, max_examples: int | None = None,
+    progress: Any = None, **options: Any,
 ) -> tuple[list[dict], dict]:
-    """Encode records (in ``num_proc`` processes); returns ``(examples, counts)``.
+    """Encode records (in ``num_proc`` processes), stopping once ``max_examples`` were kept.
 
-    ``counts`` has ``records``, ``ok``, ``truncated``, ``truncated_answer``, ``dropped`` and ``tokens``.
+    Returns ``(examples, counts)``; ``counts`` has ``records`` (read), ``ok``, ``truncated``,
+    ``truncated_answer``, ``dropped`` and ``tokens``.
     """
     work = partial(_encode_chunk, tokenizer=tokenizer, template=template, options=options)
-    chunks = _chunks(records, CHUNK_SIZE)
-    if num_proc > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(num_proc) as pool:
-            results = pool.map(work, chunks)
-            encoded = [item for chunk in _track(results, len(chunks), progress) for item in chunk]
-    else:
-        encoded = [item for chunk in _track(map(work, chunks), len(chunks), progress) for item in chunk]
-    counts = Counter(status for _, status in encoded)
-    examples = [example for example, _ in encoded if example is not None]
-    summary = {"records": len(records), **{k: counts.get(k, 0) for k in ("ok", "truncated", "truncated_answer",
-                                                                           "dropped")}}
+    records = iter(records)
+    examples: list[dict] = []
+    counts: Counter = Counter()
+    pool = ProcessPoolExecutor(num_proc) if num_proc > 1 else None
+    try:
+        while max_examples is None or len(examples) < max_examples:
+            # one chunk per worker per round, so reading stops soon after enough examples are kept
+            chunks = [c for c in (list(islice(records, CHUNK_SIZE)) for _ in range(num_proc)) if c]
+            if not chunks:
+                break
+            for chunk in pool.map(work, chunks) if pool else map(work, chunks):
+                for example, status in chunk:
+                    counts["records"] += 1
+                    counts[status] += 1
+                    if example is not None and (max_examples is None or len(examples) < max_examples):
+                        examples.append(example)
+            if progress:
+                progress(counts["records"], len(examples))
+    finally:
+        if pool:
+            pool.shutdown()
+    summary = {k: counts.get(k, 0) for k in ("records", "ok", "truncated", "truncated_answer", "dropped")}
     summary["tokens"] = sum(len(e["input_ids"]) for e in examples)
     return examples, summary
 
 
-def _track(results: Any, total: int, progress: Any) -> Any:
-    for i, result in enumerate(results, 1):
-        yield result
-        if progress:
-            progress(i, total)
-
-
 def load_tokenized(
-    paths: str | list[str], tokenizer: Any, template: str, *, max_records: int | None = None, num_proc: int = 1,
+    paths: str | list[str], tokenizer: Any, template: str, *, max_examples: int | None = None, num_proc: int = 1,
     cache_dir: str | None = None, progress: Any = None, **options: Any,
 ) -> tuple[list[dict], dict]:
     """Tokenised examples of the records in ``paths``, from the cache when this exact job ran before.
 
     Returns ``(examples, counts)``; ``counts["cache"]`` is ``hit`` or ``miss``.
     """
-    key_parts = [tokenizer_digest(tokenizer), template, sorted(options.items()), max_records, file_digest(paths)]
+    key_parts = [tokenizer_digest(tokenizer), template, sorted(options.items()), max_examples, file_digest(paths)]
     key = hashlib.blake2b(orjson.dumps(key_parts, default=str), digest_size=16).hexdigest()
     folder = tokenized_cache_root(cache_dir) / key
     if (folder / "counts.json").exists():
@@ -106,12 +127,8 @@ def load_tokenized(
         examples = [{"input_ids": ids, "labels": labels} for ids, labels in
                     zip(table["input_ids"].to_pylist(), table["labels"].to_pylist(), strict=True)]
         return examples, {**orjson.loads((folder / "counts.json").read_bytes()), "cache": "hit"}
-    records = []
-    for record in read_records(paths):
-        if max_records is not None and len(records) >= max_records:
-            break
-        records.append(record)
-    examples, counts = tokenize_records(records, tokenizer, template, num_proc=num_proc, progress=progress, **options)
+    examples, counts = tokenize_records(read_records(paths), tokenizer, template, num_proc=num_proc,
+                                        max_examples=max_examples, progress=progress, **options)
     folder.mkdir(parents=True, exist_ok=True)
     table = pa.table({"input_ids": pa.array([e["input_ids"] for e in examples], pa.list_(pa.int32())),
                       "labels": pa.array([e["labels"] for e in examples], pa.list_(pa.int32()))})

@@ -44,3 +44,16 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "bes
         shutil.copytree(weights, out_dir, dirs_exist_ok=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def export_adapter(run_dir: str | Path, out_dir: str | Path, *, which: str = "best") -> Path:
+    """Copy the trained weights as they are (a peft adapter folder for LoRA runs)."""
+    return Path(shutil.copytree(run_weights(run_dir, which), out_dir, dirs_exist_ok=True))
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "hf", which: str = "best",
+               merge: bool = True) -> Path:
+    """Export in ``format``; ``hf`` writes a merged model (or the bare adapter with ``merge=False``)."""
+    if format != "hf":
+        raise ConfigError(f"unknown export format {format!r}; available: hf")
+    return export_merged(run_dir, out_dir, which=which) if merge else export_adapter(run_dir, out_dir, which=which)

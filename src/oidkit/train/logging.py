@@ -7,18 +7,23 @@ from pathlib import Path
 
 
 class MetricsLog:
-    """Append rows of metrics (train and eval) to ``RUN/metrics.csv`` and, if available, TensorBoard."""
+    """Write rows of metrics (train and eval) to ``RUN/metrics.csv`` and, if available, TensorBoard.
+
+    ``resume_step``: keep the rows up to that step from an earlier run (a resumed run replays the steps
+    after its checkpoint, so their old rows go).
+    """
 
     FIELDS = ("step", "split", "loss", "lr", "tokens", "tokens_per_s", "grad_norm", "elapsed_s")
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, append: bool = False):
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, resume_step: int | None = None):
         self.path = Path(run_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not (append and self.path.exists())
-        self._file = open(self.path, "w" if fresh else "a", newline="")  # noqa: SIM115 - closed in close()
+        kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step] \
+            if resume_step is not None and self.path.exists() else []
+        self._file = open(self.path, "w", newline="")  # noqa: SIM115 - closed in close()
         self._writer = csv.DictWriter(self._file, fieldnames=self.FIELDS, extrasaction="ignore")
-        if fresh:
-            self._writer.writeheader()
+        self._writer.writeheader()
+        self._writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in kept)
         self._tb = None
         if tensorboard:
             try:
@@ -45,7 +50,7 @@ class MetricsLog:
 def read_metrics(path: str | Path) -> list[dict]:
     """Rows of a ``metrics.csv`` with numbers parsed."""
     with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) and k != "split" else v) for k, v in row.items()}
+        return [{k: (float(v) if v not in ("", None) and k != "split" else v or None) for k, v in row.items()}
                 for row in csv.DictReader(f)]
 
 

@@ -2,10 +2,10 @@
 
 With packing, several examples share one row. Position ids restart at 0 for every example; transformers
 (5.x) reads the restarts from ``position_ids`` when no ``attention_mask`` is passed and builds a
-block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``; only without a KV cache: pass ``use_cache=False``), so no token attends across an
-example boundary, on CPU with sdpa or eager attention alike. Labels are already shifted per example, so no
-target crosses a boundary either. Padding positions get position id 0 each: every pad token is its own
-one-token segment and carries no label.
+block-diagonal causal mask (``masking_utils.find_packed_sequence_indices``; only without a KV cache, so
+pass ``use_cache=False``). No token attends across an example boundary, on CPU with sdpa or eager
+attention alike. Labels are already shifted per example, so no target crosses a boundary either. Padding
+positions get position id 0 each: every pad token is its own one-token segment and carries no label.
 """
 
 from __future__ import annotations

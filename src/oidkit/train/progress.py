@@ -23,10 +23,10 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
-    def tokenising(self, done: int, total: int) -> None:
+    def tokenising(self, records: int, kept: int) -> None:
         if self._tokenise_task is None:
-            self._tokenise_task = self.progress.add_task("tokenise", total=total, stats="")
-        self.progress.update(self._tokenise_task, completed=done)
+            self._tokenise_task = self.progress.add_task("tokenise", total=None, stats="")
+        self.progress.update(self._tokenise_task, completed=records, stats=f"{kept} examples kept")
 
     def start_training(self, total_steps: int, done: int) -> None:
         self._train_task = self.progress.add_task("train", total=total_steps, completed=done, stats="")

@@ -71,7 +71,7 @@ def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
     load = dict(num_proc=data.num_proc, cache_dir=data.cache_dir, progress=progress, **options)
     for turn in ("main", "others"):
         if (turn == "main") == ctx.is_main:
-            train, counts = load_tokenized(data.train, tokenizer, template, max_records=data.max_records, **load)
+            train, counts = load_tokenized(data.train, tokenizer, template, max_examples=data.max_examples, **load)
             held_out, eval_counts = (load_tokenized(data.validation, tokenizer, template, **load)
                                      if data.validation else ([], None))
         barrier(ctx)
@@ -150,15 +150,16 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
                                 precision=t.precision, eval_every=t.eval_every,
                                 early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
                                 log_every=t.log_every, device=t.device)
-        metrics = MetricsLog(run_dir, append=checkpoint is not None) if ctx.is_main else None
+        metrics = MetricsLog(run_dir, resume_step=state.step if checkpoint else None) if ctx.is_main else None
         bars.start_training(t.max_steps, state.step)
         state = train_loop(model, optimizer, scheduler, source, settings, state=state, eval_batches=validation,
                            log=metrics.log if metrics else None, on_checkpoint=on_checkpoint, on_best=on_best,
                            progress=bars.step)
     if t.save_every and state.step % t.save_every:
         on_checkpoint(state)
-    ranks = gather(ctx, {"rank": ctx.rank, "first_rows": source.row_ids(0),
-                         "param_checksum": sum(float(p.double().sum()) for p in model.parameters() if p.requires_grad)})
+    # Lets anyone check that data parallel processes ended with the same weights after seeing different rows.
+    checksum = sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
+    ranks = gather(ctx, {"rank": ctx.rank, "first_rows": source.row_ids(0), "param_checksum": checksum})
     summary = {"steps": state.step, "stopped_early": state.stopped_early, "tokens": state.tokens,
                "final_train_loss": state.history[-1]["loss"] if state.history else None,
                "best_eval_loss": state.best_eval if validation else None, "data": counts, "ranks": ranks}

@@ -1,8 +1,9 @@
 """heuristics: cheap quality rules with documented defaults (lengths, ratios, repetition, boilerplate).
 
-Repetition rules follow Gopher (Rae et al. 2021, table A1) measured on each assistant turn: the share of
-characters in duplicated lines, the share taken by the most frequent word 2-gram and the share of
-characters covered by 10-grams seen more than once. Every rule can be switched off with ``null``.
+Repetition rules follow Gopher (Rae et al. 2021, table A1) measured on the prose of each assistant turn
+(fenced code blocks left out: code repeats lines legitimately): the share of characters in duplicated
+lines, the share taken by the most frequent word 2-gram and the share of characters covered by 10-grams
+seen more than once. Every rule can be switched off with ``null``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ REFUSALS_EN = [
     "my knowledge cutoff", "my training data only goes",
 ]
 REFUSALS_ZH = [
-    "作为一个人工智能", "作为一个ai", "作为一名人工智能", "作为人工智能语言模型", "作为一个语言模型", "作为ai语言模型",
-    "我只是一个ai", "我只是一个人工智能", "我是一个人工智能", "抱歉，我不能", "抱歉，我无法", "对不起，我不能", "对不起，我无法",
+    "作为一个人工智能", "作为一个ai", "作为一名人工智能", "作为人工智能语言模型", "作为一个语言模型",
+    "作为ai语言模型", "我只是一个ai", "我只是一个人工智能", "我是一个人工智能", "抱歉，我不能", "抱歉，我无法",
+    "对不起，我不能", "对不起，我无法",
 ]
 # How a finished answer may end: sentence punctuation (Latin and CJK), closing brackets/quotes, markup.
 _FINISHED_END = set(".!?。！？…\"'”’)]}>»」』）】*`|:;~-_=#/\\")
 _OPEN_FENCE = re.compile(r"^\s*```", re.MULTILINE)
+_CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
 
 
 class HeuristicsConfig(OpConfig):
@@ -134,6 +137,7 @@ class Heuristics(Filter):
     def repetition(self, answer: str) -> tuple[str, float] | None:
         """The first Gopher repetition rule the answer fails, with its measurement; None if it passes."""
         c = self.config
+        answer = prose(answer)
         words = tokens(answer)
         if len(words) < c.min_repetition_tokens:
             return None
@@ -159,11 +163,20 @@ def alnum_ratio(text: str) -> float:
 
 
 def looks_truncated(answer: str) -> bool:
-    """An odd number of code fences (the block never closed), or prose ending without any closing mark."""
+    """An odd number of code fences (the block never closed), or a prose line of 4+ words (a short last line
+    is a signature or a list item) ending in a letter or comma."""
     if len(_OPEN_FENCE.findall(answer)) % 2:
         return True
-    stripped = answer.rstrip()
-    return bool(stripped) and stripped[-1] not in _FINISHED_END and (stripped[-1].isalpha() or stripped[-1] in ",，、")
+    last_line = answer.rstrip().rsplit("\n", 1)[-1]
+    if not last_line or last_line[-1] in _FINISHED_END:
+        return False
+    return (last_line[-1].isalpha() or last_line[-1] in ",，、") and (
+        len(last_line.split()) >= 4 or cjk_ratio(last_line) > 0.5)
+
+
+def prose(answer: str) -> str:
+    """The answer without its fenced code blocks: code repeats lines legitimately."""
+    return _CODE_BLOCK.sub("", answer)
 
 
 def jaccard(a: list[str], b: list[str]) -> float:

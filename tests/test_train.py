@@ -1,0 +1,145 @@
+"""Training: config validation, schedules, exact resume, evaluation and early stopping, export, data parallel."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from oidkit.errors import ConfigError
+from oidkit.io import write_jsonl
+from oidkit.train.config import load_config
+from oidkit.train.export import export_merged
+from oidkit.train.logging import read_metrics
+from oidkit.train.optim import lr_multiplier
+from oidkit.train.run import run_training
+
+
+@pytest.fixture(scope="module")
+def records_file(tmp_path_factory):
+    """Arithmetic conversations: 48 short, learnable records."""
+    path = tmp_path_factory.mktemp("data") / "train.jsonl"
+    write_jsonl(path, [{"id": str(i), "messages": [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": f"What is {i} plus {i}?"},
+        {"role": "assistant", "content": f"{i} plus {i} is {2 * i}."}]} for i in range(48)])
+    return path
+
+
+def tiny_config(model_path, data_path, out_dir, *overrides: str):
+    base = [f"model.name={model_path}", f"data.train={data_path}", f"data.cache_dir={out_dir.parent / 'cache'}",
+            f"train.output_dir={out_dir}", "data.max_seq_len=128", "train.batch_size=2", "optim.lr=3e-3",
+            "optim.warmup_steps=2", "lora.dropout=0.1", "train.threads=1"]
+    return load_config(None, [*base, *overrides])
+
+
+def test_config_overrides_and_validation_messages(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: m}\ndata: {train: d.jsonl}\ntrain: {output_dir: out}\n")
+    config = load_config(path, ["optim.lr=1e-4", "lora.target_modules=[q_proj, v_proj]", "method=full"])
+    assert config.optim.lr == 1e-4 and config.lora.target_modules == ["q_proj", "v_proj"] and config.method == "full"
+    with pytest.raises(ConfigError, match=r"optim.lrr: Extra inputs are not permitted"):
+        load_config(path, ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"train.batch_size: Input should be greater than 0"):
+        load_config(path, ["train.batch_size=0"])
+    with pytest.raises(ConfigError, match=r"need data\.validation or data\.val_fraction"):
+        load_config(path, ["train.eval_every=5"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config(path, ["optim.lr"])
+
+
+def test_schedules_warm_up_then_decay_to_the_floor():
+    cosine = [lr_multiplier(s, total_steps=10, warmup_steps=2, min_ratio=0.1) for s in range(11)]
+    assert cosine[:2] == pytest.approx([1 / 3, 2 / 3])
+    assert cosine[2] == pytest.approx(1.0) and cosine[10] == pytest.approx(0.1)
+    assert cosine[6] == pytest.approx(0.55)  # half way through the decay: the mean of 1 and 0.1
+    assert lr_multiplier(6, total_steps=10, warmup_steps=2, schedule="linear", min_ratio=0.0) == pytest.approx(0.5)
+    assert lr_multiplier(9, total_steps=10, schedule="constant") == 1.0
+
+
+def train_losses(run_dir) -> list[float]:
+    return [row["loss"] for row in read_metrics(run_dir / "metrics.csv") if row["split"] == "train"]
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_path, records_file, tmp_path):
+    run_training(tiny_config(tiny_model_path, records_file, tmp_path / "straight", "train.max_steps=6"))
+    config = tiny_config(tiny_model_path, records_file, tmp_path / "resumed", "train.max_steps=6", "train.save_every=3")
+    run_training(config)
+    # Interrupted after the step-3 checkpoint: later checkpoints never happened.
+    shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000006")
+    summary = run_training(config, resume=True)
+    assert summary["steps"] == 6
+    resumed = train_losses(tmp_path / "resumed")
+    assert len(resumed) == 6  # steps 4-6 of the first attempt were replaced, not appended
+    assert resumed == pytest.approx(train_losses(tmp_path / "straight"), abs=1e-5)
+    assert resumed[0] != pytest.approx(resumed[-1], abs=1e-3)  # it trained: the comparison is not vacuous
+
+
+def test_lora_run_learns_evaluates_and_exports_a_plain_transformers_model(tiny_model_path, records_file, tmp_path):
+    run_dir = tmp_path / "run"
+    summary = run_training(tiny_config(tiny_model_path, records_file, run_dir, "train.max_steps=12",
+                                       "data.val_fraction=0.25", "train.eval_every=4", "optim.lr=1e-2"))
+    losses = train_losses(run_dir)
+    assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+    evals = [r["loss"] for r in read_metrics(run_dir / "metrics.csv") if r["split"] == "eval"]
+    assert len(evals) == 3 and summary["best_eval_loss"] == pytest.approx(min(evals))
+    assert summary["data"]["train_examples"] == 36 and summary["data"]["eval_examples"] == 12
+    for name in ("config.yaml", "data.json", "loss.png", "summary.json", "last/adapter_model.safetensors",
+                 "best/adapter_model.safetensors", "last/tokenizer.json"):
+        assert (run_dir / name).exists(), name
+
+    out = export_merged(run_dir, tmp_path / "merged", which="last")
+    # plain transformers, in a fresh interpreter that never imports oidkit or peft
+    script = (f"from transformers import AutoModelForCausalLM, AutoTokenizer; import sys\n"
+              f"m = AutoModelForCausalLM.from_pretrained({str(out)!r})\n"
+              f"t = AutoTokenizer.from_pretrained({str(out)!r})\n"
+              "p = t.apply_chat_template([{'role': 'user', 'content': 'What is 3 plus 3?'}],"
+              " add_generation_prompt=True, return_tensors='pt', return_dict=True)\n"
+              "o = m.generate(**p, max_new_tokens=5, do_sample=False)\n"
+              "assert 'peft' not in sys.modules and 'oidkit' not in sys.modules\n"
+              "print(o.shape[1] - p['input_ids'].shape[1])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(result.stdout.strip().splitlines()[-1]) > 0
+
+    # the merged weights compute what base + adapter compute
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[5, 17, 42, 9]])
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), run_dir / "last").eval()
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
+
+
+def test_full_fine_tuning_with_early_stopping_keeps_the_best_weights(tiny_model_path, records_file, tmp_path):
+    run_dir = tmp_path / "full"
+    # A huge learning rate makes the validation loss worse after the first evaluation: early stopping fires.
+    summary = run_training(tiny_config(tiny_model_path, records_file, run_dir, "method=full", "train.max_steps=40",
+                                       "data.val_fraction=0.25", "train.eval_every=1", "optim.lr=0.5",
+                                       "optim.warmup_steps=0", "optim.schedule=constant",
+                                       "train.early_stopping_patience=2"))
+    assert summary["stopped_early"] and summary["steps"] < 40
+    assert (run_dir / "best" / "model.safetensors").exists() and (run_dir / "last" / "model.safetensors").exists()
+    evals = [r["loss"] for r in read_metrics(run_dir / "metrics.csv") if r["split"] == "eval"]
+    assert min(evals) == pytest.approx(summary["best_eval_loss"]) and evals[-1] > min(evals)
+
+
+@pytest.mark.slow
+def test_two_processes_stay_in_sync_on_different_shards(tiny_model_path, records_file, tmp_path):
+    from oidkit.train.config import save_config
+
+    config = tiny_config(tiny_model_path, records_file, tmp_path / "ddp", "train.max_steps=3", "method=full")
+    save_config(config, tmp_path / "ddp.yaml")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "oidkit.train", str(tmp_path / "ddp.yaml")]
+    subprocess.run(command, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ranks = json.loads((tmp_path / "ddp" / "summary.json").read_text())["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["param_checksum"] == pytest.approx(ranks[1]["param_checksum"], rel=1e-9)
+    assert not set(ranks[0]["first_rows"]) & set(ranks[1]["first_rows"])
