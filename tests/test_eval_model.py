@@ -148,3 +148,19 @@ def test_compare_writes_side_by_side_reports(tiny_model_path, tmp_path):
     assert saved["judge"]["held_out"]["summary"]["tie"] == 2
     markdown = md_path.read_text()
     assert "| perplexity |" in markdown and "| rougeL |" in markdown and "| r2 |" in markdown
+
+
+def test_eval_command_writes_reports_and_rejects_a_missing_model(tiny_model_path, tmp_path):
+    from typer.testing import CliRunner
+
+    from oidkit.cli import app
+
+    data = tmp_path / "held_out.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS))
+    result = CliRunner().invoke(app, ["eval", str(data), "--model", str(tiny_model_path), "--max-new-tokens", "3",
+                                      "--limit", "1", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "| perplexity |" in result.output
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["results"][str(tiny_model_path)]["held_out"]["metrics"]["n"] == 1
+    assert CliRunner().invoke(app, ["eval", str(data)]).exit_code == 2

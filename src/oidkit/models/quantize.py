@@ -31,11 +31,13 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 def linear_weight_bytes(model: nn.Module) -> int:
     """Bytes held by the Linear weights (float or int8 packed), to show the memory saved."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
     total = 0
     for module in model.modules():
         if isinstance(module, nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
-        elif hasattr(module, "_packed_params"):  # a dynamically quantised Linear: int8 weight + scales
+        elif isinstance(module, DynamicInt8Linear):  # int8 weight + one float64 scale per output channel
             weight = module.weight()
             total += weight.numel() + weight.q_per_channel_scales().numel() * 8
     return total

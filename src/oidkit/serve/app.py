@@ -138,6 +138,10 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         return error_response(error.status_code, str(error.detail), code=str(error.status_code))
 
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> JSONResponse:
+        return error_response(500, f"generation failed: {type(error).__name__}: {error}", type="server_error")
+
     @app.get("/v1/models")
     async def list_models() -> dict:
         return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
