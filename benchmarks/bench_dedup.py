@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+from rich.progress import track
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -48,7 +49,7 @@ def datasketch_labels(texts: list[str], threshold: float, num_perm: int, seed: i
     """datasketch's documented recipe: a MinHash per text, insert all, query each, then components."""
     index = MinHashLSH(threshold=threshold, num_perm=num_perm)
     sketches = []
-    for i, document in enumerate(texts):
+    for i, document in enumerate(track(texts, description=f"datasketch, seed {seed}", transient=True)):
         sketch = MinHash(num_perm=num_perm, seed=seed)
         sketch.update_batch([shingle.encode("utf-8", "surrogatepass") for shingle in shingles(document)])
         if sketch.is_empty():  # as ours: an empty text is nobody's duplicate
@@ -115,7 +116,6 @@ def main() -> None:
     texts = [text(record) for record in sharegpt_records(args.limit)]
     print(f"{len(texts)} records, {sum(map(len, texts)) / 1e6:.1f}M characters")
 
-    print("datasketch ...")
     peer_seconds, peer = timed(datasketch_labels, texts, args.threshold, args.num_perm)
     ours, ours_seconds = {}, {}
     for workers in (1, 2):
@@ -123,7 +123,6 @@ def main() -> None:
         ours_seconds[workers] = statistics.median(seconds for seconds, _ in runs)
         ours[workers] = runs[0][1]
 
-    print("datasketch with another seed, and exact Jaccard ...")
     peer_seed2 = datasketch_labels(texts, args.threshold, args.num_perm, seed=2)
     truth = exact_labels(texts, args.threshold, args.num_perm)
 

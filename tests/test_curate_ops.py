@@ -28,10 +28,10 @@ def resolve(op, records: list[dict]) -> dict:
 
 def test_normalise_repairs_mojibake_html_and_whitespace_but_not_code():
     op = build("normalise")
-    record = chat("Caf\u00c3\u00a9 au lait?  \n\n\n\n<div>Price &amp; size</div>\u200b",
+    record = chat("Caf\u00c3\u00a9 au lait?  \n\n\n\n<div>Price &amp; size</div><br/>Small\u200b",
                   "Use:\n```html\n<div>&amp;</div>\n```\nDone.   ")
     new, counts = op.map(record)
-    assert new["messages"][0]["content"] == "Café au lait?\n\nPrice & size"
+    assert new["messages"][0]["content"] == "Café au lait?\n\nPrice & size\nSmall"
     assert new["messages"][1]["content"] == "Use:\n```html\n<div>&amp;</div>\n```\nDone."
     assert {"mojibake", "html", "whitespace"} <= set(counts)
     assert record["messages"][0]["content"].startswith("Caf\u00c3")  # the input record is not mutated
@@ -100,6 +100,20 @@ def test_heuristics_keeps_a_good_record_and_rules_switch_off():
     lenient = build("heuristics", drop_refusals=False)
     assert lenient.keep(chat("What do you think about this election?",
                              "As an AI language model, I do not have personal opinions."))[0]
+
+
+@pytest.mark.parametrize(("answer", "truncated"), [
+    ("Tips:\n- Improve your sleep quality and diet", False),  # a list item needs no full stop
+    ("建议：\n3. 多喝水，保持充足的睡眠和适量运动", False),
+    ("With love,\nDimaz", False),  # a short last line: a signature
+    ("Photosynthesis is the process by which plants and", True),
+    ("光合作用是植物利用光能把二氧化碳和水转化为有机物并且释放出氧气的过程，同时它还", True),
+    ("Run this:\n```bash\nls -la\n```\nThen check the output.", False),
+])
+def test_truncated_answer_detection(answer, truncated):
+    from oidkit.curate.ops.heuristics import looks_truncated
+
+    assert looks_truncated(answer) is truncated
 
 
 def test_gopher_repetition_measures_on_known_text():

@@ -204,3 +204,17 @@ def test_default_recipe_on_real_sharegpt_accounts_for_every_record(sharegpt_file
     dropped = {step["name"]: step["dropped"] for step in stats["operators"]}
     assert dropped["heuristics"] > 0 and dropped["exact_dedup"] > 0 and dropped["near_dedup"] > 0
     assert 0.5 < stats["output"]["records"] / len(records) < 0.95
+
+
+def test_parquet_output_in_shards_reads_back_to_the_kept_records(crafted_input, tmp_path):
+    from oidkit.io import read_records
+
+    out = tmp_path / "out"
+    stats = run(crafted_input, out, steps=[{"op": "exact_dedup"}],
+                output={"path": str(out), "format": "parquet", "shard_size": 10})
+    shards = sorted(out.glob("kept-*.parquet"))
+    assert len(shards) == 4 and [str(p) for p in shards] == stats["output"]["paths"]
+    kept_ids = [r["id"] for r in read_records(shards)]
+    rejected = [r["record"]["id"] for r in read_jsonl(out / "rejects.jsonl")]
+    assert len(kept_ids) == stats["output"]["records"] == 37
+    assert Counter(kept_ids) + Counter(rejected) == Counter(r["id"] for r in crafted_records())

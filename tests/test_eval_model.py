@@ -164,3 +164,42 @@ def test_eval_command_writes_reports_and_rejects_a_missing_model(tiny_model_path
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["results"][str(tiny_model_path)]["held_out"]["metrics"]["n"] == 1
     assert CliRunner().invoke(app, ["eval", str(data)]).exit_code == 2
+
+
+def test_judge_through_an_openai_compatible_endpoint():
+    """A scripted judge server on loopback: prefers whichever answer says GOOD, in either position."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from oidkit.evaluate.judge import judge_from_backend
+
+    judge_app = FastAPI()
+
+    @judge_app.post("/v1/chat/completions")
+    def verdict(body: dict) -> dict:
+        text = body["messages"][-1]["content"]
+        first_answer = text.split("[The Start of Assistant B's Answer]")[0]
+        reply = "Explanation. [[A]]" if "GOOD" in first_answer else "Explanation. [[B]]"
+        return {"choices": [{"message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(judge_app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        judge = judge_from_backend("fake-judge", f"http://127.0.0.1:{port}/v1")
+        result = pairwise(["q1", "q2"], ["GOOD", "meh"], ["meh", "GOOD"], judge)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert [q["outcome"] for q in result["per_question"]] == ["win", "loss"]
+    assert result["per_question"][0] == {"verdict_in_order": "A", "verdict_swapped": "B", "outcome": "win"}

@@ -8,32 +8,52 @@ import pytest
 import torch
 
 from oidkit.models.llama import LlamaModel
-from oidkit.models.quantize import linear_weight_bytes, quantize_int8
+from oidkit.models.quantize import Int8Linear, linear_weight_bytes, quantize_int8
 
 
-def test_int8_copy_of_our_model_is_close_and_four_times_smaller(tiny_model_path):
+def test_weight_only_int8_is_close_and_four_times_smaller(tiny_model_path):
     model = LlamaModel.from_pretrained(tiny_model_path)
     quantized = quantize_int8(model)
     assert any(isinstance(m, torch.nn.Linear) for m in model.modules())  # the original is left untouched
-    assert not any(type(m) is torch.nn.Linear for m in quantized.modules())
+    assert not any(isinstance(m, torch.nn.Linear) for m in quantized.modules())
+    assert isinstance(quantized.layers[0].attention.wq, Int8Linear)
     assert linear_weight_bytes(quantized) < linear_weight_bytes(model) / 3.5
     tokens = torch.randint(0, model.config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reference, approximate = model(tokens), quantized(tokens)
-    # logits here are ~0.5; int8 rounding of weights and activations moves them by about 1%
-    assert (approximate - reference).abs().max() < 0.05 * reference.abs().max()
+    # rounding to 1 of 255 levels per row moves each weight by at most scale/2: logits move by about 0.5%
+    assert (approximate - reference).abs().max() < 0.02 * reference.abs().max()
+
+
+def test_int8_linear_is_exact_when_weights_are_multiples_of_the_row_scale():
+    linear = torch.nn.Linear(4, 2, bias=True)
+    with torch.no_grad():  # each row's largest |w| is 127 steps, so every weight is a whole number of steps
+        linear.weight.copy_(torch.tensor([[127.0, -3.0, 0.0, 5.0], [-64.0, 127.0, 1.0, 2.0]])
+                            * torch.tensor([[0.01], [0.002]]))
+    x = torch.randn(3, 4)
+    assert torch.allclose(Int8Linear(linear)(x), linear(x), atol=1e-6)
+
+
+def test_dynamic_int8_keeps_the_outlier_layers_float(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    model = quantize_int8(AutoModelForCausalLM.from_pretrained(tiny_model_path), mode="dynamic")
+    layer = model.model.layers[0]
+    assert type(layer.mlp.down_proj) is torch.nn.Linear and type(model.lm_head) is torch.nn.Linear
+    assert type(layer.self_attn.q_proj) is not torch.nn.Linear and type(layer.mlp.up_proj) is not torch.nn.Linear
 
 
 def test_int8_transformers_model_generates(tiny_model_path):
     from transformers import AutoModelForCausalLM
 
-    model = quantize_int8(AutoModelForCausalLM.from_pretrained(tiny_model_path))
-    out = model.generate(torch.tensor([[1, 5, 9]]), max_new_tokens=5, do_sample=False)
-    assert out.shape == (1, 8)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    prompt = torch.tensor([[1, 5, 9]])
+    expected = model.generate(prompt, max_new_tokens=5, do_sample=False)
+    assert quantize_int8(model).generate(prompt, max_new_tokens=5, do_sample=False).tolist() == expected.tolist()
 
 
 @pytest.mark.real
-def test_smollm2_int8_perplexity_within_five_percent(smollm2_gguf, shared_data):
+def test_smollm2_int8_perplexity_change(smollm2_gguf, shared_data):
     import json
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -48,5 +68,7 @@ def test_smollm2_int8_perplexity_within_five_percent(smollm2_gguf, shared_data):
     tokens = tokenizer(text, return_tensors="pt")["input_ids"][:, :512]
     with torch.no_grad():
         loss = model(tokens, labels=tokens).loss.item()
-        loss_int8 = quantize_int8(model)(tokens, labels=tokens).loss.item()
-    assert abs(math.exp(loss_int8) / math.exp(loss) - 1) < 0.05
+        weight_only = quantize_int8(model)(tokens, labels=tokens).loss.item()
+        dynamic = quantize_int8(model, mode="dynamic")(tokens, labels=tokens).loss.item()
+    assert abs(math.exp(weight_only - loss) - 1) < 0.02  # measured well under 1%
+    assert abs(math.exp(dynamic - loss) - 1) < 0.3  # measured +18%: activation outliers (see quantize.py)

@@ -285,3 +285,18 @@ def test_label_set_from_comma_list_and_yaml(tmp_path):
     (tmp_path / "bad.yaml").write_text("labels: 3\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_labels(str(tmp_path / "bad.yaml"))
+
+
+def test_languages_of_records_without_meta_lang_are_identified_in_a_child_process(tmp_path):
+    data = tmp_path / "mixed.jsonl"
+    english = "Could you explain how photosynthesis turns sunlight into chemical energy in plants?"
+    french = "Pourriez-vous m'expliquer comment la photosynthèse transforme la lumière du soleil en énergie ?"
+    texts_and_metas = [(english, {}), (french, {}), (english, {"lang": "xx"})]
+    write_jsonl(data, [{"id": str(i), "messages": [{"role": "user", "content": text}, {"role": "assistant",
+                                                                                       "content": "..."}],
+                        "source": {}, "meta": meta} for i, (text, meta) in enumerate(texts_and_metas)])
+    index, log = build(str(data), log_path=str(tmp_path / "log.jsonl"))
+    client = TestClient(create_app(index, log, labels=[]))
+    assert keys(client.get("/api/records", params={"lang": "fr"})) == ["1"]
+    assert keys(client.get("/api/records", params={"lang": "en"})) == ["0"]
+    assert keys(client.get("/api/records", params={"lang": "xx"})) == ["2"]  # meta.lang wins

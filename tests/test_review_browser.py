@@ -94,7 +94,7 @@ def test_browse_filter_and_hostile_text_shows_literally(page, served, tmp_path):
     assert page.locator("#page-info").inner_text() == "1–50 of 130"
     page.keyboard.press("j")
     page.keyboard.press("j")
-    assert page.locator("#rows .row.current").get_attribute("data-key") == "r002"
+    page.wait_for_selector("#rows .row.current[data-key=r002]")
     page.keyboard.press("n")
     page.wait_for_selector("#rows .row.current[data-key=r050]")
     page.keyboard.press("k")  # before the first row of a page: back to the last row of the previous one

@@ -143,3 +143,10 @@ def test_two_processes_stay_in_sync_on_different_shards(tiny_model_path, records
     assert [r["rank"] for r in ranks] == [0, 1]
     assert ranks[0]["param_checksum"] == pytest.approx(ranks[1]["param_checksum"], rel=1e-9)
     assert not set(ranks[0]["first_rows"]) & set(ranks[1]["first_rows"])
+
+
+def test_bf16_autocast_trains_with_finite_losses(tiny_model_path, records_file, tmp_path):
+    summary = run_training(tiny_config(tiny_model_path, records_file, tmp_path / "bf16", "train.max_steps=2",
+                                       "train.precision=bf16", "data.packing=false"))
+    losses = train_losses(tmp_path / "bf16")
+    assert summary["steps"] == 2 and all(0 < loss < 20 for loss in losses)

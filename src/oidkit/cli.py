@@ -226,7 +226,7 @@ def curate(
 
       oid curate recipes/default.yaml input=demo-out/sharegpt.jsonl output=demo-out/curated
 
-      oid curate --op normalise --op pii data.jsonl out/ pii.types=\\[email,phone]
+      oid curate --op normalise --op pii data.jsonl out/ 'pii.types=\\[email,phone]'
     """
     from oidkit.curate.recipe import load_recipe, one_off_recipe
     from oidkit.curate.runner import run_recipe
@@ -598,6 +598,30 @@ def tokenizer_stats_command(
     Console().print(table)
 
 
+@app.command("pretrain", context_settings={"allow_interspersed_args": True})
+def pretrain_command(
+    config: str = typer.Argument(..., help="pretraining recipe YAML (see recipes/pretrain_tiny.yaml)"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50"),
+) -> None:
+    """Train a small Llama from scratch on plain text (next-token loss); reports loss and validation perplexity.
+
+    Writes RUN/final and RUN/best (Hugging Face folders: oid viz, evaluate, serve and export load them),
+    RUN/metrics.csv, RUN/loss.png and RUN/summary.json.
+
+    Example:  oid pretrain recipes/pretrain_tiny.yaml train.output_dir=demo-out/pretrain train.max_steps=200
+    """
+    from oidkit.train.pretrain import load_pretrain_config, run_pretraining
+
+    summary = run_pretraining(load_pretrain_config(config, overrides or []), console=console)
+    line = (f"{summary['steps']} steps, {summary['tokens']:,} tokens, {summary['parameters']:,} parameters; "
+            f"train loss {summary['first_train_loss']:.3f} -> {summary['final_train_loss']:.3f} "
+            f"(uniform guess {summary['uniform_loss']:.2f})")
+    if summary["best_eval_loss"] is not None:
+        line += (f"; validation loss {summary['initial_eval_loss']:.3f} -> {summary['best_eval_loss']:.3f}, "
+                 f"perplexity {summary['best_eval_perplexity']:.1f}")
+    console.print(line + f" -> {summary['model']}")
+
+
 viz_app = typer.Typer(help="See inside a model: attention maps, per-token loss, training curves.",
                       no_args_is_help=True)
 app.add_typer(viz_app, name="viz")
@@ -663,8 +687,8 @@ def viz_curves(
 
 @app.command("review")
 def review_command(
-    data: str = typer.Argument(..., help="records to review (any supported format), or `export`"),
-    export_data: str = typer.Argument(None, metavar="[DATA]", help="with `export`: the reviewed records"),
+    data: str = typer.Argument(..., metavar="DATA|export", help="records to review (any supported format)"),
+    export_data: str = typer.Argument(None, metavar="DATA", help="after `export`: the reviewed records"),
     rejects: str = typer.Option(None, help="rejects JSONL (ingest or curate) to review beside the data"),
     log: str = typer.Option(None, help="review log (default: DATA's name with .review.jsonl, beside it)"),
     out: str = typer.Option(None, "-o", "--out", help="export: output file, format from its suffix"),

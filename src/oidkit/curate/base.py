@@ -60,9 +60,11 @@ class Filter(Operator):
     kind = "filter"
 
     def keep(self, record: dict) -> tuple[bool, str, Any]:
+        """``(True, "", None)`` to keep, else ``(False, reason code, measured value)``."""
         raise NotImplementedError
 
     def keep_batch(self, records: list[dict]) -> list[tuple[bool, str, Any]]:
+        """Override when a batch is cheaper than its records one by one (e.g. a model)."""
         return [self.keep(r) for r in records]
 
 
@@ -70,6 +72,7 @@ class Mapper(Operator):
     kind = "mapper"
 
     def map(self, record: dict) -> tuple[dict, dict[str, int]]:
+        """The record (a new dict if changed, the same object if not) and counts of what was changed."""
         raise NotImplementedError
 
 
@@ -77,9 +80,11 @@ class GlobalOp(Operator):
     kind = "global"
 
     def keys(self, records: list[dict]) -> list[Any]:
+        """One small picklable key per record (a hash, a signature, a source name)."""
         raise NotImplementedError
 
     def resolve(self, keys: list[Any], ids: list[str]) -> dict[int, Decision]:
+        """Decisions by position in input order; positions left out are kept unchanged."""
         raise NotImplementedError
 
 

@@ -26,6 +26,7 @@ from oidkit.curate.base import Decision, Filter, GlobalOp, Mapper, Operator
 from oidkit.curate.recipe import Recipe, build_operators, resolved_recipe
 from oidkit.curate.text import digest
 from oidkit.io import read_jsonl, read_records, write_jsonl, write_records
+from oidkit.io.files import expand_paths
 from oidkit.records import canonical_json, make_reject
 
 CHECKPOINTS = ".steps"
@@ -159,16 +160,9 @@ class LocalEngine:
 
 
 def input_fingerprint(paths: list[str]) -> list:
-    """Path, size and modification time of every input file (folders expanded): cheap and good enough."""
-    found = []
-    for raw in paths:
-        path = Path(raw)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else sorted(
-            Path(".").glob(raw)) if any(c in raw for c in "*?[") else [path]
-        for file in files:
-            stat = file.stat() if file.exists() else None
-            found.append([str(file.resolve()), stat.st_size if stat else None, stat.st_mtime_ns if stat else None])
-    return found
+    """Path, size and modification time of every input file (folders and globs expanded): cheap, and
+    any rewrite of an input changes it."""
+    return [[str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns] for file in expand_paths(paths)]
 
 
 def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> list[dict]:
@@ -239,7 +233,8 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
     checkpoints = out / CHECKPOINTS
     if force and checkpoints.exists():
         shutil.rmtree(checkpoints)
-    step_fingerprints, chain = [], digest(canonical_json(input_fingerprint(recipe.input.paths)).decode())
+    step_fingerprints = []
+    chain = digest(canonical_json([input_fingerprint(recipe.input.paths), resolved["input"]]).decode())
     for step in resolved["steps"]:
         chain = digest(chain + canonical_json(step).decode())
         step_fingerprints.append(chain)

@@ -1,12 +1,10 @@
-"""Text helpers shared by the operators: CJK detection, tokens, normalised keys, rolling n-gram hashes."""
+"""Text helpers shared by the operators: CJK detection, tokens, normalised keys, stable digests."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import unicodedata
-
-import numpy as np
 
 # CJK ideographs, kana and hangul: scripts written without spaces, so a character is the unit.
 CJK_CLASS = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
@@ -23,7 +21,7 @@ def tokens(text: str) -> list[str]:
 
 def cjk_ratio(text: str) -> float:
     """Fraction of non-space characters that are CJK."""
-    visible = len(text) - sum(c.isspace() for c in text)
+    visible = len(text) - sum(map(str.isspace, text))
     return len(CJK_RE.findall(text)) / visible if visible else 0.0
 
 
@@ -35,25 +33,3 @@ def normalised(text: str) -> str:
 def digest(text: str) -> str:
     """Short stable hash of a string (the same in every process, unlike ``hash``)."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=8).hexdigest()
-
-
-_MULTIPLIER = np.uint64(1099511628211)  # the FNV-64 prime: an odd multiplier spreads the bits
-
-
-def ngram_hashes(token_list: list[str], n: int) -> np.ndarray:
-    """64-bit hashes of every ``n``-token window (polynomial rolling hash over stable token hashes).
-
-    Vectorised over the windows so a long conversation costs ``n`` numpy passes, not a tuple per window.
-    Token hashes come from Python's ``hash`` (salted per process), so compare hashes made in one process
-    only: an index and the texts checked against it are hashed by the same worker.
-    """
-    if len(token_list) < n:
-        return np.empty(0, dtype=np.uint64)
-    vocabulary, positions = np.unique(np.array(token_list), return_inverse=True)
-    base = np.array([hash(t) for t in vocabulary], dtype=np.int64).view(np.uint64)[positions]
-    windows = len(base) - n + 1
-    hashes = np.zeros(windows, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for j in range(n):
-            hashes = hashes * _MULTIPLIER + base[j:j + windows]
-    return hashes

@@ -133,6 +133,8 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
             restored = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
             state = LoopState(**restored["loop"])
             console.print(f"resumed from {checkpoint} at step {state.step}")
+        elif resume:
+            console.print(f"no checkpoint in {run_dir / 'checkpoints'}: starting from step 0")
         if ctx.world > 1:
             model = torch.nn.parallel.DistributedDataParallel(model)
 

@@ -15,11 +15,10 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from oidkit.curate.base import Filter, OpConfig, register
-from oidkit.curate.text import ngram_hashes, tokens
+from oidkit.curate.text import tokens
 from oidkit.errors import ConfigError
 from oidkit.records import text
 
@@ -75,38 +74,25 @@ class Decontaminate(Filter):
     reasons = {"benchmark_overlap": "shares an n-gram with an evaluation item (value: benchmark, item, n-gram)"}
 
     def setup(self) -> None:
+        # n-gram (a tuple of tokens) -> (benchmark, item id). A plain dict of tuples: measured on the real
+        # data it beat a numpy rolling-hash index (tuple hashing is C code; the numpy version was 0.75x).
         n = self.config.ngram
-        hashes, owners = [], []
-        self.items: list[tuple[str, str, list[str]]] = []
+        self.index: dict[tuple[str, ...], tuple[str, str]] = {}
         for spec in resolve_benchmarks(self.config.benchmarks):
             for item_id, item_text in benchmark_items(spec):
                 item_tokens = tokens(unicodedata.normalize("NFKC", item_text))
-                item_hashes = ngram_hashes(item_tokens, n)
-                if len(item_hashes):
-                    hashes.append(item_hashes)
-                    owners.append(np.full(len(item_hashes), len(self.items), dtype=np.int64))
-                    self.items.append((spec.name, item_id, item_tokens))
-        self.index = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
-        order = np.argsort(self.index)
-        self.index = self.index[order]
-        # Which item and where in it each n-gram came from, to name the overlap in the reject.
-        self.owner = np.concatenate(owners)[order] if owners else np.empty(0, dtype=np.int64)
-        self.start = np.concatenate([np.arange(len(h)) for h in hashes])[order] if hashes else self.owner
+                for start in range(len(item_tokens) - n + 1):
+                    self.index.setdefault(tuple(item_tokens[start:start + n]), (spec.name, item_id))
 
     def keep(self, record: dict) -> tuple[bool, str, Any]:
-        record_hashes = ngram_hashes(tokens(unicodedata.normalize("NFKC", text(record, self.config.roles))),
-                                     self.config.ngram)
-        if not len(record_hashes) or not len(self.index):
-            return True, "", None
-        positions = np.minimum(np.searchsorted(self.index, record_hashes), len(self.index) - 1)
-        found = self.index[positions] == record_hashes
-        if not found.any():
-            return True, "", None
-        at = int(positions[int(np.argmax(found))])
-        benchmark, item_id, item_tokens = self.items[int(self.owner[at])]
-        start = int(self.start[at])
-        ngram = " ".join(item_tokens[start:start + self.config.ngram])
-        return False, "benchmark_overlap", {"benchmark": benchmark, "item": item_id, "ngram": ngram}
+        n, index = self.config.ngram, self.index
+        record_tokens = tokens(unicodedata.normalize("NFKC", text(record, self.config.roles)))
+        for start in range(len(record_tokens) - n + 1):
+            gram = tuple(record_tokens[start:start + n])
+            if gram in index:
+                benchmark, item_id = index[gram]
+                return False, "benchmark_overlap", {"benchmark": benchmark, "item": item_id, "ngram": " ".join(gram)}
+        return True, "", None
 
 
 def resolve_benchmarks(entries: list[str | BenchmarkSpec]) -> list[BenchmarkSpec]:

@@ -31,6 +31,7 @@ REFUSALS_ZH = [
 _FINISHED_END = set(".!?。！？…\"'”’)]}>»」』）】*`|:;~-_=#/\\")
 _OPEN_FENCE = re.compile(r"^\s*```", re.MULTILINE)
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
+_LIST_ITEM = re.compile(r"\s*(?:[-*+•]|\d+[.)、]|#+)\s")
 
 
 class HeuristicsConfig(OpConfig):
@@ -158,20 +159,20 @@ class Heuristics(Filter):
 
 def alnum_ratio(text: str) -> float:
     """Share of letters/digits (any script) among non-space characters."""
-    visible = [ch for ch in text if not ch.isspace()]
-    return sum(ch.isalnum() for ch in visible) / len(visible) if visible else 0.0
+    visible = len(text) - sum(map(str.isspace, text))
+    return sum(map(str.isalnum, text)) / visible if visible else 0.0
 
 
 def looks_truncated(answer: str) -> bool:
-    """An odd number of code fences (the block never closed), or a prose line of 4+ words (a short last line
-    is a signature or a list item) ending in a letter or comma."""
+    """An odd number of code fences (the block never closed), or a last line of prose (not a list item or
+    heading; 4+ words, or 20+ characters of CJK) ending in a letter or a comma."""
     if len(_OPEN_FENCE.findall(answer)) % 2:
         return True
     last_line = answer.rstrip().rsplit("\n", 1)[-1]
-    if not last_line or last_line[-1] in _FINISHED_END:
+    if not last_line or last_line[-1] in _FINISHED_END or _LIST_ITEM.match(last_line):
         return False
-    return (last_line[-1].isalpha() or last_line[-1] in ",，、") and (
-        len(last_line.split()) >= 4 or cjk_ratio(last_line) > 0.5)
+    long_enough = len(last_line.split()) >= 4 or (len(last_line) >= 20 and cjk_ratio(last_line) > 0.5)
+    return long_enough and (last_line[-1].isalpha() or last_line[-1] in ",，、")
 
 
 def prose(answer: str) -> str:

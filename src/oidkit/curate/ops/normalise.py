@@ -18,7 +18,8 @@ _INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")  # zero-width charac
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
 # Layout tags and entities left by HTML-to-text conversion; code blocks are left alone (they may be HTML).
-_STRAY_TAGS = re.compile(r"</?(?:div|span|p|br|hr|font|center)\b[^<>]{0,200}>", re.IGNORECASE)
+_LINE_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_STRAY_TAGS = re.compile(r"</?(?:div|span|p|hr|font|center)\b[^<>]{0,200}>", re.IGNORECASE)
 _ENTITY = re.compile(r"&(?:nbsp|amp|lt|gt|quot|apos|#\d{1,6}|#x[0-9a-fA-F]{1,5});")
 _CODE_FENCE = re.compile(r"(```.*?(?:```|\Z)|`[^`\n]+`)", re.DOTALL)
 _COPY_CODE = re.compile(r"^(\w[\w+#-]*)?Copy code", re.MULTILINE)  # ChatGPT's "Copy code" button text
@@ -93,7 +94,8 @@ class Normalise(Mapper):
 
 def _strip_html(prose: str) -> str:
     prose = _COPY_CODE.sub(lambda m: m.group(1) or "", prose)
-    return _ENTITY.sub(lambda m: html.unescape(m.group(0)), _STRAY_TAGS.sub("", prose))
+    prose = _STRAY_TAGS.sub("", _LINE_BREAK.sub("\n", prose))
+    return _ENTITY.sub(lambda m: html.unescape(m.group(0)), prose)
 
 
 def _outside_code(text: str, fix) -> str:

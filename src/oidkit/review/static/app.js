@@ -86,6 +86,12 @@ function detailText(data) {
   return typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
 }
 
+// Page changes and key actions run one after another, in the order the user asked for them.
+function queue(work) {
+  state.keys = state.keys.then(work).catch((error) => toast(String(error), "error"));
+  return state.keys;
+}
+
 // ---- list ------------------------------------------------------------------------------------------
 
 function queryString() {
@@ -115,7 +121,7 @@ function listRow(row, i) {
   const facts = [`${row.turns} turns`, `${row.chars.toLocaleString()} chars`];
   if (row.score !== undefined) facts.push(`score ${row.score}`);
   if (row.lang) facts.push(row.lang);
-  return el("li", { class: "row", "data-key": row.key, onclick: () => openRow(i) },
+  return el("li", { class: "row", "data-key": row.key, onclick: () => queue(() => openRow(i)) },
     el("div", { class: "preview", text: row.preview || "(no user turn)" }),
     el("div", { class: "facts" }, el("span", { text: facts.join(" · ") }), badges));
 }
@@ -291,10 +297,12 @@ async function showProgress() {
   const { data } = await api(`/api/progress?sample=${state.filters.sample ? "true" : "false"}`);
   const body = $("#progress-body");
   body.replaceChildren(
+    data.progress.length === 0 ? el("p", { class: "empty", text: "No decisions yet." }) :
     table(["annotator", "decided", "of", "accepted", "rejected", "labelled", "edited", "accept rate 95% CI"],
       data.progress.map((p) => [p.annotator, p.decided, p.total, p.accepted, p.rejected, p.labelled, p.edited,
         `${(p.accept_rate_95[0] * 100).toFixed(1)}–${(p.accept_rate_95[1] * 100).toFixed(1)}%`])),
     el("h3", { text: "Agreement (records both annotators decided or labelled)" }),
+    data.agreement.length === 0 ? el("p", { class: "empty", text: "Agreement needs two annotators: none yet." }) :
     table(["annotators", "on", "n", "percent", "Cohen's kappa"], data.agreement.flatMap((pair) => [
       [pair.annotators.join(" & "), "accept/reject", pair.decisions.n, pair.decisions.percent, pair.decisions.kappa],
       ...Object.entries(pair.labels).map(([label, a]) => [pair.annotators.join(" & "), `label ${label}`, a.n, a.percent, a.kappa]),
@@ -337,7 +345,7 @@ function setView(view) {
   state.view = view; state.offset = 0;
   document.querySelectorAll("#views button").forEach((b) => b.classList.toggle("active", b.dataset.view === view));
   document.body.classList.toggle("rejects", view === "reject");
-  loadList(0);
+  queue(() => loadList(0));
 }
 
 function setAnnotator(name) {
@@ -374,8 +382,7 @@ function onKey(event) {
     event.preventDefault();
     // Run keys one after another: "j j e" typed fast edits the record the two j's landed on.
     const needsItem = !"jknp/".includes(event.key);
-    state.keys = state.keys.then(() => (state.editing || (needsItem && !state.item) ? null : action()))
-      .catch((error) => toast(String(error), "error"));
+    queue(() => (state.editing || (needsItem && !state.item) ? null : action()));
   }
 }
 
@@ -384,15 +391,15 @@ async function start() {
   if (state.meta.annotator) setAnnotator(state.meta.annotator);  // --annotator wins over the remembered name
   else if (state.annotator) setAnnotator(state.annotator);
   else await askAnnotator();
-  $("#filter-form").addEventListener("submit", (event) => { event.preventDefault(); state.filters = readFilters(); state.offset = 0; loadList(0); });
-  $("#filter-form").addEventListener("reset", () => { state.filters = {}; state.offset = 0; setTimeout(() => loadList(0)); });
+  $("#filter-form").addEventListener("submit", (event) => { event.preventDefault(); state.filters = readFilters(); state.offset = 0; queue(() => loadList(0)); });
+  $("#filter-form").addEventListener("reset", () => { state.filters = {}; state.offset = 0; queue(() => loadList(0)); });
   document.querySelectorAll("#views button").forEach((b) => b.addEventListener("click", () => setView(b.dataset.view)));
-  $("#prev-page").addEventListener("click", () => page(-1));
-  $("#next-page").addEventListener("click", () => page(1));
-  $("#annotator-button").addEventListener("click", () => askAnnotator().then(() => loadList(0)));
+  $("#prev-page").addEventListener("click", () => queue(() => page(-1)));
+  $("#next-page").addEventListener("click", () => queue(() => page(1)));
+  $("#annotator-button").addEventListener("click", () => askAnnotator().then(() => queue(() => loadList(0))));
   $("#progress-button").addEventListener("click", showProgress);
   document.addEventListener("keydown", onKey);
-  await loadList(0);
+  await queue(() => loadList(0));
 }
 
 start();

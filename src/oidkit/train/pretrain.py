@@ -1,0 +1,186 @@
+"""``oid pretrain``: train our readable Llama (``oidkit.models.llama``) from scratch on plain text.
+
+The objective is next-token prediction on every token: ``loss = -mean log p(x[t+1] | x[..t])``. Texts
+become examples of at most ``max_seq_len`` tokens (long texts are cut into chunks, each text ends with the
+end-of-text token), examples are packed into rows, and the run goes through the same pieces as
+``oid train``: ``packing.BatchSource``, ``optim.build_optimizer`` / ``build_scheduler``, ``loop.train_loop``
+(accumulation, clipping, evaluation), ``checkpoint.save_checkpoint`` and ``logging.MetricsLog``.
+
+Example ``recipes/pretrain_tiny.yaml``::
+
+    tokenizer: demo-out/tokenizer            # oid tokenizer train ...
+    data: {train: [corpus.txt], val_fraction: 0.05}
+    model: {dim: 128, n_layers: 4, n_heads: 4, n_kv_heads: 2, intermediate_size: 344, max_seq_len: 256}
+    optim: {lr: 3.0e-3, warmup_steps: 20}
+    train: {output_dir: demo-out/pretrain, batch_size: 8, max_steps: 300, eval_every: 50}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import yaml
+from pydantic import Field, ValidationError
+
+from oidkit.errors import ConfigError, InputError
+from oidkit.models.llama import LlamaConfig, LlamaModel
+from oidkit.train.config import LoopSection, OptimSection, Section, apply_override
+
+
+class PretrainData(Section):
+    train: list[str] = Field(description="text files (.txt/.md, one text per paragraph) or record files")
+    validation: list[str] | None = None
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="texts held out when no validation is given")
+    max_texts: int | None = Field(None, gt=0, description="read only the first N texts of train")
+
+
+class ModelShape(Section):
+    dim: int = Field(128, gt=0)
+    n_layers: int = Field(4, gt=0)
+    n_heads: int = Field(4, gt=0)
+    n_kv_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(344, gt=0)
+    max_seq_len: int = Field(256, gt=8)
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+
+
+class PretrainConfig(Section):
+    tokenizer: str = Field(description="tokenizer folder (oid tokenizer train) or model folder / alias")
+    data: PretrainData
+    model: ModelShape = ModelShape()
+    optim: OptimSection = OptimSection(lr=3e-3, warmup_steps=20)
+    train: LoopSection
+
+
+def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
+    """Read the YAML recipe, apply ``key=value`` overrides (as ``oid train`` does), validate."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    for override in overrides:
+        apply_override(tree, override)
+    try:
+        return PretrainConfig.model_validate(tree)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"{path}: invalid pretraining config: {problems}") from None
+
+
+def text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[dict]:
+    """Each text + end token, cut into chunks of ``max_seq_len`` tokens; labels are the next tokens."""
+    examples = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []:
+        ids = [*ids, tokenizer.eos_token_id]
+        for start in range(0, len(ids) - 1, max_seq_len):
+            chunk = ids[start:start + max_seq_len + 1]  # one extra token: the last position's target
+            examples.append({"input_ids": chunk[:-1], "labels": chunk[1:]})
+    return examples
+
+
+class NextTokenView(torch.nn.Module):
+    """Our model called the way ``loop.train_loop`` calls a transformers model: ``model(input_ids=,
+    position_ids=).logits``. Packed rows restart their positions at 0 per example; each restart opens a new
+    segment, so the block-diagonal mask keeps examples apart."""
+
+    def __init__(self, model: LlamaModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, use_cache: bool = False) -> Any:
+        segment_ids = (position_ids == 0).cumsum(dim=-1)
+        return SimpleNamespace(logits=self.model(input_ids, position_ids=position_ids, segment_ids=segment_ids))
+
+
+def run_pretraining(config: PretrainConfig, *, console: Any = None) -> dict[str, Any]:
+    """Train from scratch as configured; writes ``RUN/{final,best}/`` (HF folders), metrics and summary."""
+    from rich.console import Console
+
+    from oidkit.models.tokenizer import corpus_texts, load_tokenizer
+    from oidkit.train.checkpoint import save_checkpoint
+    from oidkit.train.logging import MetricsLog, plot_loss
+    from oidkit.train.loop import LoopSettings, evaluate, train_loop
+    from oidkit.train.optim import build_optimizer, build_scheduler
+    from oidkit.train.packing import BatchSource, eval_batches, pack_examples
+    from oidkit.train.progress import TrainProgress
+
+    console = console or Console(stderr=True)
+    t, shape = config.train, config.model
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.manual_seed(t.seed)
+    run_dir = Path(t.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    texts = list(corpus_texts(config.data.train, limit=config.data.max_texts))
+    if config.data.validation:
+        held_out = list(corpus_texts(config.data.validation))
+    else:
+        cut = len(texts) - int(len(texts) * config.data.val_fraction)
+        texts, held_out = texts[:cut], texts[cut:]
+    train = text_examples(texts, tokenizer, shape.max_seq_len)
+    validation_examples = text_examples(held_out, tokenizer, shape.max_seq_len)
+    if not train:
+        raise InputError("no training text", file=", ".join(config.data.train), hint="check data.train")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    source = BatchSource(train, pack_examples(train, shape.max_seq_len), batch_size=t.batch_size, pad_id=pad,
+                         seed=t.seed)
+    validation = eval_batches(validation_examples, pack_examples(validation_examples, shape.max_seq_len),
+                              t.batch_size, pad, t.eval_batches) if validation_examples else None
+
+    model = LlamaModel(LlamaConfig(
+        vocab_size=len(tokenizer), dim=shape.dim, n_layers=shape.n_layers, n_heads=shape.n_heads,
+        n_kv_heads=shape.n_kv_heads, intermediate_size=shape.intermediate_size, max_seq_len=shape.max_seq_len,
+        rope_theta=shape.rope_theta, tie_embeddings=shape.tie_embeddings, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=pad))
+    view = NextTokenView(model)
+    optim = config.optim
+    optimizer = build_optimizer(view, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
+    scheduler = build_scheduler(optimizer, total_steps=t.max_steps, warmup_steps=optim.warmup_steps,
+                                schedule=optim.schedule, min_ratio=optim.min_lr_ratio)
+    settings = LoopSettings(max_steps=t.max_steps, grad_accum=t.grad_accum, grad_clip=optim.grad_clip,
+                            precision=t.precision, eval_every=t.eval_every,
+                            early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
+                            log_every=t.log_every, device=t.device)
+    initial_eval = evaluate(view, validation, t.precision, t.device) if validation else None
+
+    def save_model(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    def on_checkpoint(state: Any) -> None:
+        save_checkpoint(run_dir / "checkpoints" / f"step-{state.step:06d}", model=view, optimizer=optimizer,
+                        scheduler=scheduler, step=state.step, loop_state=state.to_dict())
+
+    metrics = MetricsLog(run_dir)
+    if initial_eval is not None:  # step 0: the untrained model, about ln(vocab) nats per token
+        metrics.log({"step": 0, "split": "eval", "loss": initial_eval})
+    with TrainProgress(console) as bars:
+        bars.start_training(t.max_steps, 0)
+        state = train_loop(view, optimizer, scheduler, source, settings, eval_batches=validation, log=metrics.log,
+                           on_checkpoint=on_checkpoint, on_best=lambda s: save_model(run_dir / "best"),
+                           progress=bars.step)
+    metrics.close()
+    save_model(run_dir / "final")
+    plot_loss(run_dir / "metrics.csv", run_dir / "loss.png")
+    best = state.best_eval if validation else None
+    summary = {"steps": state.step, "tokens": state.tokens, "parameters": sum(p.numel() for p in model.parameters()),
+               "train_examples": len(train), "validation_examples": len(validation_examples),
+               "first_train_loss": state.history[0]["loss"] if state.history else None,
+               "final_train_loss": state.history[-1]["loss"] if state.history else None,
+               "initial_eval_loss": initial_eval, "best_eval_loss": best,
+               "best_eval_perplexity": math.exp(best) if best is not None else None,
+               "uniform_loss": math.log(len(tokenizer)), "model": str(run_dir / "final")}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
