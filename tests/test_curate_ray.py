@@ -44,3 +44,22 @@ def test_ray_engine_matches_local_engine(local_ray, tmp_path, shared_data, monke
     assert results["ray"]["operators"] == results["local"]["operators"]
     assert results["ray"]["splits"] == results["local"]["splits"]
     assert len(results["local"]["rejects"]) >= 5  # the crafted data exercises every dropping operator
+
+
+@pytest.mark.real
+def test_semantic_operators_match_on_ray(local_ray, tmp_path):
+    from test_curate_runner import crafted_records
+
+    records = crafted_records()
+    write_jsonl(tmp_path / "in.jsonl", records)
+    steps = [{"op": "semantic_dedup", "threshold": 0.9}, {"op": "select_diverse", "n": 10}]
+    outcome = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        run_recipe(load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(out), "engine": engine,
+                                     "batch_size": 7, "steps": steps}))
+        outcome[engine] = ([r["id"] for r in read_jsonl(out / "kept.jsonl")],
+                           [(r["operator"], r["reason"], r["record"]["id"], r.get("duplicate_of"))
+                            for r in read_jsonl(out / "rejects.jsonl")])
+    assert outcome["ray"] == outcome["local"]
+    assert len(outcome["local"][0]) == 10 and any(r[1] == "semantic_duplicate" for r in outcome["local"][1])

@@ -218,3 +218,22 @@ def test_parquet_output_in_shards_reads_back_to_the_kept_records(crafted_input, 
     rejected = [r["record"]["id"] for r in read_jsonl(out / "rejects.jsonl")]
     assert len(kept_ids) == stats["output"]["records"] == 37
     assert Counter(kept_ids) + Counter(rejected) == Counter(r["id"] for r in crafted_records())
+
+
+def test_a_rewrite_that_breaks_a_conversation_rejects_the_original(tmp_path):
+    html_only = make_record([{"role": "user", "content": "Show me the markup."},
+                             {"role": "assistant", "content": "<div><br/></div>"}], id="html")
+    fine = make_record([{"role": "user", "content": "Say hi <b>loudly</b>."},
+                        {"role": "assistant", "content": "HI!"}], id="fine")
+    path = tmp_path / "in.jsonl"
+    write_jsonl(path, [html_only, fine])
+    stats = run(path, tmp_path / "out", steps=[{"op": "normalise"}])
+    assert_accounting(stats, tmp_path / "out", ["html", "fine"])
+    (reject,) = list(read_jsonl(tmp_path / "out" / "rejects.jsonl"))
+    assert reject["reason"] == "empty_assistant_turn" and reject["operator"] == "normalise"
+    assert reject["record"]["messages"][1]["content"] == "<div><br/></div>"  # kept as it was, nothing lost
+    from oidkit.io import read_records
+
+    rejected_on_read = []
+    assert [r["id"] for r in read_records(tmp_path / "out" / "kept.jsonl", on_reject=rejected_on_read.append)] == [
+        "fine"] and rejected_on_read == []

@@ -60,3 +60,31 @@ def test_packaged_encoder_finds_paraphrases():
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     assert vectors[0] @ vectors[1] > 0.8 > vectors[0] @ vectors[2]
+
+
+@pytest.mark.real
+def test_semantic_operators_in_a_recipe_account_for_every_record(tmp_path):
+    from collections import Counter
+
+    from oidkit.curate.recipe import load_recipe
+    from oidkit.curate.runner import run_recipe
+    from oidkit.io import read_jsonl, write_jsonl
+    from oidkit.records import make_record
+
+    questions = ["How do I bake a loaf of bread at home?", "What is the way to bake bread at home?",
+                 "Explain the theory of general relativity.", "Write a haiku about autumn leaves.",
+                 "Give me three tips for learning to play the guitar."]
+    records = [make_record([{"role": "user", "content": q}, {"role": "assistant", "content": "An answer."}],
+                           id=f"r{i}", meta={"score": float(i)}) for i, q in enumerate(questions)]
+    write_jsonl(tmp_path / "in.jsonl", records)
+    steps = [{"op": "semantic_dedup", "threshold": 0.8, "keep": "score"},
+             {"op": "select_diverse", "n": 3, "method": "score_first", "min_distance": 0.1}]
+    stats = run_recipe(load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(tmp_path / "out"),
+                                         "steps": steps}))
+    kept = [r["id"] for r in read_jsonl(tmp_path / "out" / "kept.jsonl")]
+    rejects = list(read_jsonl(tmp_path / "out" / "rejects.jsonl"))
+    assert Counter(kept) + Counter(r["record"]["id"] for r in rejects) == Counter(r["id"] for r in records)
+    duplicate = next(r for r in rejects if r["reason"] == "semantic_duplicate")
+    assert duplicate["record"]["id"] == "r0" and duplicate["duplicate_of"] == "r1"  # r1 has the higher score
+    assert sorted(kept) == ["r2", "r3", "r4"]  # the three best-scored of the four distinct ones
+    assert [s["dropped"] for s in stats["operators"]] == [1, 1]

@@ -300,3 +300,19 @@ def test_languages_of_records_without_meta_lang_are_identified_in_a_child_proces
     assert keys(client.get("/api/records", params={"lang": "fr"})) == ["1"]
     assert keys(client.get("/api/records", params={"lang": "en"})) == ["0"]
     assert keys(client.get("/api/records", params={"lang": "xx"})) == ["2"]  # meta.lang wins
+
+
+@pytest.mark.real
+def test_real_sharegpt_pages_searches_and_opens(sharegpt_file, tmp_path):
+    records = list(read_records(sharegpt_file, salvage=True, on_reject=lambda reject: None))
+    index, log = build(str(sharegpt_file), log_path=str(tmp_path / "log.jsonl"), salvage=True,
+                       identify_languages=False)
+    client = TestClient(create_app(index, log, labels=LABELS))
+    page = client.get("/api/records", params={"offset": 10_000, "limit": 5}).json()
+    assert page["total"] == len(records)
+    assert [row["key"] for row in page["items"]] == [r["id"] for r in records[10_000:10_005]]
+    expected = [r["id"] for r in records if "kubernetes" in "\n".join(m["content"] for m in r["messages"]).lower()]
+    found = client.get("/api/records", params={"q": "Kubernetes", "limit": 200}).json()
+    assert found["total"] == len(expected) > 0
+    opened = client.get("/api/item", params={"key": records[-1]["id"]}).json()
+    assert opened["record"]["messages"] == records[-1]["messages"]

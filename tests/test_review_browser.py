@@ -103,6 +103,7 @@ def test_browse_filter_and_hostile_text_shows_literally(page, served, tmp_path):
     page.fill("[name=q]", "WINDOW.__xss")  # search is case-insensitive and sees the raw text
     page.press("[name=q]", "Enter")
     page.wait_for_selector("#page-info:text('1–1 of 1')")
+    page.wait_for_selector("#detail .key:text-is('r003')")
     user_turn = page.locator("#detail .turn.user .content")
     assert user_turn.inner_text() == HOSTILE
     assert page.locator("#detail script, #detail img, #detail b").count() == 0

@@ -27,7 +27,7 @@ from oidkit.curate.recipe import Recipe, build_operators, resolved_recipe
 from oidkit.curate.text import digest
 from oidkit.io import read_jsonl, read_records, write_jsonl, write_records
 from oidkit.io.files import expand_paths
-from oidkit.records import canonical_json, make_reject
+from oidkit.records import canonical_json, conversation_problems, make_reject
 
 CHECKPOINTS = ".steps"
 
@@ -61,6 +61,15 @@ def reject_of(record: dict, step: str, reason: str, value: Any, detail: str = ""
     return make_reject(record, stage="curate", operator=step, reason=reason, value=value, detail=detail, **extra)
 
 
+def broken_by_rewrite(before: dict, after: dict) -> tuple[str, str] | None:
+    """The first conversation problem ``after`` has that ``before`` did not, or ``None``."""
+    known = {code for code, _ in conversation_problems(before["messages"])}
+    for code, detail in conversation_problems(after["messages"]):
+        if code not in known:
+            return code, detail
+    return None
+
+
 def run_batch(op: Operator, step: str, batch: list[dict]) -> tuple[list[dict], list[dict], Tally]:
     """Apply a filter or mapper to one batch: (kept records, rejects, tally). Used by every engine."""
     tally = Tally(seen=len(batch))
@@ -75,8 +84,17 @@ def run_batch(op: Operator, step: str, batch: list[dict]) -> tuple[list[dict], l
     elif isinstance(op, Mapper):
         for record in batch:
             new, counts = op.map(record)
-            tally.modified += new is not record
             tally.extra.update(counts)
+            if new is not record:
+                # A rewrite must not break the conversation (e.g. HTML stripping emptying an answer):
+                # such a record leaves as a reject, in its original form, instead of passing on broken.
+                introduced = broken_by_rewrite(record, new)
+                if introduced:
+                    code, detail = introduced
+                    rejects.append(reject_of(record, step, code, detail, f"{op.name} would leave: {detail}"))
+                    tally.reasons[code] += 1
+                    continue
+                tally.modified += 1
             kept.append(new)
     else:
         raise TypeError(f"{type(op).__name__} is neither a Filter nor a Mapper")

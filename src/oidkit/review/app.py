@@ -114,21 +114,22 @@ def create_app(index: Index, log: ReviewLog, *, labels: list[str], annotator: st
                 min_chars: int | None = None, max_chars: int | None = None, min_score: float | None = None,
                 max_score: float | None = None, label: str = "", status: str = "", annotator: str = "",
                 sample: bool = False, offset: int = 0, limit: int = 50) -> dict:
-        only_keys = None
-        if label:
-            only_keys = {k for k, by_annotator in log.labels.items() if any(label in v for v in by_annotator.values())}
-        except_keys = None
-        if status == "unreviewed":
-            except_keys = decided_keys(annotator, ("accept", "reject"))
-        elif status:
-            chosen = status_keys(status, annotator)
-            only_keys = chosen if only_keys is None else only_keys & chosen
+        only_keys = except_keys = None
+        with log.lock:  # request threads iterate the state while others append to it
+            if label:
+                only_keys = {k for k, by_annotator in log.labels.items()
+                             if any(label in v for v in by_annotator.values())}
+            if status == "unreviewed":
+                except_keys = decided_keys(annotator, ("accept", "reject"))
+            elif status:
+                chosen = status_keys(status, annotator)
+                only_keys = chosen if only_keys is None else only_keys & chosen
         query = Query(view=view, q=q, source=source or None, lang=lang or None, operator=operator or None,
                       reason=reason or None, min_turns=min_turns, max_turns=max_turns, min_chars=min_chars,
                       max_chars=max_chars, min_score=min_score, max_score=max_score, only_keys=only_keys,
                       except_keys=except_keys, sample_only=sample)
         positions = index.select(query)
-        limit = max(1, min(limit, MAX_PAGE))
+        limit, offset = max(1, min(limit, MAX_PAGE)), max(0, offset)
         rows = [index.preview(int(p)) for p in positions[offset:offset + limit]]
         for row in rows:
             row["status"] = (log.decisions.get(row["key"], {}).get(annotator) or {}).get("decision")
@@ -158,9 +159,10 @@ def create_app(index: Index, log: ReviewLog, *, labels: list[str], annotator: st
     def item(key: str) -> dict:
         found = item_or_404(key)
         record = found.record
-        body: dict[str, Any] = {"key": key, "kind": found.kind, "version": log.version(key),
-                                "reject": found.reject, "labels": log.labels.get(key, {}),
-                                "decisions": log.decisions.get(key, {})}
+        with log.lock:
+            body: dict[str, Any] = {"key": key, "kind": found.kind, "version": log.version(key),
+                                    "reject": found.reject, "labels": dict(log.labels.get(key, {})),
+                                    "decisions": dict(log.decisions.get(key, {}))}
         if record is not None:
             body["record"] = {**record, "messages": log.edits[key]["messages"]} if key in log.edits else record
             if key in log.edits:
@@ -210,7 +212,8 @@ def create_app(index: Index, log: ReviewLog, *, labels: list[str], annotator: st
     @app.get("/api/progress")
     def progress_view(sample: bool = False) -> dict:
         keys = [item.key for i, item in enumerate(index.items) if not sample or index.in_sample[i]]
-        return {"progress": progress(log, keys), "agreement": agreement(log, labels)}
+        with log.lock:
+            return {"progress": progress(log, keys), "agreement": agreement(log, labels)}
 
     return app
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from oidkit.errors import ConfigError
 from oidkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from oidkit.train.config import TrainConfig, save_config
 from oidkit.train.data import load_tokenized
@@ -76,8 +77,6 @@ def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
                                      if data.validation else ([], None))
         barrier(ctx)
     if not train:
-        from oidkit.errors import ConfigError
-
         raise ConfigError(f"{data.train}: no trainable example left after tokenisation ({counts}); raise "
                           "data.max_seq_len or set data.overlong=truncate")
     if data.val_fraction and not data.validation:

@@ -161,7 +161,8 @@ function turns(messages) {
   return el("div", { class: "chat" }, ...messages.map((m) => {
     const body = el("div", { class: "content" });
     body.innerHTML = renderMarkdown(String(m.content ?? ""));  // escaped inside renderMarkdown
-    return el("div", { class: `turn ${m.role}` }, el("div", { class: "role", text: m.role }), body);
+    const calls = m.tool_calls ? el("pre", { class: "tool-calls", text: JSON.stringify(m.tool_calls, null, 2) }) : null;
+    return el("div", { class: `turn ${m.role}` }, el("div", { class: "role", text: m.name ? `${m.role} · ${m.name}` : m.role }), body, calls);
   }));
 }
 

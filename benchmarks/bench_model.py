@@ -1,0 +1,111 @@
+"""Our readable Llama against transformers' LlamaForCausalLM on SmolLM2-135M, same inputs, one run.
+
+Measures forward tokens/s on a sequence of real text, greedy decoding tokens/s with the KV cache (and checks
+both produce the same tokens), and our int8 copies (weight-only and dynamic) for speed and perplexity.
+
+    .venv/bin/python benchmarks/bench_model.py --out demo-out/bench/model.json [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from common import print_table, sharegpt_records, write_figures
+
+
+def median_seconds(run: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``repeats`` calls after one warm-up call (the machine is shared: medians, not means)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def real_text_tokens(tokenizer, length: int) -> torch.Tensor:
+    """The first ``length`` tokens of real ShareGPT conversations, as a (1, length) batch."""
+    text = "\n\n".join(m["content"] for r in sharegpt_records(40) for m in r["messages"])
+    return tokenizer(text, return_tensors="pt")["input_ids"][:, :length]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--quick", action="store_true", help="128-token forward, 16 decoded tokens, 2 repeats")
+    args = parser.parse_args()
+    seq_len, new_tokens, repeats = (128, 16, 2) if args.quick else (512, 64, 5)
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from oidkit.models import resolve_model
+    from oidkit.models.llama import LlamaModel
+    from oidkit.models.quantize import quantize_int8
+
+    folder = resolve_model("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    theirs = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    ours = LlamaModel.from_pretrained(folder)
+    tokens = real_text_tokens(tokenizer, seq_len)
+    prompt = tokens[:, :32]
+
+    def loss_of(model: torch.nn.Module, hf: bool) -> float:
+        logits = model(tokens).logits if hf else model(tokens)
+        return float(torch.nn.functional.cross_entropy(logits[0, :-1].float(), tokens[0, 1:]))
+
+    with torch.inference_mode():
+        ours_out = ours.generate(prompt, new_tokens, eos_token_id=[])
+        theirs_out = theirs.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+        same_tokens = ours_out.tolist() == theirs_out.tolist()
+        max_logit_diff = float((ours(tokens) - theirs(tokens).logits).abs().max())
+        forward = {"transformers": median_seconds(lambda: theirs(tokens), repeats),
+                   "ours": median_seconds(lambda: ours(tokens), repeats)}
+        decode = {"transformers": median_seconds(lambda: theirs.generate(
+                      prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False), repeats),
+                  "ours": median_seconds(lambda: ours.generate(prompt, new_tokens, eos_token_id=[]), repeats)}
+        int8 = {mode: quantize_int8(ours, mode) for mode in ("weight", "dynamic")}
+        int8_forward = {mode: median_seconds(lambda m=m: m(tokens), repeats) for mode, m in int8.items()}
+        int8_decode = {mode: median_seconds(lambda m=m: m.generate(prompt, new_tokens, eos_token_id=[]), repeats)
+                       for mode, m in int8.items()}
+        perplexity = {"float32": math.exp(loss_of(ours, hf=False)),
+                      **{f"int8 {mode}": math.exp(loss_of(m, hf=False)) for mode, m in int8.items()}}
+
+    figures = {
+        "model": "SmolLM2-135M-Instruct (float32, CPU)", "threads": torch.get_num_threads(), "seq_len": seq_len,
+        "new_tokens": new_tokens, "same_greedy_tokens": same_tokens, "max_logit_difference": max_logit_diff,
+        "forward_tokens_per_s": {k: seq_len / v for k, v in forward.items()},
+        "decode_tokens_per_s": {k: new_tokens / v for k, v in decode.items()},
+        "forward_ratio_ours_over_transformers": forward["transformers"] / forward["ours"],
+        "decode_ratio_ours_over_transformers": decode["transformers"] / decode["ours"],
+        "int8_forward_tokens_per_s": {k: seq_len / v for k, v in int8_forward.items()},
+        "int8_decode_tokens_per_s": {k: new_tokens / v for k, v in int8_decode.items()},
+        "perplexity_on_real_text": perplexity,
+    }
+    rows = [
+        [f"forward, {seq_len} tokens (tok/s)", f"{figures['forward_tokens_per_s']['transformers']:.0f}",
+         f"{figures['forward_tokens_per_s']['ours']:.0f}", f"{figures['forward_ratio_ours_over_transformers']:.2f}x"],
+        [f"greedy decode, {new_tokens} tokens (tok/s)", f"{figures['decode_tokens_per_s']['transformers']:.1f}",
+         f"{figures['decode_tokens_per_s']['ours']:.1f}", f"{figures['decode_ratio_ours_over_transformers']:.2f}x"],
+    ]
+    print_table("ours (oidkit.models.llama) vs transformers, SmolLM2-135M fp32", ["", "transformers", "ours", "ratio"],
+                rows)
+    print(f"same greedy tokens: {same_tokens}; max |logit difference| {max_logit_diff:.2e}")
+    int8_rows = [["float32", f"{figures['forward_tokens_per_s']['ours']:.0f}",
+                  f"{figures['decode_tokens_per_s']['ours']:.1f}", f"{perplexity['float32']:.3f}", "1.00x"]]
+    for mode in int8:
+        int8_rows.append([f"int8 {mode}", f"{figures['int8_forward_tokens_per_s'][mode]:.0f}",
+                          f"{figures['int8_decode_tokens_per_s'][mode]:.1f}", f"{perplexity[f'int8 {mode}']:.3f}",
+                          f"{forward['ours'] / int8_forward[mode]:.2f}x"])
+    print_table("our model, int8 copies (oidkit.models.quantize)",
+                ["", "forward tok/s", "decode tok/s", "perplexity", "forward speed-up"], int8_rows)
+    write_figures(args.out, figures)
+
+
+if __name__ == "__main__":
+    main()
