@@ -15,18 +15,22 @@ import time
 from collections.abc import Callable
 
 import torch
+
 from common import print_table, sharegpt_records, write_figures
 
 
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call (the machine is shared: medians, not means)."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def median_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time per named run, after one warm-up each. The runs alternate (a, b, a, b, ...) so that
+    load from other processes on a shared machine falls on all of them alike; medians, not means."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def real_text_tokens(tokenizer, length: int) -> torch.Tensor:
@@ -39,7 +43,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="write the figures as JSON here")
     parser.add_argument("--quick", action="store_true", help="128-token forward, 16 decoded tokens, 2 repeats")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on a shared machine a busy core stalls every multi-threaded "
+                             "matmul, which swamps the comparison)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     seq_len, new_tokens, repeats = (128, 16, 2) if args.quick else (512, 64, 5)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -64,27 +72,27 @@ def main() -> None:
         theirs_out = theirs.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
         same_tokens = ours_out.tolist() == theirs_out.tolist()
         max_logit_diff = float((ours(tokens) - theirs(tokens).logits).abs().max())
-        forward = {"transformers": median_seconds(lambda: theirs(tokens), repeats),
-                   "ours": median_seconds(lambda: ours(tokens), repeats)}
-        decode = {"transformers": median_seconds(lambda: theirs.generate(
-                      prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False), repeats),
-                  "ours": median_seconds(lambda: ours.generate(prompt, new_tokens, eos_token_id=[]), repeats)}
         int8 = {mode: quantize_int8(ours, mode) for mode in ("weight", "dynamic")}
-        int8_forward = {mode: median_seconds(lambda m=m: m(tokens), repeats) for mode, m in int8.items()}
-        int8_decode = {mode: median_seconds(lambda m=m: m.generate(prompt, new_tokens, eos_token_id=[]), repeats)
-                       for mode, m in int8.items()}
+        forward = median_seconds({"transformers": lambda: theirs(tokens), "ours": lambda: ours(tokens),
+                                  **{mode: lambda m=m: m(tokens) for mode, m in int8.items()}}, repeats)
+        decode = median_seconds({
+            "transformers": lambda: theirs.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                                    do_sample=False),
+            "ours": lambda: ours.generate(prompt, new_tokens, eos_token_id=[]),
+            **{mode: lambda m=m: m.generate(prompt, new_tokens, eos_token_id=[]) for mode, m in int8.items()}},
+            repeats)
         perplexity = {"float32": math.exp(loss_of(ours, hf=False)),
                       **{f"int8 {mode}": math.exp(loss_of(m, hf=False)) for mode, m in int8.items()}}
 
     figures = {
         "model": "SmolLM2-135M-Instruct (float32, CPU)", "threads": torch.get_num_threads(), "seq_len": seq_len,
         "new_tokens": new_tokens, "same_greedy_tokens": same_tokens, "max_logit_difference": max_logit_diff,
-        "forward_tokens_per_s": {k: seq_len / v for k, v in forward.items()},
-        "decode_tokens_per_s": {k: new_tokens / v for k, v in decode.items()},
+        "forward_tokens_per_s": {k: seq_len / forward[k] for k in ("transformers", "ours")},
+        "decode_tokens_per_s": {k: new_tokens / decode[k] for k in ("transformers", "ours")},
         "forward_ratio_ours_over_transformers": forward["transformers"] / forward["ours"],
         "decode_ratio_ours_over_transformers": decode["transformers"] / decode["ours"],
-        "int8_forward_tokens_per_s": {k: seq_len / v for k, v in int8_forward.items()},
-        "int8_decode_tokens_per_s": {k: new_tokens / v for k, v in int8_decode.items()},
+        "int8_forward_tokens_per_s": {mode: seq_len / forward[mode] for mode in int8},
+        "int8_decode_tokens_per_s": {mode: new_tokens / decode[mode] for mode in int8},
         "perplexity_on_real_text": perplexity,
     }
     rows = [
@@ -101,7 +109,7 @@ def main() -> None:
     for mode in int8:
         int8_rows.append([f"int8 {mode}", f"{figures['int8_forward_tokens_per_s'][mode]:.0f}",
                           f"{figures['int8_decode_tokens_per_s'][mode]:.1f}", f"{perplexity[f'int8 {mode}']:.3f}",
-                          f"{forward['ours'] / int8_forward[mode]:.2f}x"])
+                          f"{forward['ours'] / forward[mode]:.2f}x"])
     print_table("our model, int8 copies (oidkit.models.quantize)",
                 ["", "forward tok/s", "decode tok/s", "perplexity", "forward speed-up"], int8_rows)
     write_figures(args.out, figures)

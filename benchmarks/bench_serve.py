@@ -14,15 +14,11 @@ from __future__ import annotations
 import argparse
 import socket
 import statistics
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import print_table, write_figures  # noqa: E402
+from common import print_table, write_figures
 
 PROMPTS = [
     "Explain in two sentences why the sky is blue.",

@@ -121,14 +121,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        records = short_records(args.records, args.max_chars)
         model = args.model
         if model == "tiny":
             from oidkit.models.tiny import build_tiny_model
+            from oidkit.records import text
 
-            model = str(build_tiny_model(work / "tiny", vocab_size=2048, hidden_size=256, num_layers=4,
+            # its BPE is trained on these records, so it tokenises them about as compactly as a real tokenizer
+            model = str(build_tiny_model(work / "tiny", vocab_size=4096, hidden_size=256, num_layers=4,
                                          num_heads=8, num_kv_heads=4, intermediate_size=688,
-                                         max_position_embeddings=args.seq_len))
-        records = short_records(args.records, args.max_chars)
+                                         max_position_embeddings=args.seq_len, corpus=[text(r) for r in records]))
         write_jsonl(work / "records.jsonl", records)
         n_params = parameter_count(model)
         results = {"ours (packed)": run_ours(model, work / "records.jsonl", work, args, packing=True),

@@ -203,3 +203,15 @@ def test_judge_through_an_openai_compatible_endpoint():
         thread.join(timeout=10)
     assert [q["outcome"] for q in result["per_question"]] == ["win", "loss"]
     assert result["per_question"][0] == {"verdict_in_order": "A", "verdict_swapped": "B", "outcome": "win"}
+
+
+@pytest.mark.real
+def test_smollm2_finds_natural_answers_likelier_than_shuffled_ones(smollm2_gguf):
+    model, tokenizer = load_model("smollm2-135m-instruct")
+    answer = "The capital of France is Paris. It is also the largest city in the country."
+    shuffled = "country the Paris city. largest capital is in France of also It the is The"
+    question = {"role": "user", "content": "What is the capital of France?"}
+    records = [{"id": i, "messages": [question, {"role": "assistant", "content": text}]}
+               for i, text in enumerate([answer, shuffled])]
+    natural, scrambled = perplexity(model, tokenizer, records, batch_size=2)["per_record"]
+    assert natural["perplexity"] * 5 < scrambled["perplexity"]

@@ -210,3 +210,17 @@ def test_chat_command_reads_stdin(tiny_model_path):
                                 input="hello\n/system Be terse.\nhi\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("> ") == 4 and "(system prompt set; conversation reset)" in result.output
+
+
+@pytest.mark.real
+def test_smollm2_greedy_stream_equals_transformers_generate(smollm2_gguf):
+    real = load_model("smollm2-135m-instruct")
+    messages = [{"role": "user", "content": "Name three primary colours."}]
+    prompt_tokens, expected, _ = hf_greedy(real, messages, 24)
+    model, tokenizer = real
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) == prompt_tokens
+    params = SamplingParams(max_tokens=24, temperature=0)
+    streamed = "".join(d.text for d in generate_stream(model, tokenizer, ids, params))
+    assert streamed == expected

@@ -87,7 +87,7 @@ def test_lora_run_learns_evaluates_and_exports_a_plain_transformers_model(tiny_m
     losses = train_losses(run_dir)
     assert len(losses) == 12 and sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     evals = [r["loss"] for r in read_metrics(run_dir / "metrics.csv") if r["split"] == "eval"]
-    assert len(evals) == 3 and summary["best_eval_loss"] == pytest.approx(min(evals))
+    assert len(evals) == 4 and summary["best_eval_loss"] == pytest.approx(min(evals))  # steps 0, 4, 8, 12
     assert summary["data"]["train_examples"] == 36 and summary["data"]["eval_examples"] == 12
     for name in ("config.yaml", "data.json", "loss.png", "summary.json", "last/adapter_model.safetensors",
                  "best/adapter_model.safetensors", "last/tokenizer.json"):

@@ -416,7 +416,7 @@ def eval_command(
     data: list[str] = typer.Argument(..., help="task files: records JSONL, GSM8K, Self-Instruct/BELLE eval, "
                                      "CMMLU CSV or MMLU-style JSONL (type detected from the fields)"),
     model: str = typer.Option(None, "--model", "-m", help="model folder or alias to evaluate"),
-    compare: tuple[str, str] = typer.Option((None, None), help="evaluate two models side by side: --compare A B"),
+    compare: tuple[str, str] | None = typer.Option(None, help="evaluate two models side by side: --compare A B"),
     out: str = typer.Option("eval-out", "-o", "--out", help="folder for report.json and report.md"),
     task: str = typer.Option(None, help="force the task type: records, generation, gsm8k or choice"),
     limit: int = typer.Option(None, help="evaluate only the first N examples of each file"),
@@ -445,8 +445,8 @@ def eval_command(
     from oidkit.evaluate.run import EvalOptions, compare_models, evaluate_model, markdown_report, write_report
     from oidkit.evaluate.tasks import TASKS, load_task
 
-    models = [m for m in compare if m] if any(compare) else [model] if model else []
-    if len(models) != (2 if any(compare) else 1):
+    models = list(compare) if compare else [model] if model else []
+    if not models or (compare and model):
         fail("give --model M to evaluate one model, or --compare A B to evaluate two side by side")
     if task and task not in TASKS:
         fail(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")

@@ -212,9 +212,9 @@ def shingle_hashes(text: str, *, ngram: int = 5, unit: str = "auto") -> np.ndarr
     ``_`` or non-ASCII characters, so punctuation and spacing changes do not matter). ``unit="char"``:
     n-grams of the characters of the lowercased text with whitespace removed, for scripts written without
     spaces. ``unit="auto"`` (default): characters when at least 30% of the non-space characters are CJK,
-    else words. ``ngram=5`` (default) is the usual choice for web and chat text (datatrove, the GPT-3 and
-    RefinedWeb dedup): short enough that one edit changes few shingles, long enough that unrelated
-    texts share almost none. A text shorter than ``ngram`` units is one shingle; an empty one has none.
+    else words. ``ngram=5`` (default) is the usual choice for web and chat text (datatrove's MinHash dedup,
+    RefinedWeb): short enough that one edit changes few shingles, long enough that unrelated texts share
+    almost none. A text shorter than ``ngram`` units is one shingle; an empty one has none.
     """
     hashes, _, _ = _batch_shingles([text], ngram, unit)
     return np.unique(hashes)

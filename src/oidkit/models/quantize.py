@@ -4,13 +4,13 @@ Every Linear weight matrix becomes int8 with one float scale per output channel 
 ``w[row] ~ scale[row] * q[row]``, ``q`` in -127..127), a quarter of float32's memory. Two ways to run it:
 
 - ``weight`` (default): weight-only. The product is ``(x @ q^T) * scale`` in float, so only the weight
-  rounding error remains: perplexity moves by well under 1% on SmolLM2-135M. Memory is what it saves;
-  converting the int8 matrix to float on each call costs time, so it is not faster than float32.
+  rounding error remains: SmolLM2-135M's perplexity on ShareGPT text moves by about 1% (12.64 -> 12.78).
+  Memory is what it saves; converting the int8 matrix to float on each call costs time.
 - ``dynamic``: activations are also quantised, per batch, and the product runs on int8 x int8 -> int32
   kernels (PyTorch's ``quantize_dynamic``): faster on long inputs, but a Transformer's activations have
   outlier channels (LLM.int8(), Dettmers et al. 2022) that one scale per tensor flattens. The inputs of
   the feed-forward down projection and of the output head are the worst: those layers stay float
-  (quantising them too took SmolLM2's perplexity from 6.0 to 14.8; without them it is about 7.1).
+  (quantising them too took SmolLM2's perplexity on GSM8K text from 6.0 to 14.8; without them, 7.1).
 
 ``benchmarks/bench_model.py`` measures speed and perplexity of both against float32.
 """

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hmac
 import threading
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +221,12 @@ def create_app(index: Index, log: ReviewLog, *, labels: list[str], annotator: st
 
 
 def build(data: str, *, rejects: str | None = None, log_path: str | None = None, sample: int | None = None,
-          seed: int = 0, salvage: bool = False, identify_languages: bool = True) -> tuple[Index, ReviewLog]:
+          seed: int = 0, salvage: bool = False, identify_languages: bool = True,
+          on_unreadable: Callable[[dict], None] | None = None) -> tuple[Index, ReviewLog]:
     """Load the items and replay the log; language identification goes on in a background thread."""
-    index = Index(load_items(data, rejects, salvage=salvage), sample_size=sample, seed=seed,
-                  identify=identify_languages)
-    threading.Thread(target=index.identify_languages, daemon=True, name="languages").start()
+    index = Index(load_items(data, rejects, salvage=salvage, on_unreadable=on_unreadable), sample_size=sample,
+                  seed=seed, identify=identify_languages)
+    threading.Thread(target=index.index_languages, daemon=True, name="languages").start()
     return index, ReviewLog(log_path or default_log_path(data))
 
 
@@ -237,10 +240,16 @@ def serve(data: str, *, rejects: str | None = None, log_path: str | None = None,
         raise ConfigError(f"--host {host} makes the review app reachable from other machines: give --token SECRET "
                           "(every request without it gets 401), or keep the default --host 127.0.0.1")
     label_set = load_labels(labels)
-    index, log = build(data, rejects=rejects, log_path=log_path, sample=sample, seed=seed, salvage=salvage)
+    unreadable: Counter[str] = Counter()
+    index, log = build(data, rejects=rejects, log_path=log_path, sample=sample, seed=seed, salvage=salvage,
+                       on_unreadable=lambda reject: unreadable.update([reject["reason"]]))
     app = create_app(index, log, labels=label_set, annotator=annotator, token=token)
     suffix = f"/?token={token}" if token else "/"
     print(f"reviewing {len(index.items):,} items; log {log.path} ({log.seq} decisions so far)")
+    if unreadable:
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in unreadable.most_common())
+        print(f"{unreadable.total():,} rows of {data} are not valid records and are not shown ({reasons}); "
+              "`oid convert` writes them to a rejects file that --rejects can review")
     print(f"open http://{'localhost' if host in LOCAL_HOSTS else host}:{port}{suffix}  (Ctrl+C to stop)", flush=True)
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -11,11 +11,9 @@ the same files again gives the same keys, which is how ``oid review export`` app
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ import numpy as np
 
 from oidkit.io import read_jsonl, read_records
 from oidkit.records import first_user
-from oidkit.report.stats import LANGID_CHARS, LanguageGuesser
+from oidkit.review.languages import identify_languages
 
 PREVIEW_CHARS = 160
 
@@ -44,11 +42,16 @@ def is_record(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("messages"), list)
 
 
-def load_items(data: str | Path, rejects: str | Path | None = None, *, salvage: bool = False) -> list[Item]:
-    """Items in a stable order: the data records, then the rejects file's rows."""
+def load_items(data: str | Path, rejects: str | Path | None = None, *, salvage: bool = False,
+               on_unreadable: Callable[[dict], None] | None = None) -> list[Item]:
+    """Items in a stable order: the data records, then the rejects file's rows.
+
+    Rows of ``data`` that do not make a valid record go to ``on_unreadable`` (ingest reject dicts); they are
+    not items: ``oid convert`` writes them to a rejects file, which ``--rejects`` reviews.
+    """
     items: list[Item] = []
     seen: dict[str, int] = {}
-    for record in read_records(data, salvage=salvage, on_reject=lambda reject: None):
+    for record in read_records(data, salvage=salvage, on_reject=on_unreadable or (lambda reject: None)):
         record_id = str(record["id"])
         seen[record_id] = seen.get(record_id, 0) + 1
         key = record_id if seen[record_id] == 1 else f"{record_id}#{seen[record_id]}"
@@ -147,22 +150,19 @@ class Index:
             mask[rng.sample(candidates, min(self.sample_size, len(candidates)))] = True
         return mask
 
-    def identify_languages(self) -> None:
-        """Language of every item: ``meta.lang`` when set, else py3langid in a child process.
-
-        Identification costs ~1 ms a record; in a thread of the server it would hold the GIL for seconds and
-        slow every request, so it runs in its own process while the app already serves (filters by language
-        wait for it).
-        """
+    def index_languages(self) -> None:
+        """Language of every item: ``meta.lang`` when set, else py3langid in a child process (see
+        :mod:`oidkit.review.languages`); run in a thread at start, language filters wait for it."""
         values = [(item.record or {}).get("meta", {}).get("lang") or None for item in self.items]
         todo = [i for i, value in enumerate(values) if value is None and self.items[i].record]
-        if todo and self.identify:
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                guessed = pool.submit(guess_languages, [user_turns(self.items[i].record) for i in todo]).result()
-            for i, language in zip(todo, guessed, strict=True):
-                values[i] = language
-        self.lang, self.langs = codes([str(value or "unknown") for value in values])
-        self.languages_done.set()
+        try:
+            if todo and self.identify:
+                guessed = identify_languages([self.items[i].record for i in todo])
+                for i, language in zip(todo, guessed, strict=True):
+                    values[i] = language
+        finally:  # a failed child leaves "unknown" rather than language filters waiting forever
+            self.lang, self.langs = codes([str(value or "unknown") for value in values])
+            self.languages_done.set()
 
     def select(self, query: Query) -> np.ndarray:
         """Positions of the items matching ``query``, in file order."""
@@ -234,18 +234,6 @@ class Index:
         if item.reject:
             row["operator"], row["reason"] = item.reject.get("operator"), item.reject.get("reason")
         return row
-
-
-def user_turns(record: dict) -> dict:
-    """The part of a record language identification reads (user turns, cut), small to send to a process."""
-    return {"messages": [{"role": "user", "content": str(m.get("content") or "")[:LANGID_CHARS]}
-                         for m in record["messages"] if m.get("role") == "user"], "meta": {}}
-
-
-def guess_languages(records: list[dict]) -> list[str]:
-    """Languages as the report defines them (:class:`oidkit.report.stats.LanguageGuesser`), one per record."""
-    guess = LanguageGuesser()
-    return [guess(record) for record in records]
 
 
 def source_label(item: Item) -> str:

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from oidkit.serve.generation import Delta, SamplingParams, generate_stream
+from oidkit.serve.generation import Delta, SamplingParams, generate_stream, make_generator
 
 DEFAULT_MAX_TOKENS = 512
 
@@ -157,17 +157,14 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
                            f"requested {len(prompt_ids) + (requested or 0)} tokens ({len(prompt_ids)} in the "
                            f"{param}, {requested or 0} in the completion). Shorten the {param} or max_tokens.",
                            param=param, code="context_length_exceeded")
-        stop = [request.stop] if isinstance(request.stop, str) else [s for s in request.stop or [] if s]
+        stop = [s for s in ([request.stop] if isinstance(request.stop, str) else request.stop or []) if s]
         return SamplingParams(max_tokens=requested or min(DEFAULT_MAX_TOKENS, room), temperature=request.temperature,
                               top_p=request.top_p, stop=stop, seed=request.seed)
 
     def choices_work(prompts: list[list[int]], params: SamplingParams, n: int) -> Callable[[], Iterator]:
         """Generation of ``n`` choices per prompt, tagged with their choice index; one seeded sampler for all."""
         def work() -> Iterator[tuple[int, Delta]]:
-            import torch
-
-            generator = torch.Generator()
-            generator.manual_seed(params.seed if params.seed is not None else torch.seed())
+            generator = make_generator(params.seed)
             for p, prompt_ids in enumerate(prompts):
                 for i in range(n):
                     for delta in generate_stream(model, tokenizer, prompt_ids, params, generator):

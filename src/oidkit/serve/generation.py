@@ -54,6 +54,18 @@ def end_token_ids(model: Any, tokenizer: Any) -> set[int]:
     return {i for i in ids if i is not None}
 
 
+def make_generator(seed: int | None) -> Any:
+    """A torch random generator of its own (the global one is left alone): seeded, or from OS entropy."""
+    import torch
+
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
 def sample_next(logits: Any, params: SamplingParams, generator: Any) -> int:
     """The next token from last-position logits: greedy, or temperature then nucleus (top-p) sampling."""
     import torch
@@ -90,11 +102,8 @@ def generate_tokens(model: Any, prompt_ids: list[int], params: SamplingParams, e
 def generate_stream(model: Any, tokenizer: Any, prompt_ids: list[int], params: SamplingParams,
                     generator: Any = None) -> Iterator[Delta]:
     """Text deltas of one completion, ending with a delta that has ``finish_reason`` set."""
-    import torch
-
     if generator is None:
-        generator = torch.Generator()
-        generator.manual_seed(params.seed if params.seed is not None else torch.seed())
+        generator = make_generator(params.seed)
     end_ids = end_token_ids(model, tokenizer)
     hold = max((len(s) for s in params.stop), default=1) - 1  # characters that could begin a stop string
     tokens: list[int] = []

@@ -54,6 +54,15 @@ def read_metrics(path: str | Path) -> list[dict]:
                 for row in csv.DictReader(f)]
 
 
+def smoothed(values: list[float], weight: float = 0.8) -> list[float]:
+    """Exponential moving average, bias-corrected so the first points are not pulled towards 0."""
+    out, average = [], 0.0
+    for i, value in enumerate(values, 1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight**i))
+    return out
+
+
 def plot_loss(metrics_csv: str | Path, out_png: str | Path) -> Path:
     """Train and eval loss against step, as a PNG."""
     import matplotlib
@@ -63,10 +72,13 @@ def plot_loss(metrics_csv: str | Path, out_png: str | Path) -> Path:
 
     rows = read_metrics(metrics_csv)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for split, style in (("train", "-"), ("eval", "o-")):
-        points = [(r["step"], r["loss"]) for r in rows if r["split"] == split]
-        if points:
-            ax.plot(*zip(*points, strict=True), style, label=f"{split} loss")
+    train = [(r["step"], r["loss"]) for r in rows if r["split"] == "train"]
+    evals = [(r["step"], r["loss"]) for r in rows if r["split"] == "eval"]
+    if train:
+        ax.plot(*zip(*train, strict=True), "-", alpha=0.35, label="train loss")
+        ax.plot([s for s, _ in train], smoothed([v for _, v in train]), "-", label="train loss (smoothed)")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", label="eval loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (nats / target token)")
     ax.legend()

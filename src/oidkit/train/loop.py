@@ -97,6 +97,8 @@ def train_loop(
     scaler = torch.amp.GradScaler(torch.device(settings.device).type, enabled=settings.precision == "fp16")
     model.train()
     start_time, start_tokens = time.perf_counter(), state.tokens
+    if eval_batches and settings.eval_every and state.step == 0:  # the starting point of the eval curve
+        _evaluate_and_track(model, eval_batches, settings, state, log, on_best, 0.0)
     while state.step < settings.max_steps and not state.stopped_early:
         micro_batches = [get_batch(state.step * settings.grad_accum + i) for i in range(settings.grad_accum)]
         targets = max(1, sum(target_count(b) for b in micro_batches))
