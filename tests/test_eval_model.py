@@ -215,3 +215,14 @@ def test_smollm2_finds_natural_answers_likelier_than_shuffled_ones(smollm2_gguf)
                for i, text in enumerate([answer, shuffled])]
     natural, scrambled = perplexity(model, tokenizer, records, batch_size=2)["per_record"]
     assert natural["perplexity"] * 5 < scrambled["perplexity"]
+
+
+def test_mmlu_style_jsonl_and_forced_task(tmp_path, shared_data):
+    path = tmp_path / "mmlu.jsonl"
+    rows = [{"question": "2+2?", "choices": ["3", "4"], "answer": 1, "subject": "math"},
+            {"question": "Sky colour?", "choices": ["green", "red", "blue"], "answer": "c"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = load_task(path)
+    assert task.kind == "choice" and [e.answer for e in task.examples] == [1, 2]
+    forced = load_task(shared_data / "gsm8k_test.jsonl", task="generation", limit=2)
+    assert forced.kind == "generation" and forced.examples[0].reference

@@ -133,3 +133,11 @@ def test_local_backend_generates_and_caches(tiny_model_path, tmp_path):
     assert all(isinstance(g.text, str) for g in out)
     again = LocalBackend(tiny_model_path, cache_dir=tmp_path).generate(requests)
     assert [g.text for g in again] == [g.text for g in out] and all(g.cached for g in again)
+
+
+def test_completion_length_stops_at_the_first_end_token():
+    from oidkit.synth.backends import completion_length
+
+    assert completion_length([5, 6, 2, 2, 2], {2}) == 3  # pad == eos: padding after the end is not counted
+    assert completion_length([5, 6, 7], {2, 0}) == 3
+    assert completion_length([2], {2}) == 1

@@ -150,3 +150,19 @@ def test_bf16_autocast_trains_with_finite_losses(tiny_model_path, records_file, 
                                        "train.precision=bf16", "data.packing=false"))
     losses = train_losses(tmp_path / "bf16")
     assert summary["steps"] == 2 and all(0 < loss < 20 for loss in losses)
+
+
+def test_cli_train_then_export(tiny_model_path, records_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from oidkit.cli import app
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"model: {{name: {tiny_model_path}}}\ndata: {{train: {records_file}, max_seq_len: 128}}\n"
+                      f"train: {{output_dir: {tmp_path / 'run'}, batch_size: 2, threads: 1}}\n")
+    result = CliRunner().invoke(app, ["train", str(config), "train.max_steps=2", f"data.cache_dir={tmp_path / 'c'}"])
+    assert result.exit_code == 0, result.output
+    assert "2 steps" in result.output and "tokenisation cache miss" in result.output
+    result = CliRunner().invoke(app, ["export", "--merge", str(tmp_path / "run"), str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "model" / "model.safetensors").exists() and (tmp_path / "model" / "tokenizer.json").exists()

@@ -102,13 +102,13 @@ def record_example(record: dict) -> GenerationExample:
 
 
 def generation_example(row: dict, index: int) -> GenerationExample:
-    """A Self-Instruct (instruction + first instance) or BELLE (question + std_answer) row."""
+    """A Self-Instruct (instruction + first instance), BELLE (question + std_answer) or question + answer row."""
     if "instruction" in row:
         instance = row["instances"][0]
         prompt = row["instruction"] + (f"\n\n{instance['input']}" if instance.get("input") else "")
         reference = instance["output"]
     else:
-        prompt, reference = row["question"], row["std_answer"]
+        prompt, reference = row["question"], row["std_answer"] if "std_answer" in row else row["answer"]
     return GenerationExample(str(row.get("id", index)), [{"role": "user", "content": prompt}], reference)
 
 

@@ -273,9 +273,18 @@ class LocalBackend:
             stop = params.get("stop")
             for s in [stop] if isinstance(stop, str) else stop or []:
                 text = text.split(s)[0]
-            completion = int((new_tokens != self.tokenizer.pad_token_id).sum())
+            completion = completion_length(new_tokens.tolist(), {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
             generations.append(Generation(text, int(mask.sum()), completion, "stop"))
         return generations
+
+
+def completion_length(tokens: list[int], end_ids: set) -> int:
+    """Generated tokens up to and including the first end token: batch padding after it is not output
+    (and counting "not padding" fails where pad and eos are the same token)."""
+    for i, token in enumerate(tokens):
+        if token in end_ids:
+            return i + 1
+    return len(tokens)
 
 
 def make_backend(model: str, endpoint: str | None = None, **options: Any) -> OpenAIBackend | LocalBackend:
