@@ -678,8 +678,8 @@ def viz_curves(
     from oidkit.viz.curves import write_curves
 
     result = write_curves(metrics, out)
-    console.print(f"{result['steps']} steps, train loss {result['first_train_loss']} -> {result['last_train_loss']}"
-                  f" -> {result['html']}")
+    losses = " -> ".join(f"{result[k]:.3f}" for k in ("first_train_loss", "last_train_loss") if result[k] is not None)
+    console.print(f"{result['steps']} steps, train loss {losses or 'not logged'} -> {result['html']}")
 
 
 # --- review ----------------------------------------------------------------------------------------

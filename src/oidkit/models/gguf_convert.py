@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from oidkit.errors import InputError
+from oidkit.models.registry import is_converted
 
 
 def gguf_cache_name(gguf_path: Path) -> str:
@@ -49,10 +50,12 @@ def convert_gguf(gguf_path: str | Path, out_dir: str | Path, *, dtype: str = "fl
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    if is_converted(out_dir):  # another process finished the same conversion meanwhile: keep theirs
+        shutil.rmtree(staging, ignore_errors=True)
+        return out_dir
+    shutil.rmtree(out_dir, ignore_errors=True)  # a partial folder left by something else
     try:
         staging.rename(out_dir)
-    except OSError:  # another process finished the same conversion first: keep theirs
+    except OSError:  # lost a race with another process renaming at the same moment
         shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +76,10 @@ def pull_model(alias: str, *, dtype: str = "float32", force: bool = False) -> Pa
     folder = cached_model_dir(alias)
     if is_converted(folder) and not force:
         return folder
-    return convert_gguf(package_gguf(alias), folder, dtype=dtype)
+    gguf = package_gguf(alias)
+    if force:
+        shutil.rmtree(folder, ignore_errors=True)
+    return convert_gguf(gguf, folder, dtype=dtype)
 
 
 def list_models() -> list[dict]:

@@ -267,13 +267,14 @@ class LocalBackend:
             )
         generations = []
         prompt_length = inputs["input_ids"].shape[1]
+        end_ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         for row, mask in zip(output, inputs["attention_mask"], strict=True):
             new_tokens = row[prompt_length:]
             text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
             stop = params.get("stop")
             for s in [stop] if isinstance(stop, str) else stop or []:
                 text = text.split(s)[0]
-            completion = completion_length(new_tokens.tolist(), {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
+            completion = completion_length(new_tokens.tolist(), end_ids)
             generations.append(Generation(text, int(mask.sum()), completion, "stop"))
         return generations
 
