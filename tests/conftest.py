@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +57,34 @@ def tiny_model_path(tmp_path_factory) -> Path:
     from oidkit.models.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path):
+    """``(model, tokenizer)`` of the tiny model, loaded once."""
+    from oidkit.models import load_model
+
+    return load_model(tiny_model_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_model):
+    """``oid serve``'s app with the tiny model on a free 127.0.0.1 port; yields its ``/v1`` base URL."""
+    import uvicorn
+
+    from oidkit.serve.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    model, tokenizer = tiny_model
+    config = uvicorn.Config(create_app(model, tokenizer, "tiny"), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
 import pytest
 import torch
-import uvicorn
 
 from oidkit.models import load_model
-from oidkit.serve.app import create_app
 from oidkit.serve.ask import ask
 from oidkit.serve.chat import chat_loop
 from oidkit.serve.generation import SamplingParams, generate_stream
@@ -22,42 +17,14 @@ from oidkit.serve.generation import SamplingParams, generate_stream
 MESSAGES = [{"role": "user", "content": "What is two plus two?"}]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def tiny(tiny_model_path):
-    return load_model(tiny_model_path)
+def client(tiny_server):
+    return openai.OpenAI(base_url=tiny_server, api_key="unused", max_retries=0, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def server(tiny):
-    """The app on a free loopback port in a background thread; yields its base URL."""
-    model, tokenizer = tiny
-    port = free_port()
-    config = uvicorn.Config(create_app(model, tokenizer, "tiny"), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    uv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    return openai.OpenAI(base_url=server, api_key="unused", max_retries=0, timeout=60)
-
-
-def hf_greedy(tiny, messages, max_new_tokens):
+def hf_greedy(tiny_model, messages, max_new_tokens):
     """Reference: the same prompt through transformers ``generate`` without sampling."""
-    model, tokenizer = tiny
+    model, tokenizer = tiny_model
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
     with torch.no_grad():
@@ -69,8 +36,8 @@ def test_models_endpoint_lists_the_served_model(client):
     assert [m.id for m in client.models.list().data] == ["tiny"]
 
 
-def test_greedy_chat_equals_transformers_generate_with_usage(client, tiny):
-    prompt_tokens, expected, generated = hf_greedy(tiny, MESSAGES, 12)
+def test_greedy_chat_equals_transformers_generate_with_usage(client, tiny_model):
+    prompt_tokens, expected, generated = hf_greedy(tiny_model, MESSAGES, 12)
     reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, temperature=0)
     assert reply.choices[0].message.content == expected
     assert reply.choices[0].finish_reason in ("length", "stop")
@@ -79,8 +46,8 @@ def test_greedy_chat_equals_transformers_generate_with_usage(client, tiny):
     assert reply.usage.total_tokens == prompt_tokens + generated
 
 
-def test_streaming_chat_yields_the_same_text_and_usage(client, tiny):
-    _, expected, generated = hf_greedy(tiny, MESSAGES, 12)
+def test_streaming_chat_yields_the_same_text_and_usage(client, tiny_model):
+    _, expected, generated = hf_greedy(tiny_model, MESSAGES, 12)
     chunks = list(client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, temperature=0,
                                                  stream=True, stream_options={"include_usage": True}))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -104,15 +71,15 @@ def test_seed_makes_sampling_reproducible_and_n_gives_n_choices(client):
     assert three.usage.completion_tokens >= 3
 
 
-def test_tiny_top_p_keeps_only_the_most_likely_token(client, tiny):
-    _, expected, _ = hf_greedy(tiny, MESSAGES, 10)
+def test_tiny_top_p_keeps_only_the_most_likely_token(client, tiny_model):
+    _, expected, _ = hf_greedy(tiny_model, MESSAGES, 10)
     reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=10, temperature=1.5,
                                            top_p=1e-6, seed=1)
     assert reply.choices[0].message.content == expected
 
 
-def test_stop_string_cuts_the_answer_and_never_leaks(client, tiny):
-    _, full, _ = hf_greedy(tiny, MESSAGES, 24)
+def test_stop_string_cuts_the_answer_and_never_leaks(client, tiny_model):
+    _, full, _ = hf_greedy(tiny_model, MESSAGES, 24)
     stop = full[6:8]
     expected = full[: full.find(stop)]
     reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=24, temperature=0, stop=[stop])
@@ -123,8 +90,8 @@ def test_stop_string_cuts_the_answer_and_never_leaks(client, tiny):
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == expected
 
 
-def test_text_completions_with_several_prompts(client, tiny):
-    model, tokenizer = tiny
+def test_text_completions_with_several_prompts(client, tiny_model):
+    model, tokenizer = tiny_model
     reply = client.completions.create(model="tiny", prompt=["The quick brown", "你好"], max_tokens=5, temperature=0)
     assert [c.index for c in reply.choices] == [0, 1]
     params = SamplingParams(max_tokens=5, temperature=0)
@@ -135,7 +102,7 @@ def test_text_completions_with_several_prompts(client, tiny):
     assert "".join(c.choices[0].text for c in streamed) == reply.choices[0].text
 
 
-def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, server):
+def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, tiny_server):
     with pytest.raises(openai.NotFoundError) as unknown:
         client.chat.completions.create(model="gpt-9", messages=MESSAGES)
     assert unknown.value.body["code"] == "model_not_found" and unknown.value.body["param"] == "model"
@@ -145,16 +112,17 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, ser
     with pytest.raises(openai.BadRequestError) as too_many:
         client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=100_000)
     assert too_many.value.body["code"] == "context_length_exceeded"
-    raw = httpx.post(f"{server}/chat/completions", content=b'{"model": "tiny", "messages": [', timeout=10,
+    raw = httpx.post(f"{tiny_server}/chat/completions", content=b'{"model": "tiny", "messages": [', timeout=10,
                      headers={"Content-Type": "application/json"})
     assert raw.status_code == 400 and raw.json()["error"]["code"] == "json_invalid"
-    wrong = httpx.post(f"{server}/chat/completions", json={"model": "tiny", "messages": MESSAGES, "temperature": "hot"})
+    wrong = httpx.post(f"{tiny_server}/chat/completions",
+                       json={"model": "tiny", "messages": MESSAGES, "temperature": "hot"})
     assert wrong.status_code == 400
     assert set(wrong.json()["error"]) == {"message", "type", "param", "code"}
     assert wrong.json()["error"]["param"] == "temperature"
-    missing = httpx.post(f"{server}/completions", json={"model": "tiny"})
+    missing = httpx.post(f"{tiny_server}/completions", json={"model": "tiny"})
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "prompt"
-    assert httpx.get(f"{server}/nowhere").json()["error"]["code"] == "404"
+    assert httpx.get(f"{tiny_server}/nowhere").json()["error"]["code"] == "404"
     assert client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2).choices[0].message
 
 
@@ -171,14 +139,14 @@ def test_burst_of_concurrent_requests_is_queued_and_all_answered(client):
     assert answers == [True] * 16
 
 
-def test_ask_helper_streams_one_answer(server, tiny):
+def test_ask_helper_streams_one_answer(tiny_server, tiny_model):
     pieces = []
-    answer = ask("What is two plus two?", base_url=server, max_tokens=12, write=pieces.append, wait=5)
-    assert answer == "".join(pieces) == hf_greedy(tiny, MESSAGES, 12)[1]
+    answer = ask("What is two plus two?", base_url=tiny_server, max_tokens=12, write=pieces.append, wait=5)
+    assert answer == "".join(pieces) == hf_greedy(tiny_model, MESSAGES, 12)[1]
 
 
-def test_chat_loop_answers_with_the_history_and_streams_it(tiny):
-    model, tokenizer = tiny
+def test_chat_loop_answers_with_the_history_and_streams_it(tiny_model):
+    model, tokenizer = tiny_model
     params = SamplingParams(max_tokens=4, temperature=0)
     out = []
     history = chat_loop(model, tokenizer, ["hello", "again"], out.append, params)
@@ -190,8 +158,8 @@ def test_chat_loop_answers_with_the_history_and_streams_it(tiny):
     assert history[1]["content"] + "\n> " + history[3]["content"] + "\n> " in printed
 
 
-def test_chat_loop_reset_and_system_commands(tiny):
-    model, tokenizer = tiny
+def test_chat_loop_reset_and_system_commands(tiny_model):
+    model, tokenizer = tiny_model
     out = []
     history = chat_loop(model, tokenizer, ["hello", "again", "/reset", "/system Be terse.", "hi", "/quit", "unseen"],
                         out.append, SamplingParams(max_tokens=3, temperature=0))

@@ -48,6 +48,9 @@ def add_tokenizer(writer: Any, folder: Path, vocab_size: int) -> None:
     import gguf
     from transformers import AutoTokenizer
 
+    if not (folder / "tokenizer.json").exists():
+        raise ConfigError(f"{folder}: no tokenizer.json; GGUF export needs a fast (tokenizers) tokenizer, "
+                          "re-save it with AutoTokenizer.from_pretrained(folder).save_pretrained(folder)")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
     if tokenizer_json.get("model", {}).get("type") != "BPE":
