@@ -28,13 +28,19 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from common import print_table, sharegpt_records, write_figures
-from oidkit.curate.minhash import duplicate_clusters, lsh_params, minhash_signatures, shingles
+from oidkit.curate.minhash import (
+    VERIFIED_FALSE_NEGATIVE_WEIGHT,
+    duplicate_clusters,
+    lsh_params,
+    minhash_signatures,
+    shingles,
+)
 from oidkit.records import text
 
 
 def oidkit_labels(texts: list[str], threshold: float, num_perm: int, workers: int) -> np.ndarray:
     signatures = minhash_signatures(texts, num_perm=num_perm, workers=workers)
-    bands, rows = lsh_params(threshold, num_perm)
+    bands, rows = lsh_params(threshold, num_perm, VERIFIED_FALSE_NEGATIVE_WEIGHT)
     return duplicate_clusters(signatures, bands=bands, rows=rows, threshold=threshold)
 
 
@@ -154,7 +160,7 @@ def main() -> None:
     rate = {side: len(texts) / s for side, s in seconds.items()}
     rows = [[side, len(texts), f"{seconds[side]:.2f}", f"{rate[side]:,.0f}", f"{rate[side] / rate['datasketch']:.1f}x",
              f"{cpu[side]:.2f}", f"{cpu['datasketch'] / cpu[side]:.1f}x"] for side in sides]
-    bands, lsh_rows = lsh_params(args.threshold, args.num_perm)
+    bands, lsh_rows = lsh_params(args.threshold, args.num_perm, VERIFIED_FALSE_NEGATIVE_WEIGHT)
     print_table(f"Near-dedup, num_perm={args.num_perm}, threshold={args.threshold}, bands={bands} rows={lsh_rows}",
                 ["side", "records", "wall s", "records/s", "speed-up", "CPU s", "CPU speed-up"],
                 rows)

@@ -1,7 +1,8 @@
 """Fine-tuning throughput: our trainer (packed and unpacked) against TRL's SFTTrainer, side by side.
 
 Same model, same records (short real ShareGPT conversations), same sequence length, batch size, LoRA
-settings, optimizer steps and CPU threads. The figure is trained (non-padding) tokens per second of the
+settings, optimizer steps, autocast precision (TRL's defaults of bf16 and gradient checkpointing are set to
+ours explicitly) and CPU threads. The figure is trained (non-padding) tokens per second of the
 training loop (model loading and tokenisation excluded on both sides), plus the achieved FLOP/s
 (6 * parameters * tokens / s) against a measured matmul peak of this machine.
 
@@ -38,9 +39,9 @@ def short_records(count: int, max_chars: int) -> list[dict]:
     return picked
 
 
-def matmul_peak(seconds: float = 1.0, n: int = 1024) -> float:
-    """Measured fp32 matmul FLOP/s with the current torch thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(dtype: torch.dtype, seconds: float = 1.0, n: int = 1024) -> float:
+    """Measured matmul FLOP/s in ``dtype`` with the current torch thread count."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     runs, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
@@ -69,7 +70,8 @@ def run_ours(model: str, data: Path, work: Path, args: argparse.Namespace, packi
         f"data.packing={packing}", f"data.cache_dir={work / 'cache'}", "data.train_on=all", "method=lora",
         f"lora.r={LORA['r']}", f"lora.alpha={LORA['alpha']}", f"lora.dropout={LORA['dropout']}",
         f"lora.target_modules={LORA['targets']}", f"train.output_dir={out}", f"train.batch_size={args.batch_size}",
-        f"train.max_steps={args.steps}", "optim.warmup_steps=0", "optim.lr=1e-4", f"train.threads={args.threads}"])
+        f"train.max_steps={args.steps}", "optim.warmup_steps=0", "optim.lr=1e-4", f"train.threads={args.threads}",
+        f"train.precision={args.precision}"])
     summary = run_training(config)
     with open(out / "metrics.csv") as f:
         seconds = float(list(csv.DictReader(f))[-1]["elapsed_s"])
@@ -91,6 +93,8 @@ def run_trl(model: str, records: list[dict], work: Path, args: argparse.Namespac
     config = SFTConfig(output_dir=str(work / "trl"), max_length=args.seq_len,
                        per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=1e-4,
                        warmup_steps=0, report_to=[], logging_steps=1, save_strategy="no", use_cpu=True,
+                       # TRL defaults to bf16 autocast and gradient checkpointing: match our settings instead
+                       bf16=args.precision == "bf16", gradient_checkpointing=False,
                        dataloader_num_workers=0, seed=0, disable_tqdm=True)
     peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                              target_modules=LORA["targets"], task_type="CAUSAL_LM")
@@ -112,6 +116,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both trainers")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="autocast for both trainers")
     parser.add_argument("--quick", action="store_true", help="4 steps, batch size 2")
     parser.add_argument("--out", help="figures JSON")
     args = parser.parse_args()
@@ -136,10 +141,11 @@ def main() -> None:
         results = {"ours (packed)": run_ours(model, work / "records.jsonl", work, args, packing=True),
                    "ours (padded)": run_ours(model, work / "records.jsonl", work, args, packing=False),
                    "TRL SFTTrainer (padded)": run_trl(model, records, work, args)}
-    peak = matmul_peak()
+    peak = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
     trl_rate = results["TRL SFTTrainer (padded)"]["tokens"] / results["TRL SFTTrainer (padded)"]["seconds"]
     rows, figures = [], {"model": args.model, "params": n_params, "records": len(records), "seq_len": args.seq_len,
                          "batch_size": args.batch_size, "steps": args.steps, "threads": args.threads,
+                         "precision": args.precision,
                          "matmul_peak_flops": peak, "runs": {}}
     for name, result in results.items():
         rate = result["tokens"] / result["seconds"]
@@ -148,8 +154,8 @@ def main() -> None:
                      f"{rate / trl_rate:.2f}x", f"{flops / 1e9:.2f}", f"{100 * flops / peak:.0f}%"])
         figures["runs"][name] = {**result, "tokens_per_s": rate, "ratio_to_trl": rate / trl_rate, "flops": flops}
     print_table(f"fine-tuning throughput: {args.model}, {n_params / 1e6:.1f}M params, seq {args.seq_len}, "
-                f"batch {args.batch_size}, {args.steps} steps, {args.threads} thread(s); matmul peak "
-                f"{peak / 1e9:.1f} GFLOP/s",
+                f"batch {args.batch_size}, {args.steps} steps, {args.precision}, {args.threads} thread(s); "
+                f"{args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s",
                 ["trainer", "trained tokens", "loop s", "tokens/s", "vs TRL", "GFLOP/s", "of peak"], rows)
     write_figures(args.out, figures)
 

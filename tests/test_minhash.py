@@ -178,3 +178,12 @@ def test_bad_arguments_are_rejected() -> None:
         shingle_hashes(EN, unit="sentence")
     with pytest.raises(ValueError, match="bands \\* rows <= 8"):
         duplicate_clusters(np.zeros((2, 8), dtype=np.uint32), bands=3, rows=3)
+
+
+def test_recall_weighted_banding_for_verified_candidates():
+    from oidkit.curate.minhash import VERIFIED_FALSE_NEGATIVE_WEIGHT
+
+    assert lsh_params(0.8, 128, 0.5) == (9, 13)  # datasketch's balanced choice
+    assert lsh_params(0.8, 128, VERIFIED_FALSE_NEGATIVE_WEIGHT) == (16, 8)
+    bands, rows = lsh_params(0.8, 128, VERIFIED_FALSE_NEGATIVE_WEIGHT)
+    assert 1 - (1 - 0.85**rows) ** bands > 1 - (1 - 0.85**13) ** 9  # more pairs just above 0.8 become candidates

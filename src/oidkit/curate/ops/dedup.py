@@ -8,7 +8,13 @@ import numpy as np
 from pydantic import model_validator
 
 from oidkit.curate.base import Decision, GlobalOp, OpConfig, register
-from oidkit.curate.minhash import duplicate_clusters, estimate_jaccard, lsh_params, minhash_signatures
+from oidkit.curate.minhash import (
+    VERIFIED_FALSE_NEGATIVE_WEIGHT,
+    duplicate_clusters,
+    estimate_jaccard,
+    lsh_params,
+    minhash_signatures,
+)
 from oidkit.curate.text import digest, normalised
 from oidkit.records import first_user, text
 
@@ -87,7 +93,7 @@ class NearDedupConfig(OpConfig):
     bands: int | None = None
     """LSH bands; set together with rows to override the threshold-derived choice."""
     rows: int | None = None
-    """LSH rows per band (bands * rows must equal num_perm)."""
+    """LSH rows per band (bands * rows must not exceed num_perm; unused permutations are ignored)."""
     keep: Literal["first", "longest", "score"] = "first"
     """Which member of a cluster (a connected component of near-duplicate pairs) survives."""
     score_field: str = "score"
@@ -101,8 +107,8 @@ class NearDedupConfig(OpConfig):
     def _bands_rows(self) -> NearDedupConfig:
         if (self.bands is None) != (self.rows is None):
             raise ValueError("set both bands and rows, or neither (then the threshold chooses them)")
-        if self.bands is not None and self.bands * self.rows != self.num_perm:
-            raise ValueError(f"bands * rows must equal num_perm ({self.bands} * {self.rows} != {self.num_perm})")
+        if self.bands is not None and self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands * rows must not exceed num_perm ({self.bands} * {self.rows} > {self.num_perm})")
         if not 0 < self.threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
         return self
@@ -128,7 +134,8 @@ class NearDedup(GlobalOp):
             return {}
         c = self.config
         signatures = np.stack([k[0] for k in keys])
-        bands, rows = (c.bands, c.rows) if c.bands else lsh_params(c.threshold, c.num_perm)
+        bands, rows = (c.bands, c.rows) if c.bands else lsh_params(c.threshold, c.num_perm,
+                                                                     VERIFIED_FALSE_NEGATIVE_WEIGHT)
         labels = duplicate_clusters(signatures, bands=bands, rows=rows, threshold=c.threshold)
         clusters: dict[int, list[int]] = {}
         for i, label in enumerate(labels.tolist()):
