@@ -187,8 +187,12 @@ def test_near_dedup_cluster_keeps_one_representative_chosen_by_keep():
 
 
 def test_near_dedup_rejects_inconsistent_bands_and_rows():
+    config = operator_class("near_dedup").Config
     with pytest.raises(ValueError, match="bands \\* rows"):
-        operator_class("near_dedup").Config(bands=10, rows=10, num_perm=128)
+        config(bands=12, rows=11, num_perm=128)  # 132 values from a 128-value signature
+    with pytest.raises(ValueError, match="both bands and rows"):
+        config(bands=16, num_perm=128)
+    assert config(bands=9, rows=13, num_perm=128).bands == 9  # 117 <= 128, as datasketch chooses
 
 
 # --- decontamination -------------------------------------------------------------------------------------

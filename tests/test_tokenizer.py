@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from oidkit.models.tokenizer import language_of, tokenizer_stats, train_tokenizer
+from oidkit.models.tokenizer import tokenizer_stats, train_tokenizer
+from oidkit.text import script_language
 
 ENGLISH = "the cat sat on the mat and the dog sat on the log"
 CHINESE = "我爱北京天安门"  # 7 characters, 21 UTF-8 bytes
@@ -68,8 +69,8 @@ def test_stats_count_unknown_tokens(tmp_path):
 
 
 def test_language_split():
-    assert language_of(CHINESE + " ok") == "zh"
-    assert language_of(ENGLISH + " 猫") == "en"
+    assert script_language(CHINESE + " ok") == "zh"
+    assert script_language(ENGLISH + " 猫") == "en"
 
 
 def test_empty_corpus_is_a_user_error(tmp_path):

@@ -6,9 +6,8 @@ import hashlib
 import re
 import unicodedata
 
-# CJK ideographs, kana and hangul: scripts written without spaces, so a character is the unit.
-CJK_CLASS = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-CJK_RE = re.compile(f"[{CJK_CLASS}]")
+from oidkit.text import CJK_CLASS
+
 # A token is a run of letters/digits outside CJK, or a single CJK character.
 TOKEN_RE = re.compile(f"[{CJK_CLASS}]|[^\\W{CJK_CLASS}]+")
 _SPACE_RE = re.compile(r"\s+")
@@ -17,12 +16,6 @@ _SPACE_RE = re.compile(r"\s+")
 def tokens(text: str) -> list[str]:
     """Lower-cased word tokens, each CJK character a token of its own (punctuation is dropped)."""
     return TOKEN_RE.findall(text.lower())
-
-
-def cjk_ratio(text: str) -> float:
-    """Fraction of non-space characters that are CJK."""
-    visible = len(text) - sum(map(str.isspace, text))
-    return len(CJK_RE.findall(text)) / visible if visible else 0.0
 
 
 def normalised(text: str) -> str:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from oidkit.evaluate.metrics import has_cjk, wilson_interval
+from oidkit.evaluate.metrics import wilson_interval
+from oidkit.text import has_cjk
 
 LETTERS = "ABCDEFGHIJ"
 

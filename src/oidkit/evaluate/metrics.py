@@ -17,18 +17,11 @@ import string
 import unicodedata
 from collections import Counter
 
-# CJK ideographs, kana and hangul syllables: the scripts written without spaces between words.
-CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_CJK_RE = re.compile(f"[{CJK_CHARS}]")
-_ROUGE_TOKEN_RE = re.compile(f"[a-z0-9]+|[{CJK_CHARS}]")
+from oidkit.text import CJK_CLASS, CJK_RE, ROUGE_TOKEN_RE, has_cjk
+
 _ARTICLES_RE = re.compile(r"\b(a|an|the)\b")
-_SQUAD_TOKEN_RE = re.compile(f"[{CJK_CHARS}]|[^\\s{CJK_CHARS}]+")
+_SQUAD_TOKEN_RE = re.compile(f"[{CJK_CLASS}]|[^\\s{CJK_CLASS}]+")
 _NUMBER_RE = re.compile(r"-?[\d,]*\.?\d+")
-
-
-def has_cjk(text: str) -> bool:
-    """True when the text holds at least one CJK character."""
-    return bool(_CJK_RE.search(text))
 
 
 def bleu(predictions: list[str], references: list[str]) -> float:
@@ -60,12 +53,12 @@ class RougeTokenizer:
     def tokenize(self, text: str) -> list[str]:
         text = text.lower()
         if self.chinese == "char" or not has_cjk(text):
-            return _ROUGE_TOKEN_RE.findall(text)
+            return ROUGE_TOKEN_RE.findall(text)
         import jieba
 
         tokens = []
         for word in jieba.lcut(text):
-            tokens.extend([word] if _CJK_RE.fullmatch(word[0]) else _ROUGE_TOKEN_RE.findall(word))
+            tokens.extend([word] if CJK_RE.fullmatch(word[0]) else ROUGE_TOKEN_RE.findall(word))
         return tokens
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from oidkit.errors import InputError
+from oidkit.text import script_language
 
 TEXT_SUFFIXES = {".txt", ".md", ".text"}
-CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 
 
 def corpus_texts(paths: list[str | Path], *, limit: int | None = None) -> Iterator[str]:
@@ -59,12 +59,6 @@ def train_tokenizer(corpus: list[str | Path], out_dir: str | Path, *, vocab_size
             "characters": sum(map(len, texts))}
 
 
-def language_of(text: str) -> str:
-    """``zh`` when at least a third of the non-space characters are CJK, else ``en`` (a coarse split for stats)."""
-    letters = len(text) - text.count(" ") - text.count("\n")
-    return "zh" if letters and len(CJK.findall(text)) * 3 >= letters else "en"
-
-
 def count_words(text: str, language: str) -> int:
     """Whitespace words for English; jieba's words for Chinese (Chinese writes no spaces between words)."""
     if language == "zh":
@@ -96,7 +90,7 @@ def tokenizer_stats(corpus: list[str | Path], tokenizers: list[str], *, limit: i
     texts = list(corpus_texts(corpus, limit=limit))
     by_language: dict[str, list[str]] = {"en": [], "zh": []}
     for text in texts:
-        by_language[language_of(text)].append(text)
+        by_language[script_language(text)].append(text)
     corpus_counts = {lang: {"texts": len(ts), "characters": sum(map(len, ts)),
                             "words": sum(count_words(t, lang) for t in ts)} for lang, ts in by_language.items()}
     results = {}

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from oidkit.curate.text import CJK_RE
 from oidkit.errors import OidError
+from oidkit.text import CJK_RE
 
 WHITESPACE_CJK = "whitespace+cjk"
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from oidkit.records import first_user, make_record, make_reject
 from oidkit.synth.backends import GenerationRequest
-from oidkit.synth.self_instruct import SynthResult, language_of
+from oidkit.synth.self_instruct import SynthResult
+from oidkit.text import script_language
 
 DEPTH = {
     "add_constraints": "Add one more constraint or requirement to #The Given Prompt#.",
@@ -151,7 +152,7 @@ def evolve(backend, records: list[dict], config: EvolConfig, progress=None) -> S
     rejects: list[dict] = []
     for round_number in range(1, config.rounds + 1):
         operations = [rng.choice(config.operations) for _ in pool]
-        languages = [language_of(item["instruction"]) for item in pool]
+        languages = [script_language(item["instruction"]) for item in pool]
         rewrite = [GenerationRequest([{"role": "user", "content": (
             breadth_prompt(item["instruction"], lang) if op == "breadth"
             else depth_prompt(item["instruction"], op, lang))}], params)

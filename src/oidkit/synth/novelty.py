@@ -19,20 +19,12 @@ instruction "novel". For text without CJK characters the tokens are exactly roug
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterable
 
 import numpy as np
 
-# rouge-score replaces everything outside [a-z0-9] by a space after lower-casing; we additionally keep
-# each CJK ideograph / kana / hangul syllable as a token of its own.
-_TOKEN_RE = re.compile(r"[a-z0-9]+|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
-
-
-def rouge_tokens(text: str) -> list[str]:
-    """Tokens for ROUGE: rouge-score's for Latin text, one token per CJK character."""
-    return _TOKEN_RE.findall(text.lower())
+from oidkit.text import rouge_tokens
 
 
 def rouge_l_f(a: list, b: list) -> float:

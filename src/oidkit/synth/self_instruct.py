@@ -29,6 +29,7 @@ from pathlib import Path
 from oidkit.records import make_record, make_reject
 from oidkit.synth.backends import GenerationRequest
 from oidkit.synth.novelty import NoveltyFilter
+from oidkit.text import script_language
 
 BLACKLIST = {
     "en": ["image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
@@ -62,15 +63,6 @@ PROMPTS = {
                         "如果任务不需要输入，直接给出正确的类别。\n\n",
     },
 }
-
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-
-
-def language_of(text: str) -> str:
-    """``zh`` when at least a third of the non-space characters are CJK, else ``en``."""
-    chars = [c for c in text if not c.isspace()]
-    return "zh" if chars and len(_CJK.findall(text)) * 3 >= len(chars) else "en"
-
 
 @dataclass
 class SelfInstructConfig:
@@ -140,7 +132,7 @@ def parse_instructions(text: str) -> list[str]:
 
 def instruction_problem(instruction: str, config: SelfInstructConfig) -> tuple[str, float] | None:
     """Why a generated instruction is filtered out (reason code, measured value), or ``None`` to keep it."""
-    language = language_of(instruction)
+    language = script_language(instruction)
     if language == "zh":
         length = len(re.sub(r"\s", "", instruction))
         if not config.min_chars_zh < length <= config.max_chars_zh:

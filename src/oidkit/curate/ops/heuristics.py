@@ -13,8 +13,9 @@ from collections import Counter
 from typing import Any
 
 from oidkit.curate.base import Filter, OpConfig, register
-from oidkit.curate.text import cjk_ratio, normalised, tokens
+from oidkit.curate.text import normalised, tokens
 from oidkit.records import first_user
+from oidkit.text import cjk_ratio
 
 REFUSALS_EN = [
     "as an ai language model", "as a language model", "as an ai model", "as an artificial intelligence",

@@ -8,7 +8,7 @@ import unicodedata
 from typing import Literal
 
 from oidkit.curate.base import Mapper, OpConfig, register
-from oidkit.curate.text import CJK_RE
+from oidkit.text import CJK_RE
 
 # UTF-8 read as Latin-1/cp1252 leaves a lead byte (Â..ô) followed by a continuation-byte lookalike. Only
 # text with such a pair goes through ftfy: ftfy on every string would cost ~20 s on ShareGPT alone.
