@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from oidkit.models.backends import Generation, Usage
 from oidkit.records import make_record
-from oidkit.synth.backends import Generation, Usage
 from oidkit.synth.evol import EvolConfig, elimination_reason, evolve, judged_equal
 
 

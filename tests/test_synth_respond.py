@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from oidkit.errors import ConfigError
+from oidkit.models.backends import Generation, Usage
 from oidkit.records import make_record
-from oidkit.synth.backends import Generation, Usage
 from oidkit.synth.respond import annotate, parse_judgement, respond
 
 

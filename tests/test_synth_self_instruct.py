@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from oidkit.synth.backends import Generation, Usage
+from oidkit.models.backends import Generation, Usage
 from oidkit.synth.self_instruct import (
     SeedTask,
     SelfInstructConfig,
@@ -138,7 +138,7 @@ def test_real_seed_files_load(shared_data):
 
 def test_self_instruct_through_oid_serve_on_loopback(tiny_server, tmp_path):
     """The real path: our OpenAI-compatible server with a tiny model; whatever it says, nothing is lost."""
-    from oidkit.synth.backends import OpenAIBackend
+    from oidkit.models.backends import OpenAIBackend
 
     backend = OpenAIBackend(tiny_server, "tiny", cache_dir=tmp_path, backoff=0)
     # Instances are left to the scripted tests: their few-shot prompts exceed the tiny model's 512 tokens.

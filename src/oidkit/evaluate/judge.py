@@ -65,7 +65,7 @@ def judge_from_backend(model: str, endpoint: str | None = None, api_key_env: str
                        max_tokens: int = 512) -> JudgeFn:
     """A judge function backed by a local model, or by ``model`` at an OpenAI-compatible ``endpoint``."""
     # the generation backends live with synthesis, which already talks to endpoints with retries and caching
-    from oidkit.synth.backends import GenerationRequest, make_backend
+    from oidkit.models.backends import GenerationRequest, make_backend
 
     options = {"api_key_env": api_key_env} if endpoint else {}
     backend = make_backend(model, endpoint, **options)

@@ -21,8 +21,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from oidkit.models.backends import GenerationRequest
 from oidkit.records import first_user, make_record, make_reject
-from oidkit.synth.backends import GenerationRequest
 from oidkit.synth.self_instruct import SynthResult
 from oidkit.text import script_language
 

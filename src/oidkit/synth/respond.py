@@ -13,8 +13,8 @@ import copy
 import re
 from collections import Counter
 
+from oidkit.models.backends import GenerationRequest
 from oidkit.records import make_reject
-from oidkit.synth.backends import GenerationRequest
 from oidkit.synth.self_instruct import SynthResult
 
 DEFAULT_RUBRIC = """We would like to request your feedback on the performance of an AI assistant in response to the \

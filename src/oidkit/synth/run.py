@@ -14,8 +14,8 @@ from typing import Any
 
 from oidkit.errors import InputError
 from oidkit.io import read_records, write_jsonl
+from oidkit.models.backends import make_backend
 from oidkit.records import first_user
-from oidkit.synth.backends import make_backend
 from oidkit.synth.evol import EvolConfig, evolve
 from oidkit.synth.respond import DEFAULT_RUBRIC, annotate, respond
 from oidkit.synth.self_instruct import SelfInstructConfig, SynthResult, load_seed_tasks, self_instruct

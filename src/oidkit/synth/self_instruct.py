@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from oidkit.models.backends import GenerationRequest
 from oidkit.records import make_record, make_reject
-from oidkit.synth.backends import GenerationRequest
 from oidkit.synth.novelty import NoveltyFilter
 from oidkit.text import script_language
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from oidkit.synth.backends import BackendError, GenerationRequest, LocalBackend, OpenAIBackend
+from oidkit.models.backends import BackendError, GenerationRequest, LocalBackend, OpenAIBackend
 
 
 class ScriptedServer:
@@ -136,7 +136,7 @@ def test_local_backend_generates_and_caches(tiny_model_path, tmp_path):
 
 
 def test_completion_length_stops_at_the_first_end_token():
-    from oidkit.synth.backends import completion_length
+    from oidkit.models.backends import completion_length
 
     assert completion_length([5, 6, 2, 2, 2], {2}) == 3  # pad == eos: padding after the end is not counted
     assert completion_length([5, 6, 7], {2, 0}) == 3
