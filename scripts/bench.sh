@@ -1,3 +1,21 @@
 #!/usr/bin/env bash
+# `make bench`: every benchmark against its peer, side by side in one run, each printing a table with the
+# ratio and writing its figures to bench-out/NAME.json. Ratios, not times: this machine is shared and noisy.
+# Run one alone: python benchmarks/bench_NAME.py --help
 set -euo pipefail
-mkdir -p bench-out
+OUT=${BENCH_OUT:-bench-out}
+mkdir -p "$OUT"
+run() {
+  local name=$1; shift
+  printf '\n\033[1;36m==> bench_%s\033[0m\n' "$name"
+  python "benchmarks/bench_$name.py" "$@" --out "$OUT/$name.json"
+}
+run ingest      # oid convert vs json + pandas: records/s and peak RSS on the real ShareGPT file
+run dedup       # our MinHash LSH vs datasketch: records/s, agreement, 2 workers
+run novelty     # Self-Instruct novelty filter vs rouge-score pairwise: identical decisions, speed-up
+run report      # the whole report on the real data against its 60 s budget
+run review      # review app latency over loopback against its 300 ms budget
+run model       # our readable Llama vs transformers: forward and KV-cache decode tokens/s
+run serve       # our server vs transformers generate: time to first token, decode tokens/s, 1 and 4 clients
+run train       # our trainer vs TRL SFTTrainer: trained tokens/s, FLOP/s against the measured matmul peak
+printf '\nfigures in %s/\n' "$OUT"
