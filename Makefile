@@ -8,7 +8,7 @@ OID    := $(VENV)/bin/oid
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 
-.PHONY: venv test lint demo bench clean
+.PHONY: venv test lint demo demo-theory bench clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,9 @@ test: lint
 
 demo: $(STAMP)
 	OUT=$(OUT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
+
+demo-theory: $(STAMP)
+	OUT=$(OUT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo_theory.sh
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh

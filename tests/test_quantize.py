@@ -72,3 +72,18 @@ def test_smollm2_int8_perplexity_change(smollm2_gguf, shared_data):
         dynamic = quantize_int8(model, mode="dynamic")(tokens, labels=tokens).loss.item()
     assert abs(math.exp(weight_only - loss) - 1) < 0.02  # measured about 1%
     assert abs(math.exp(dynamic - loss) - 1) < 0.3  # measured +18%: activation outliers (see quantize.py)
+
+
+def test_int8_suffix_loads_a_quantised_model_everywhere_a_model_is_named(tiny_model_path):
+    import torch
+
+    from oidkit.models import load_model
+    from oidkit.serve.generation import served_model_name
+
+    base, tokenizer = load_model(tiny_model_path)
+    quantised, _ = load_model(f"{tiny_model_path}@int8")
+    assert type(quantised.model.layers[0].mlp.down_proj) is not torch.nn.Linear  # weights replaced by int8 ones
+    ids = tokenizer("hello world", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(base(ids).logits, quantised(ids).logits, atol=0.05)
+    assert served_model_name(f"{tiny_model_path}@int8") == "model@int8"

@@ -752,6 +752,7 @@ def synth_self_instruct(
     max_tokens: int = typer.Option(1024, help="tokens per instruction-generation request"),
     novelty_threshold: float = typer.Option(0.7, help="drop when ROUGE-L against the pool exceeds this"),
     instances: bool = typer.Option(True, help="also generate an input/output instance per instruction"),
+    instance_max_tokens: int = typer.Option(300, help="tokens per instance (input and output) generation"),
     concurrency: int = typer.Option(4, help="parallel requests to --endpoint"),
     seed: int = typer.Option(42),
 ) -> None:
@@ -769,7 +770,8 @@ def synth_self_instruct(
 
     config = SelfInstructConfig(num_instructions=num, language=language, requests_per_round=requests_per_round,
                                 max_rounds=max_rounds, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                novelty_threshold=novelty_threshold, generate_instances=instances, seed=seed)
+                                novelty_threshold=novelty_threshold, generate_instances=instances,
+                                instance_max_tokens=instance_max_tokens, seed=seed)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("instructions kept", total=num)
         result = run_self_instruct(seeds, out, model=model, endpoint=endpoint, config=config,

@@ -41,9 +41,14 @@ def load_serving_model(name_or_path: str | Path) -> tuple[Any, Any]:
 
 
 def served_model_name(name_or_path: str | Path) -> str:
-    """The name clients use: a folder's name (``demo-out/tuned`` -> ``tuned``), an alias as given."""
-    path = Path(name_or_path)
-    return path.resolve().name if path.exists() else str(name_or_path)
+    """The name clients use: a folder's name (``demo-out/tuned`` -> ``tuned``, ``demo-out/tuned@int8`` ->
+    ``tuned@int8``), an alias as given."""
+    from oidkit.models.loading import split_quantize
+
+    base, _ = split_quantize(name_or_path)
+    path = Path(base)
+    suffix = str(name_or_path)[len(str(base)):]
+    return (path.resolve().name if path.exists() else str(base)) + suffix
 
 
 def end_token_ids(model: Any, tokenizer: Any) -> set[int]:
