@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
 from oidkit.errors import ConfigError
 from oidkit.models import load_model, resolve_model
-from oidkit.models.gguf_convert import convert_gguf
-from oidkit.models.registry import is_converted, list_models, package_gguf
-
-
-@pytest.fixture(scope="session")
-def smollm2_model_dir(smollm2_gguf, tmp_path_factory) -> Path:
-    """The packaged SmolLM2 GGUF converted once per session into ``<tmp>/oidkit-cache/models/<alias>``."""
-    folder = tmp_path_factory.getbasetemp() / "oidkit-cache" / "models" / "smollm2-135m-instruct"
-    return folder if is_converted(folder) else convert_gguf(smollm2_gguf, folder)
+from oidkit.models.registry import list_models, package_gguf
 
 
 def test_a_local_folder_resolves_to_itself_and_loads(tiny_model_path):

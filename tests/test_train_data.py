@@ -12,7 +12,6 @@ from oidkit.train.data import load_tokenized
 from oidkit.train.loop import token_loss_sum
 from oidkit.train.packing import collate_rows, pack_examples
 from oidkit.train.templates import IGNORE_INDEX, encode_record
-from test_models_registry import smollm2_model_dir  # noqa: F401 - the session fixture with the converted SmolLM2
 
 CONVERSATION = {"id": "c1", "messages": [
     {"role": "system", "content": "Be brief."},
@@ -67,7 +66,7 @@ def test_truncation_never_cuts_the_first_answer_silently(tiny_tokenizer):
 
 
 @pytest.mark.real
-def test_assistant_labels_with_the_real_smollm2_template(smollm2_model_dir):  # noqa: F811
+def test_assistant_labels_with_the_real_smollm2_template(smollm2_model_dir):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(smollm2_model_dir)
