@@ -111,8 +111,10 @@ def apply_override(tree: dict, override: str) -> None:
     node[leaf] = yaml.safe_load(raw)
 
 
-def load_config(path: str | Path | None, overrides: list[str] = (), base: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML config (or start from ``base``), apply ``key=value`` overrides, validate."""
+def load_config(path: str | Path | None, overrides: list[str] = (), base: dict[str, Any] | None = None,
+                schema: type[BaseModel] = TrainConfig, label: str = "training") -> Any:
+    """Read a YAML config (or start from ``base``), apply ``key=value`` overrides, validate against ``schema``
+    (``TrainConfig`` for ``oid train``, ``PretrainConfig`` for ``oid pretrain``)."""
     tree: dict[str, Any] = dict(base or {})
     if path is not None:
         try:
@@ -124,12 +126,12 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict[s
     for override in overrides:
         apply_override(tree, override)
     try:
-        return TrainConfig.model_validate(tree)
+        return schema.model_validate(tree)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path or 'config'}: invalid training config: {problems}") from None
+        raise ConfigError(f"{path or 'config'}: invalid {label} config: {problems}") from None
 
 
-def save_config(config: TrainConfig, path: str | Path) -> None:
+def save_config(config: BaseModel, path: str | Path) -> None:
     """Write the resolved config as YAML: every run folder says how it was made."""
     Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -24,12 +24,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from oidkit.errors import ConfigError, InputError
+from oidkit.errors import InputError
 from oidkit.models.llama import LlamaConfig, LlamaModel
-from oidkit.train.config import LoopSection, OptimSection, Section, apply_override
+from oidkit.train.config import LoopSection, OptimSection, Section, load_config, save_config
 
 
 class PretrainData(Section):
@@ -60,19 +59,7 @@ class PretrainConfig(Section):
 
 def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
     """Read the YAML recipe, apply ``key=value`` overrides (as ``oid train`` does), validate."""
-    try:
-        tree = yaml.safe_load(Path(path).read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    for override in overrides:
-        apply_override(tree, override)
-    try:
-        return PretrainConfig.model_validate(tree)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path}: invalid pretraining config: {problems}") from None
+    return load_config(path, overrides, schema=PretrainConfig, label="pretraining")
 
 
 def text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[dict]:
@@ -119,7 +106,7 @@ def run_pretraining(config: PretrainConfig, *, console: Any = None) -> dict[str,
     torch.manual_seed(t.seed)
     run_dir = Path(t.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    save_config(config, run_dir / "config.yaml")
 
     tokenizer = load_tokenizer(config.tokenizer)
     texts = list(corpus_texts(config.data.train, limit=config.data.max_texts))
