@@ -169,13 +169,14 @@ def test_chat_loop_reset_and_system_commands(tiny_model):
     assert "(conversation reset)" in printed and "(system prompt set; conversation reset)" in printed
 
 
-def test_chat_command_reads_stdin(tiny_model_path):
+@pytest.mark.parametrize("quantize", [[], ["--quantize", "int8"]])
+def test_chat_command_reads_stdin(tiny_model_path, quantize):
     from typer.testing import CliRunner
 
     from oidkit.cli import app
 
-    result = CliRunner().invoke(app, ["chat", str(tiny_model_path), "--max-tokens", "2", "--temperature", "0"],
-                                input="hello\n/system Be terse.\nhi\n")
+    result = CliRunner().invoke(app, ["chat", str(tiny_model_path), "--max-tokens", "2", "--temperature", "0",
+                                      *quantize], input="hello\n/system Be terse.\nhi\n")
     assert result.exit_code == 0, result.output
     assert result.output.count("> ") == 4 and "(system prompt set; conversation reset)" in result.output
 

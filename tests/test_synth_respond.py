@@ -82,3 +82,21 @@ def test_run_respond_reads_instruction_only_files_and_keeps_ingest_rejects(tiny_
     written = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     assert any(r["stage"] == "ingest" and r["reason"] == "unknown_role" for r in written)
     assert json.loads((tmp_path / "out" / "funnel.json").read_text())["funnel"]["records"] == 2
+
+
+def test_min_score_curates_on_annotate_scores(tmp_path):
+    from oidkit.curate.recipe import load_recipe
+    from oidkit.curate.runner import run_recipe
+    from oidkit.io import read_jsonl, write_jsonl
+
+    records = [make_record([{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}],
+                           id=f"r{i}", meta={"score": score} if score is not None else {})
+               for i, score in enumerate([5.0, 3.5, 4.0, None])]
+    write_jsonl(tmp_path / "in.jsonl", records)
+    recipe = load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(tmp_path / "out"),
+                               "steps": [{"op": "min_score", "min": 4}]})
+    stats = run_recipe(recipe)
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "kept.jsonl")] == ["r0", "r2"]
+    assert stats["operators"][0]["reasons"] == {"score_below_min": 1, "no_score": 1}
+    rejects = {r["record"]["id"]: (r["reason"], r["value"]) for r in read_jsonl(tmp_path / "out" / "rejects.jsonl")}
+    assert rejects == {"r1": ("score_below_min", 3.5), "r3": ("no_score", None)}
