@@ -33,9 +33,13 @@ oid serve smollm2-135m-instruct --port "$PORT" > "$OUT/serve-base.log" 2>&1 &
 SERVER_PID=$!
 if [ -f "$SEEDS" ]; then
   oid ask "Say hello in one short sentence." --port "$PORT" --max-tokens 16 --wait 120 > /dev/null
+  # New instructions (Self-Instruct's filters and novelty check), answered by the served model (Alpaca-style:
+  # a small chat model follows "answer this" far better than the paper's few-shot instance format), curated.
   oid synth self-instruct --seeds "$SEEDS" --endpoint "http://127.0.0.1:$PORT/v1" --model smollm2-135m-instruct \
-      --num 8 --requests-per-round 2 --max-rounds 3 --max-tokens 160 --instance-max-tokens 96 -o "$OUT/synth"
-  oid curate --op normalise --op heuristics --op exact_dedup "$OUT/synth/synth.jsonl" "$OUT/synth-curated"
+      --num 8 --requests-per-round 2 --max-rounds 3 --max-tokens 160 --no-instances -o "$OUT/synth"
+  oid synth respond "$OUT/synth/synth.jsonl" --endpoint "http://127.0.0.1:$PORT/v1" --model smollm2-135m-instruct \
+      --max-tokens 128 -o "$OUT/synth-answered"
+  oid curate --op normalise --op heuristics --op exact_dedup "$OUT/synth-answered/synth.jsonl" "$OUT/synth-curated"
 else
   echo "skipped: $SEEDS not found (the shared data folder sits next to the project)"
 fi
@@ -48,7 +52,7 @@ oid export --merge "$OUT/train" "$OUT/model"
 
 step "7. Evaluate base vs tuned on the held-out test split: perplexity and ROUGE-L"
 oid eval "$OUT/curated/splits/test.jsonl" --compare smollm2-135m-instruct "$OUT/model" \
-    --limit 20 --max-new-tokens 64 -o "$OUT/eval"
+    --limit 12 --max-new-tokens 48 -o "$OUT/eval"
 
 step "8. Serve the tuned model and ask it one question through the openai client"
 oid serve "$OUT/model" --port "$PORT" > "$OUT/serve-tuned.log" 2>&1 &
@@ -60,7 +64,7 @@ step "Done in $(( $(date +%s) - start )) s. Where things are:"
 cat <<MSG
   curated data      $OUT/curated/kept.jsonl   (rejects with reasons: $OUT/curated/rejects.jsonl)
   report            $OUT/report/report.html   (dataset card: $OUT/report/README.md)
-  synthesised       $OUT/synth/synth.jsonl    (funnel: $OUT/synth/funnel.json)
+  synthesised       $OUT/synth-curated/kept.jsonl   (funnel: $OUT/synth/funnel.json)
   training run      $OUT/train                (loss curve: $OUT/train/loss.png)
   tuned model       $OUT/model                (loads in plain transformers)
   base vs tuned     $OUT/eval/report.md
