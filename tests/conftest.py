@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,21 +82,52 @@ def tiny_model(tiny_model_path):
 @pytest.fixture(scope="session")
 def tiny_server(tiny_model):
     """``oid serve``'s app with the tiny model on a free 127.0.0.1 port; yields its ``/v1`` base URL."""
-    import uvicorn
-
     from oidkit.serve.app import create_app
 
+    model, tokenizer = tiny_model
+    with serving(create_app(model, tokenizer, "tiny")) as url:
+        yield f"{url}/v1"
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless, and no background traffic: this machine's network is closed and chromium would keep trying.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium driven by playwright (its own browser download does not work offline); skips if absent."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian chromium not found at {CHROMIUM}: apt-get install chromium")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    model, tokenizer = tiny_model
-    config = uvicorn.Config(create_app(model, tokenizer, "tiny"), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(app, timeout: float = 30) -> Iterator[str]:
+    """An ASGI app served by uvicorn in a background thread on a free loopback port; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + timeout
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/v1"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -168,13 +168,9 @@ def test_eval_command_writes_reports_and_rejects_a_missing_model(tiny_model_path
 
 def test_judge_through_an_openai_compatible_endpoint():
     """A scripted judge server on loopback: prefers whichever answer says GOOD, in either position."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
     from fastapi import FastAPI
 
+    from conftest import serving
     from oidkit.evaluate.judge import judge_from_backend
 
     judge_app = FastAPI()
@@ -187,20 +183,9 @@ def test_judge_through_an_openai_compatible_endpoint():
         return {"choices": [{"message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(judge_app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        judge = judge_from_backend("fake-judge", f"http://127.0.0.1:{port}/v1")
+    with serving(judge_app) as url:
+        judge = judge_from_backend("fake-judge", f"{url}/v1")
         result = pairwise(["q1", "q2"], ["GOOD", "meh"], ["meh", "GOOD"], judge)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert [q["outcome"] for q in result["per_question"]] == ["win", "loss"]
     assert result["per_question"][0] == {"verdict_in_order": "A", "verdict_swapped": "B", "outcome": "win"}
 

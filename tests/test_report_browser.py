@@ -11,10 +11,6 @@ from oidkit.io import read_records, write_jsonl
 from oidkit.records import make_record, make_reject
 from oidkit.report.build import build_report
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
 
 def crafted_report(folder: Path) -> Path:
     """A report over English, Chinese and hostile-looking records, with rejects; returns the page path."""
@@ -35,24 +31,19 @@ def crafted_report(folder: Path) -> Path:
 
 
 @pytest.mark.browser
-def test_page_renders_in_chromium_without_errors_or_network(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} not found: install Debian chromium (apt-get install chromium)")
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+def test_page_renders_in_chromium_without_errors_or_network(chromium, tmp_path):
     page_path = crafted_report(tmp_path)
     errors, requests = [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("console", lambda message: message.type == "error" and errors.append(message.text))
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(page_path.as_uri())
-        page.wait_for_load_state("load")
-        decoded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-        title = page.title()
-        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
-        browser.close()
+    page = chromium.new_page(viewport={"width": 1200, "height": 900})
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(page_path.as_uri())
+    page.wait_for_load_state("load")
+    decoded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+    title = page.title()
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    page.close()
     assert errors == []
     assert [url for url in requests if not url.startswith(("data:", "file:"))] == []
     assert decoded and all(decoded)

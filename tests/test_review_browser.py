@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from pathlib import Path
-
 import httpx
 import pytest
-import uvicorn
 
+from conftest import serving
 from oidkit.io import read_records, write_jsonl
 from oidkit.records import make_reject
 from oidkit.review.app import build, create_app
@@ -18,9 +13,6 @@ from oidkit.review.export import export_reviewed
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 HOSTILE = 'Hi <script>window.__xss = 1</script> and <img src=x onerror="window.__xss = 2"> <b>not bold</b>'
 MARKDOWN = "Here is **bold**, *italic* and `a <tag>`:\n\n```python\nprint('<b>hi</b>')\n```\n\n- one\n- two"
 
@@ -31,24 +23,6 @@ def record(i: int) -> dict:
         {"role": "assistant", "content": f"Answer number {i}."}],
         "source": {"file": f"/data/{'alpha' if i % 2 else 'beta'}.json", "format": "sharegpt"},
         "meta": {"lang": "en", "score": i % 5 + 1}}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian chromium not found at {CHROMIUM}: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -65,22 +39,14 @@ def served(tmp_path):
         reason="near_duplicate", value=0.91, duplicate_of="r008")])
     index, log = build(str(data), rejects=str(rejects), log_path=str(log_path))
     app = create_app(index, log, labels=["good", "unsafe", "wrong"], annotator="ana")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", data, rejects, log_path
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as url:
+        yield url, data, rejects, log_path
     log.close()
 
 
 @pytest.fixture
-def page(browser, served):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
+def page(chromium, served):
+    context = chromium.new_context(viewport={"width": 1440, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(10_000)
     opened.goto(served[0])
@@ -184,30 +150,23 @@ def test_review_with_keys_conflict_invalid_edit_and_export(page, served, tmp_pat
     assert exported["r000"]["meta"]["review"]["status"] == "accept"
 
 
-def test_page_asks_for_the_annotator_when_none_was_given(browser, tmp_path):
+def test_page_asks_for_the_annotator_when_none_was_given(chromium, tmp_path):
     data = tmp_path / "d.jsonl"
     write_jsonl(data, [record(i) for i in range(3)])
     index, log = build(str(data), log_path=str(tmp_path / "log.jsonl"))
     app = create_app(index, log, labels=[])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    context = browser.new_context()
-    try:
-        opened = context.new_page()
-        opened.goto(f"http://127.0.0.1:{port}/")
-        opened.wait_for_selector("#annotator-dialog[open]")
-        opened.fill("#annotator-dialog input", "carol")
-        opened.press("#annotator-dialog input", "Enter")
-        opened.wait_for_selector("#rows .row.current")
-        opened.keyboard.press("a")
-        opened.wait_for_selector("#rows .row .badge.accept")
-        assert log.decisions["r000"]["carol"]["decision"] == "accept"
-    finally:
-        context.close()
-        server.should_exit = True
-        thread.join(timeout=10)
-        log.close()
+    with serving(app) as url:
+        context = chromium.new_context()
+        try:
+            opened = context.new_page()
+            opened.goto(f"{url}/")
+            opened.wait_for_selector("#annotator-dialog[open]")
+            opened.fill("#annotator-dialog input", "carol")
+            opened.press("#annotator-dialog input", "Enter")
+            opened.wait_for_selector("#rows .row.current")
+            opened.keyboard.press("a")
+            opened.wait_for_selector("#rows .row .badge.accept")
+            assert log.decisions["r000"]["carol"]["decision"] == "accept"
+        finally:
+            context.close()
+            log.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,18 +13,13 @@ import httpx
 import orjson
 import pytest
 
+from conftest import free_port
 from oidkit.io import write_jsonl
 
 pytestmark = pytest.mark.slow
 
 RECORDS = 40
 MAX_REQUESTS = 2000  # the burst is bounded even if the kill never came
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(data, log, port: int) -> tuple[subprocess.Popen, httpx.Client]:

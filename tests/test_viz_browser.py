@@ -2,45 +2,32 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from oidkit.viz.attention import write_attention
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def test_attention_page_draws_each_head_offline(tiny_model_path, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian chromium not found at {CHROMIUM}: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
+def test_attention_page_draws_each_head_offline(chromium, tiny_model_path, tmp_path):
     write_attention(str(tiny_model_path), "one two three four five", tmp_path)
     errors, requests = [], []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto((tmp_path / "attention.html").as_uri())
-        assert page.locator("#layer option").count() == 2 and page.locator("#head option").count() == 4
+    page = chromium.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto((tmp_path / "attention.html").as_uri())
+    assert page.locator("#layer option").count() == 2 and page.locator("#head option").count() == 4
 
-        def map_pixels() -> list:  # the colour of the first query row's cells
-            return page.evaluate("""() => { const c = document.getElementById('map').getContext('2d');
-                                      return Array.from(c.getImageData(130, 130, 40, 4).data); }""")
+    def map_pixels() -> list:  # the colour of the first query row's cells
+        return page.evaluate("""() => { const c = document.getElementById('map').getContext('2d');
+                                  return Array.from(c.getImageData(130, 130, 40, 4).data); }""")
 
-        first = map_pixels()
-        page.select_option("#layer", "1")
-        page.select_option("#head", "3")
-        assert any(v != 255 for v in first)  # something blue was drawn
-        page.mouse.move(*_cell_centre(page, 0, 0))
-        assert "query 0" in page.inner_text("#info")
-        browser.close()
+    first = map_pixels()
+    page.select_option("#layer", "1")
+    page.select_option("#head", "3")
+    assert any(v != 255 for v in first)  # something blue was drawn
+    page.mouse.move(*_cell_centre(page, 0, 0))
+    assert "query 0" in page.inner_text("#info")
+    page.close()
     assert errors == []
     assert all(url.startswith("file://") for url in requests)
 
