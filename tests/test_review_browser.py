@@ -80,7 +80,8 @@ def test_browse_filter_and_hostile_text_shows_literally(page, served, tmp_path):
     page.select_option("[name=source]", "alpha.json (sharegpt)")
     page.fill("[name=min_score]", "5")
     page.click("button[type=submit]")
-    page.wait_for_selector("#page-info:text('of 13')")  # odd i with i % 5 == 4: 9, 19, ..., 129
+    # odd i with i % 5 == 4: 9, 19, ..., 129. An exact match: "of 13" is also a substring of the unfiltered "of 130".
+    page.wait_for_selector("#page-info:text-is('1–13 of 13')")
     assert page.locator("#rows .row").first.get_attribute("data-key") == "r009"
 
     page.click("button[type=reset]")
