@@ -9,7 +9,6 @@ would match ordinary text. Each reject names the benchmark, the item and the sha
 from __future__ import annotations
 
 import csv
-import json
 import os
 import unicodedata
 from pathlib import Path
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from oidkit.curate.base import Filter, OpConfig, register
 from oidkit.curate.text import tokens
 from oidkit.errors import ConfigError
+from oidkit.io import read_jsonl
 from oidkit.records import text
 
 
@@ -125,8 +125,7 @@ def benchmark_items(spec: BenchmarkSpec):
             with open(path, encoding="utf-8", newline="") as f:
                 rows = list(csv.DictReader(f))
         else:
-            with open(path, encoding="utf-8") as f:
-                rows = [json.loads(line) for line in f if line.strip()]
+            rows = list(read_jsonl(path))
         for i, row in enumerate(rows):
             parts = [value for field in spec.fields for value in _field_values(row, field)]
             prefix = f"{path.stem}/" if len(files) > 1 else ""
