@@ -9,9 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from oidkit.errors import ConfigError
+from oidkit.evaluate.metrics import wilson_interval
 from oidkit.io import read_records, write_jsonl
 from oidkit.records import conversation_problems, make_reject
-from oidkit.review.agreement import cohen_kappa, wilson_interval
+from oidkit.review.agreement import cohen_kappa
 from oidkit.review.app import build, create_app, load_labels, serve
 from oidkit.review.export import export_reviewed
 from oidkit.review.log import ReviewLog

@@ -8,11 +8,11 @@ the items both decided (accept/reject), and per label over the items both labell
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from itertools import combinations
 
+from oidkit.evaluate.metrics import wilson_interval
 from oidkit.review.log import ReviewLog
 
 
@@ -29,16 +29,6 @@ def cohen_kappa(first: Sequence, second: Sequence) -> float:
 
 def percent_agreement(first: Sequence, second: Sequence) -> float:
     return sum(a == b for a, b in zip(first, second, strict=True)) / len(first)
-
-
-def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion: sound for small samples and rates near 0 or 1."""
-    if total == 0:
-        return 0.0, 1.0
-    p = successes / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def pair_agreement(first: list, second: list) -> dict:
