@@ -141,3 +141,15 @@ def test_completion_length_stops_at_the_first_end_token():
     assert completion_length([5, 6, 2, 2, 2], {2}) == 3  # pad == eos: padding after the end is not counted
     assert completion_length([5, 6, 7], {2, 0}) == 3
     assert completion_length([2], {2}) == 1
+
+
+def test_local_backend_keeps_the_end_of_prompts_longer_than_the_context(tiny_model):
+    model, tokenizer = tiny_model
+    backend = LocalBackend("tiny", batch_size=2, loaded=(model, tokenizer))
+    params = {"temperature": 0, "max_tokens": 4}
+    long = GenerationRequest([{"role": "user", "content": "word " * 2000 + "end"}], params)
+    short = GenerationRequest([{"role": "user", "content": "hello"}], params)
+    batched = backend.generate([long, short])  # 2000+ tokens against a 512-position model: no error
+    assert 0 < batched[0].prompt_tokens <= 512 - 4
+    alone = LocalBackend("tiny", batch_size=1, loaded=(model, tokenizer)).generate([short])
+    assert batched[1].text == alone[0].text  # left padding: batching does not change an answer

@@ -38,25 +38,13 @@ class EvalOptions:
 def generate_answers(model: Any, tokenizer: Any, conversations: list[list[dict]], *, max_new_tokens: int,
                      batch_size: int, progress: Callable[[int], None] | None = None) -> list[str]:
     """Greedy answers to chat conversations, batched; prompts longer than the context keep their end."""
-    import torch
+    from oidkit.models.backends import GenerationRequest, LocalBackend
 
-    # left padding and left truncation: decoder-only models continue at the end, which must be the prompt's end
-    tokenizer.padding_side = tokenizer.truncation_side = "left"
-    room = int(getattr(model.config, "max_position_embeddings", 2048)) - max_new_tokens
-    answers = []
-    for start in range(0, len(conversations), batch_size):
-        batch = conversations[start:start + batch_size]
-        prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in batch]
-        inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=True,
-                           max_length=room)
-        with torch.no_grad():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                    pad_token_id=tokenizer.pad_token_id)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        answers += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-        if progress:
-            progress(len(batch))
-    return answers
+    backend = LocalBackend(getattr(model, "name_or_path", "model"), batch_size=batch_size, loaded=(model, tokenizer))
+    params = {"temperature": 0.0, "max_tokens": max_new_tokens}
+    generations = backend.generate([GenerationRequest(c, params) for c in conversations],
+                                   progress=(lambda: progress(1)) if progress else None)
+    return [g.text.strip() for g in generations]
 
 
 def score_generations(kind: str, examples: list[GenerationExample], outputs: list[str], chinese_rouge: str) -> dict:

@@ -207,14 +207,20 @@ def parse_chat_completion(data: dict[str, Any]) -> Generation:
 
 
 class LocalBackend:
-    """Batched ``generate`` with a local Hugging Face model (folder, alias or GGUF), same interface."""
+    """Batched ``generate`` with a local Hugging Face model (folder, alias or GGUF), same interface.
 
-    def __init__(self, model: str | Path, *, batch_size: int = 8, cache_dir: str | Path | None = None):
+    ``loaded`` passes an already loaded ``(model, tokenizer)`` (evaluation has one in hand); ``model`` then
+    only names it in the cache key.
+    """
+
+    def __init__(self, model: str | Path, *, batch_size: int = 8, cache_dir: str | Path | None = None,
+                 loaded: tuple[Any, Any] | None = None):
         from oidkit.models import load_model
 
         self.model_name = str(model)
-        self.model, self.tokenizer = load_model(model)
-        self.tokenizer.padding_side = "left"  # decoder-only models generate after the prompt's end
+        self.model, self.tokenizer = loaded if loaded is not None else load_model(model)
+        # Left padding and left truncation: decoder-only models continue at the end, which must be the prompt's.
+        self.tokenizer.padding_side = self.tokenizer.truncation_side = "left"
         self.batch_size = batch_size
         self.cache = ResponseCache(cache_dir)
         self.usage = Usage()
@@ -252,14 +258,18 @@ class LocalBackend:
             self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
             for r in requests
         ]
-        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        max_new_tokens = int(params.get("max_tokens", 256))
+        # Prompts longer than the context keep their end, leaving room for the answer.
+        room = int(getattr(self.model.config, "max_position_embeddings", 2048)) - max_new_tokens
+        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                                truncation=True, max_length=room)
         temperature = float(params.get("temperature", 1.0))
         if "seed" in params:
             torch.manual_seed(int(params["seed"]))
         with torch.no_grad():
             output = self.model.generate(
                 **inputs,
-                max_new_tokens=int(params.get("max_tokens", 256)),
+                max_new_tokens=max_new_tokens,
                 do_sample=temperature > 0,
                 temperature=temperature if temperature > 0 else None,
                 top_p=float(params.get("top_p", 1.0)) if temperature > 0 else None,
