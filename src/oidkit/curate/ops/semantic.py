@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from oidkit.curate.base import Decision, GlobalOp, OpConfig, register
+from oidkit.curate.ops.dedup import score_of
 from oidkit.curate.semantic import (
     DEFAULT_EMBEDDING_MODEL,
     embed,
@@ -59,9 +60,7 @@ class _Embedding(GlobalOp):
         field = first_user if self.config.field == "instruction" else text
         texts = [field(r)[: self.config.max_chars] for r in records]
         vectors = embed(texts, self.encoder, batch_size=self.config.batch_size)
-        score = [r.get("meta", {}).get("score") for r in records]
-        return [(v, len(t), s if isinstance(s, (int, float)) else float("-inf"))
-                for v, t, s in zip(vectors, texts, score, strict=True)]
+        return [(v, len(t), score_of(r, "score")) for v, t, r in zip(vectors, texts, records, strict=True)]
 
 
 @register
