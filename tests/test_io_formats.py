@@ -48,10 +48,12 @@ def round_trip(tmp_path, rows, out_name):
     return records, json.loads(out.read_text(encoding="utf-8"))
 
 
-def test_alpaca_round_trip_is_lossless_field_by_field(tmp_path):
-    _, back = round_trip(tmp_path, ALPACA_ROWS, "out.alpaca.json")
-    assert len(back) == len(ALPACA_ROWS)
-    for original, written in zip(ALPACA_ROWS, back, strict=True):
+@pytest.mark.parametrize(("rows", "name"), [(ALPACA_ROWS, "out.alpaca.json"), (SHAREGPT_ROWS, "out.sharegpt.json")],
+                         ids=["alpaca", "sharegpt"])
+def test_round_trip_is_lossless_field_by_field(tmp_path, rows, name):
+    _, back = round_trip(tmp_path, rows, name)
+    assert len(back) == len(rows)
+    for original, written in zip(rows, back, strict=True):
         assert written.keys() == original.keys()
         for field in original:
             assert written[field] == original[field], field
@@ -69,14 +71,6 @@ def test_alpaca_mapping_to_canonical(tmp_path):
     assert records[4]["media"] == {"images": ["mllm_demo_data/1.jpg"]}
     assert "<image>" in records[4]["messages"][0]["content"]
     assert records[6]["id"] == "alpaca-7"
-
-
-def test_sharegpt_round_trip_is_lossless_field_by_field(tmp_path):
-    _, back = round_trip(tmp_path, SHAREGPT_ROWS, "out.sharegpt.json")
-    for original, written in zip(SHAREGPT_ROWS, back, strict=True):
-        assert written.keys() == original.keys()
-        for field in original:
-            assert written[field] == original[field], field
 
 
 def test_sharegpt_mapping_keeps_roles_media_and_tool_calls(tmp_path):
