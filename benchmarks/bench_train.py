@@ -1,10 +1,11 @@
 """Fine-tuning throughput: our trainer (packed and unpacked) against TRL's SFTTrainer, side by side.
 
-Same model, same records (short real ShareGPT conversations), same sequence length, batch size, LoRA
-settings, optimizer steps, autocast precision (TRL's defaults of bf16 and gradient checkpointing are set to
-ours explicitly) and CPU threads. The figure is trained (non-padding) tokens per second of the
-training loop (model loading and tokenisation excluded on both sides), plus the achieved FLOP/s
-(6 * parameters * tokens / s) against a measured matmul peak of this machine.
+Our trainer runs transformers' Llama and, with ``model.impl=oidkit``, our readable one. Same model, same
+records (short real ShareGPT conversations), same sequence length, batch size, LoRA settings, optimizer steps,
+autocast precision (TRL's defaults of bf16 and gradient checkpointing are set to ours explicitly) and CPU
+threads. The figure is trained (non-padding) tokens per second of the training loop (model loading and
+tokenisation excluded on both sides), plus the achieved FLOP/s (6 * parameters * tokens / s) against a
+measured matmul peak of this machine.
 
     python benchmarks/bench_train.py --out bench-out/train.json            # tiny random Llama
     python benchmarks/bench_train.py --model smollm2-135m-instruct --steps 6 --out bench-out/train-smollm2.json
@@ -60,13 +61,15 @@ def parameter_count(model: str) -> int:
     return sum(p.numel() for p in skeleton.parameters())
 
 
-def run_ours(model: str, data: Path, work: Path, args: argparse.Namespace, packing: bool) -> dict:
+def run_ours(model: str, data: Path, work: Path, args: argparse.Namespace, packing: bool,
+             impl: str = "transformers") -> dict:
     from oidkit.train.config import load_config
     from oidkit.train.run import run_training
 
-    out = work / f"ours-{'packed' if packing else 'padded'}"
+    out = work / f"ours-{impl}-{'packed' if packing else 'padded'}"
     config = load_config(None, [
-        f"model.name={model}", f"data.train={data}", f"data.max_seq_len={args.seq_len}", "data.overlong=truncate",
+        f"model.name={model}", f"model.impl={impl}", f"data.train={data}", f"data.max_seq_len={args.seq_len}",
+        "data.overlong=truncate",
         f"data.packing={packing}", f"data.cache_dir={work / 'cache'}", "data.train_on=all", "method=lora",
         f"lora.r={LORA['r']}", f"lora.alpha={LORA['alpha']}", f"lora.dropout={LORA['dropout']}",
         f"lora.target_modules={LORA['targets']}", f"train.output_dir={out}", f"train.batch_size={args.batch_size}",
@@ -140,6 +143,8 @@ def main() -> None:
         n_params = parameter_count(model)
         results = {"ours (packed)": run_ours(model, work / "records.jsonl", work, args, packing=True),
                    "ours (padded)": run_ours(model, work / "records.jsonl", work, args, packing=False),
+                   "ours, model.impl=oidkit (packed)": run_ours(model, work / "records.jsonl", work, args,
+                                                                 packing=True, impl="oidkit"),
                    "TRL SFTTrainer (padded)": run_trl(model, records, work, args)}
     peak = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
     trl_rate = results["TRL SFTTrainer (padded)"]["tokens"] / results["TRL SFTTrainer (padded)"]["seconds"]

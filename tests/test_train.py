@@ -166,3 +166,54 @@ def test_cli_train_then_export(tiny_model_path, records_file, tmp_path):
     result = CliRunner().invoke(app, ["export", "--merge", str(tmp_path / "run"), str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "model" / "model.safetensors").exists() and (tmp_path / "model" / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_our_llama_trains_like_transformers_and_saves_what_transformers_loads(tiny_model_path, records_file, tmp_path,
+                                                                              method):
+    from safetensors.torch import load_file
+
+    for impl in ("transformers", "oidkit"):
+        run_training(tiny_config(tiny_model_path, records_file, tmp_path / impl, f"model.impl={impl}",
+                                 f"method={method}", "train.max_steps=4", "optim.lr=1e-2"))
+    ours, theirs = train_losses(tmp_path / "oidkit"), train_losses(tmp_path / "transformers")
+    assert ours == pytest.approx(theirs, abs=1e-4)
+    assert ours[0] != pytest.approx(ours[-1], abs=1e-3)  # it trained: the comparison is not vacuous
+
+    # Same tensor names and values as the transformers run: export, eval and serve cannot tell them apart.
+    weights = "adapter_model.safetensors" if method == "lora" else "model.safetensors"
+    saved = {impl: load_file(tmp_path / impl / "last" / weights) for impl in ("transformers", "oidkit")}
+    assert sorted(saved["oidkit"]) == sorted(saved["transformers"])
+    for name, tensor in saved["transformers"].items():
+        assert torch.allclose(saved["oidkit"][name], tensor, atol=1e-4), name
+    if method == "lora":
+        configs = [json.loads((tmp_path / impl / "last" / "adapter_config.json").read_text())
+                   for impl in ("transformers", "oidkit")]
+        assert sorted(configs[1]["target_modules"]) == sorted(configs[0]["target_modules"])
+
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(export_merged(tmp_path / "oidkit", tmp_path / "merged")).eval()
+    ids = torch.tensor([[5, 17, 42, 9]])
+    with torch.no_grad():
+        assert not torch.allclose(merged(ids).logits, AutoModelForCausalLM.from_pretrained(tiny_model_path)(ids).logits)
+
+
+def test_our_llama_rejects_lora_targets_it_does_not_have(tiny_model_path, records_file, tmp_path):
+    with pytest.raises(ConfigError, match=r"\['qkv_proj'\] name no linear layer of our Llama; use any of"):
+        run_training(tiny_config(tiny_model_path, records_file, tmp_path / "a", "model.impl=oidkit",
+                                 "lora.target_modules=[q_proj, qkv_proj]"))
+    with pytest.raises(ConfigError, match="give a list of names"):
+        run_training(tiny_config(tiny_model_path, records_file, tmp_path / "b", "model.impl=oidkit",
+                                 "lora.target_modules=.*proj"))
+
+
+@pytest.mark.real
+def test_our_llama_fine_tunes_smollm2_like_transformers(smollm2_model_dir, records_file, tmp_path):
+    losses = {}
+    for impl in ("transformers", "oidkit"):
+        run_training(tiny_config(smollm2_model_dir, records_file, tmp_path / impl, f"model.impl={impl}",
+                                 "train.max_steps=2", "train.batch_size=1", "data.max_examples=8", "optim.lr=1e-3"))
+        losses[impl] = train_losses(tmp_path / impl)
+    assert losses["oidkit"] == pytest.approx(losses["transformers"], abs=1e-4)
+    assert losses["oidkit"][0] != pytest.approx(losses["oidkit"][1], abs=1e-3)

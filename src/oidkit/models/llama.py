@@ -363,8 +363,12 @@ class LlamaModel(nn.Module):
         if not files:
             raise ConfigError(f"{folder}: no *.safetensors weights found; re-save the model with safe_serialization")
         hf_state = {name: t for f in files for name, t in load_file(f).items()}
-        model = cls(config)
-        model.load_state_dict(from_hf_state_dict(hf_state, config))
+        with torch.device("meta"):  # no random init for weights about to be replaced: faster, and RNG untouched
+            model = cls(config)
+        model.load_state_dict(from_hf_state_dict(hf_state, config), assign=True)
+        if config.tie_embeddings:  # assign=True made two parameters of the one tied matrix
+            model.output.weight = model.tok_embeddings.weight
+        model.inv_freq = rope_inverse_frequencies(config)  # a computed buffer: not in the weights, still on meta
         return model.to(dtype).eval()
 
     def save_pretrained(self, folder: str | Path) -> Path:
@@ -419,6 +423,44 @@ def to_hf_state_dict(state: dict[str, torch.Tensor], config: LlamaConfig) -> dic
     """Rename our state dict to HF names (contiguous copies; a tied head is stored once, as the embedding)."""
     return {_rename(name, HF_NAMES): t.contiguous() for name, t in state.items()
             if not (config.tie_embeddings and name == "output.weight")}
+
+
+# A layer's linear maps by leaf name, transformers' -> ours: LoRA targets may be given either way.
+OUR_LINEAR_NAMES = {hf.rsplit(".", 1)[1]: ours.rsplit(".", 1)[1] for ours, hf in HF_NAMES.items()
+                    if ours.startswith("layers.{n}.") and not ours.endswith("norm")}
+HF_LINEAR_NAMES = {ours: hf for hf, ours in OUR_LINEAR_NAMES.items()}
+
+
+def our_linear_names(targets: list[str]) -> list[str]:
+    """LoRA target names (``q_proj`` or ``wq`` style) -> our module names; unknown names are a config error."""
+    unknown = [t for t in targets if t not in OUR_LINEAR_NAMES and t not in HF_LINEAR_NAMES]
+    if unknown:
+        raise ConfigError(f"lora.target_modules {unknown} name no linear layer of our Llama; use any of "
+                          f"{sorted(OUR_LINEAR_NAMES)} (or ours: {sorted(HF_LINEAR_NAMES)})")
+    return [OUR_LINEAR_NAMES.get(t, t) for t in targets]
+
+
+def hf_adapter_key(name: str) -> str:
+    """A peft tensor name on our model -> the same tensor on transformers' ``LlamaForCausalLM``:
+    ``base_model.model.model.layers.3.attention.wq.lora_A.weight`` -> ``...layers.3.self_attn.q_proj.lora_A.weight``.
+    """
+    def to_hf(match: re.Match) -> str:
+        return HF_NAMES["layers.{n}." + match.group(2)].removeprefix("model.").format(n=match.group(1))
+
+    return re.sub(r"layers\.(\d+)\.((?:attention|feed_forward)\.w[qkvo123])\b", to_hf, name)
+
+
+def adapter_to_hf(folder: str | Path) -> None:
+    """Rewrite a peft LoRA folder saved from our model into the adapter transformers + peft load
+    (``PeftModel.from_pretrained(AutoModelForCausalLM..., folder)``): tensor names and target modules."""
+    from safetensors.torch import load_file, save_file
+
+    weights, config_path = Path(folder) / "adapter_model.safetensors", Path(folder) / "adapter_config.json"
+    save_file({hf_adapter_key(k): v for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})
+    config = json.loads(config_path.read_text())
+    config["target_modules"] = sorted(HF_LINEAR_NAMES[t] for t in config["target_modules"])
+    config["task_type"] = "CAUSAL_LM"
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def load_llama(name_or_path: str | Path, *, dtype: torch.dtype = torch.float32) -> tuple[LlamaModel, Any]:

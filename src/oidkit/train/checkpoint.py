@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from oidkit.errors import ConfigError
+from oidkit.train.loop import LoopState
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -72,3 +73,15 @@ def load_checkpoint(folder: str | Path, *, model: torch.nn.Module, optimizer: to
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return {"step": state["step"], "loop": state["loop"]}
+
+
+def resume_latest(run_dir: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                  console: Any) -> LoopState | None:
+    """``--resume``: restore the latest checkpoint of ``run_dir``; ``None`` (said on ``console``) if there is none."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        console.print(f"no checkpoint in {Path(run_dir) / 'checkpoints'}: starting from step 0")
+        return None
+    state = LoopState(**load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)["loop"])
+    console.print(f"resumed from {checkpoint} at step {state.step}")
+    return state

@@ -30,6 +30,9 @@ class Section(BaseModel):
 class ModelSection(Section):
     name: str = Field(description="local folder, .gguf file, alias (oid models list) or hub id")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    impl: Literal["transformers", "oidkit"] = Field(
+        "transformers", description="transformers' model class, or our readable Llama (oidkit.models.llama; "
+        "Llama-architecture folders only); both save folders transformers loads")
 
 
 class DataSection(Section):
@@ -52,7 +55,9 @@ class LoraSection(Section):
     r: int = Field(8, gt=0)
     alpha: float = 16.0
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | str = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    target_modules: list[str] | str = Field(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        description="module names (or a regex, transformers only); model.impl=oidkit also takes wq, wk, ... w3")
 
 
 class OptimSection(Section):

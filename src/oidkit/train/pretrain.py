@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -73,28 +72,18 @@ def text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[di
     return examples
 
 
-class NextTokenView(torch.nn.Module):
-    """Our model called the way ``loop.train_loop`` calls a transformers model: ``model(input_ids=,
-    position_ids=).logits``. Packed rows restart their positions at 0 per example; each restart opens a new
-    segment, so the block-diagonal mask keeps examples apart."""
+def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: Any = None) -> dict[str, Any]:
+    """Train from scratch as configured; writes ``RUN/{final,best}/`` (HF folders), metrics and summary.
 
-    def __init__(self, model: LlamaModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, use_cache: bool = False) -> Any:
-        segment_ids = (position_ids == 0).cumsum(dim=-1)
-        return SimpleNamespace(logits=self.model(input_ids, position_ids=position_ids, segment_ids=segment_ids))
-
-
-def run_pretraining(config: PretrainConfig, *, console: Any = None) -> dict[str, Any]:
-    """Train from scratch as configured; writes ``RUN/{final,best}/`` (HF folders), metrics and summary."""
+    ``resume``: continue from the latest ``RUN/checkpoints/step-N`` (written every ``train.save_every`` steps)
+    exactly where it stopped: weights, optimizer, schedule, RNG and position in the data.
+    """
     from rich.console import Console
 
     from oidkit.models.tokenizer import corpus_texts, load_tokenizer
-    from oidkit.train.checkpoint import save_checkpoint
-    from oidkit.train.logging import MetricsLog, plot_loss
-    from oidkit.train.loop import LoopSettings, evaluate, train_loop
+    from oidkit.train.checkpoint import resume_latest, save_checkpoint
+    from oidkit.train.logging import MetricsLog, plot_loss, read_metrics
+    from oidkit.train.loop import LoopSettings, LoopState, NextTokenView, evaluate, train_loop
     from oidkit.train.optim import build_optimizer, build_scheduler
     from oidkit.train.packing import BatchSource, eval_batches, pack_examples
     from oidkit.train.progress import TrainProgress
@@ -139,28 +128,35 @@ def run_pretraining(config: PretrainConfig, *, console: Any = None) -> dict[str,
                             precision=t.precision, eval_every=t.eval_every,
                             early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
                             log_every=t.log_every, device=t.device)
-    initial_eval = evaluate(view, validation, t.precision, t.device) if validation else None
 
     def save_model(folder: Path) -> None:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
 
-    def on_checkpoint(state: Any) -> None:
+    def on_checkpoint(state: LoopState) -> None:
         save_checkpoint(run_dir / "checkpoints" / f"step-{state.step:06d}", model=view, optimizer=optimizer,
                         scheduler=scheduler, step=state.step, loop_state=state.to_dict())
 
-    metrics = MetricsLog(run_dir)
-    if initial_eval is not None:  # step 0: the untrained model, about ln(vocab) nats per token
-        metrics.log({"step": 0, "split": "eval", "loss": initial_eval})
+    resumed = resume_latest(run_dir, model=view, optimizer=optimizer, scheduler=scheduler,
+                            console=console) if resume else None
+    state = resumed or LoopState()
+    metrics = MetricsLog(run_dir, resume_step=state.step if resumed else None)
+    if validation and not t.eval_every and not resumed:  # with eval_every the loop evaluates step 0 itself
+        metrics.log({"step": 0, "split": "eval", "loss": evaluate(view, validation, t.precision, t.device)})
     with TrainProgress(console) as bars:
-        bars.start_training(t.max_steps, 0)
-        state = train_loop(view, optimizer, scheduler, source, settings, eval_batches=validation, log=metrics.log,
-                           on_checkpoint=on_checkpoint, on_best=lambda s: save_model(run_dir / "best"),
-                           progress=bars.step)
+        bars.start_training(t.max_steps, state.step)
+        state = train_loop(view, optimizer, scheduler, source, settings, state=state, eval_batches=validation,
+                           log=metrics.log, on_checkpoint=on_checkpoint,
+                           on_best=lambda s: save_model(run_dir / "best"), progress=bars.step)
+    if t.save_every and state.step % t.save_every:
+        on_checkpoint(state)
     metrics.close()
     save_model(run_dir / "final")
     plot_loss(run_dir / "metrics.csv", run_dir / "loss.png")
     best = state.best_eval if validation else None
+    # step 0 is the untrained model: about ln(vocab) nats per token
+    initial_eval = next((r["loss"] for r in read_metrics(run_dir / "metrics.csv")
+                         if r["split"] == "eval" and r["step"] == 0), None)
     summary = {"steps": state.step, "tokens": state.tokens, "parameters": sum(p.numel() for p in model.parameters()),
                "train_examples": len(train), "validation_examples": len(validation_examples),
                "first_train_loss": state.history[0]["loss"] if state.history else None,

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from oidkit.errors import ConfigError
-from oidkit.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from oidkit.models.llama import adapter_to_hf, our_linear_names
+from oidkit.train.checkpoint import resume_latest, save_checkpoint
 from oidkit.train.config import TrainConfig, save_config
 from oidkit.train.data import load_tokenized
 from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
 from oidkit.train.logging import MetricsLog, plot_loss
-from oidkit.train.loop import LoopSettings, LoopState, train_loop
+from oidkit.train.loop import LoopSettings, LoopState, NextTokenView, train_loop
 from oidkit.train.optim import build_optimizer, build_scheduler
 from oidkit.train.packing import BatchSource, eval_batches, pack_examples, single_rows
 from oidkit.train.templates import resolve_chat_template
@@ -39,7 +40,11 @@ def seed_everything(seed: int) -> None:
 
 
 def load_base(config: TrainConfig) -> tuple[Any, Any]:
-    """The base model in train mode and its tokenizer (pad falls back to eos)."""
+    """The base model in train mode and its tokenizer (pad falls back to eos).
+
+    ``model.impl: oidkit`` loads the same weights into our readable Llama (``oidkit.models.llama``), wrapped
+    in ``NextTokenView`` so the loop calls it as it calls a transformers model.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from oidkit.models import resolve_model
@@ -48,7 +53,14 @@ def load_base(config: TrainConfig) -> tuple[Any, Any]:
     tokenizer = AutoTokenizer.from_pretrained(where)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, config.model.dtype))
+    dtype = getattr(torch, config.model.dtype)
+    if config.model.impl == "oidkit":
+        from oidkit.models.llama import LlamaModel
+
+        model = NextTokenView(LlamaModel.from_pretrained(where, dtype=dtype))
+        model.name_or_path = str(where)  # what transformers models carry; peft writes it into adapter_config
+    else:
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
     return model.to(config.train.device), tokenizer
 
 
@@ -59,9 +71,15 @@ def apply_method(model: Any, config: TrainConfig) -> Any:
         return model
     from peft import LoraConfig, get_peft_model
 
-    lora = config.lora
+    lora, targets, task = config.lora, config.lora.target_modules, "CAUSAL_LM"
+    if isinstance(model, NextTokenView):
+        if isinstance(targets, str):
+            raise ConfigError(f"lora.target_modules {targets!r}: with model.impl=oidkit give a list of names, "
+                              "e.g. [q_proj, v_proj]")
+        # peft's CAUSAL_LM wrapper expects a transformers model; the plain wrapper works on any module
+        targets, task = our_linear_names(targets), None
     return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=lora.target_modules, task_type="CAUSAL_LM"))
+                                            target_modules=targets, task_type=task))
 
 
 def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
@@ -88,8 +106,19 @@ def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
 
 
 def save_weights(model: Any, tokenizer: Any, folder: Path) -> None:
-    """Adapter (peft) or full model in safetensors, with the tokenizer (and the chat template used)."""
-    getattr(model, "module", model).save_pretrained(folder)
+    """Adapter (peft) or full model in safetensors, with the tokenizer (and the chat template used).
+
+    Runs of our own Llama are saved under transformers' names, so export, eval and serve read them exactly
+    like runs of the transformers model.
+    """
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if isinstance(model, NextTokenView):
+        model.model.save_pretrained(folder)
+    else:
+        model.save_pretrained(folder)
+        if isinstance(base, NextTokenView):
+            adapter_to_hf(folder)
     tokenizer.save_pretrained(folder)
 
 
@@ -126,14 +155,9 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
         optimizer = build_optimizer(model, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
         scheduler = build_scheduler(optimizer, total_steps=config.train.max_steps, warmup_steps=optim.warmup_steps,
                                     schedule=optim.schedule, min_ratio=optim.min_lr_ratio)
-        state = LoopState()
-        checkpoint = latest_checkpoint(run_dir) if resume else None
-        if checkpoint is not None:
-            restored = load_checkpoint(checkpoint, model=model, optimizer=optimizer, scheduler=scheduler)
-            state = LoopState(**restored["loop"])
-            console.print(f"resumed from {checkpoint} at step {state.step}")
-        elif resume:
-            console.print(f"no checkpoint in {run_dir / 'checkpoints'}: starting from step 0")
+        resumed = resume_latest(run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+                                console=console) if resume else None
+        state = resumed or LoopState()
         if ctx.world > 1:
             model = torch.nn.parallel.DistributedDataParallel(model)
 
@@ -151,7 +175,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
                                 precision=t.precision, eval_every=t.eval_every,
                                 early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
                                 log_every=t.log_every, device=t.device)
-        metrics = MetricsLog(run_dir, resume_step=state.step if checkpoint else None) if ctx.is_main else None
+        metrics = MetricsLog(run_dir, resume_step=state.step if resumed else None) if ctx.is_main else None
         bars.start_training(t.max_steps, state.step)
         state = train_loop(model, optimizer, scheduler, source, settings, state=state, eval_batches=validation,
                            log=metrics.log if metrics else None, on_checkpoint=on_checkpoint, on_best=on_best,
