@@ -363,6 +363,9 @@ def train_command(
 ) -> None:
     """Fine-tune a causal LM on records (LoRA or full), with evaluation, checkpoints, metrics and plots.
 
+    model.impl=oidkit trains our readable Llama (oidkit.models.llama) instead of transformers' class, from
+    the same weights; its runs save under transformers' names, so export, eval and serve treat them alike.
+
     Example:  oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
     """
     from oidkit.train.config import load_config
@@ -621,17 +624,20 @@ def tokenizer_stats_command(
 def pretrain_command(
     config: str = typer.Argument(..., help="pretraining recipe YAML (see recipes/pretrain_tiny.yaml)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50"),
+    resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in train.output_dir "
+                                "(checkpoints are written every train.save_every steps)"),
 ) -> None:
     """Train a small Llama from scratch on plain text (next-token loss); reports loss and validation perplexity.
 
     Writes RUN/final and RUN/best (Hugging Face folders: oid viz, evaluate, serve and export load them),
-    RUN/metrics.csv, RUN/loss.png and RUN/summary.json.
+    RUN/metrics.csv, RUN/loss.png, RUN/summary.json and, with train.save_every=N, RUN/checkpoints/step-N
+    that --resume continues from exactly (same losses as an uninterrupted run).
 
     Example:  oid pretrain recipes/pretrain_tiny.yaml train.output_dir=demo-out/pretrain train.max_steps=200
     """
     from oidkit.train.pretrain import load_pretrain_config, run_pretraining
 
-    summary = run_pretraining(load_pretrain_config(config, overrides or []), console=console)
+    summary = run_pretraining(load_pretrain_config(config, overrides or []), resume=resume, console=console)
     line = (f"{summary['steps']} steps, {summary['tokens']:,} tokens, {summary['parameters']:,} parameters; "
             f"train loss {summary['first_train_loss']:.3f} -> {summary['final_train_loss']:.3f} "
             f"(uniform guess {summary['uniform_loss']:.2f})")
