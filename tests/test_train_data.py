@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -115,6 +117,30 @@ def test_packing_first_fit_respects_the_length_limit():
     rows = pack_examples(examples, max_seq_len=8)
     assert rows == [[0, 2], [1, 3], [4]]
     assert all(sum(len(examples[i]["input_ids"]) for i in row) <= 8 for row in rows)
+
+
+def first_fit_by_scanning(lengths: list[int], max_seq_len: int) -> list[list[int]]:
+    """The textbook first-fit: scan the rows in order for the first with room."""
+    rows, free = [], []
+    for index, length in enumerate(lengths):
+        row = next((r for r, space in enumerate(free) if length <= space), None)
+        if row is None:
+            rows.append([index])
+            free.append(max_seq_len - length)
+        else:
+            rows[row].append(index)
+            free[row] -= length
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_packing_tree_makes_the_textbook_first_fit_choices(seed):
+    rng = random.Random(seed)
+    # short and long examples, some longer than a row (they get a row of their own), and an exact fit
+    lengths = [rng.choice([rng.randint(1, 40), rng.randint(60, 140), 128]) for _ in range(rng.randint(1, 700))]
+    examples = [{"input_ids": [0] * n} for n in lengths]
+    assert pack_examples(examples, max_seq_len=128) == first_fit_by_scanning(lengths, 128)
+    assert pack_examples([], max_seq_len=128) == []
 
 
 def test_second_run_hits_the_tokenisation_cache_and_parallel_matches_serial(tmp_path, tiny_tokenizer, monkeypatch):

@@ -16,19 +16,30 @@ from oidkit.train.templates import IGNORE_INDEX
 
 
 def pack_examples(examples: list[dict], max_seq_len: int) -> list[list[int]]:
-    """Rows as lists of example indices, first-fit in order; every row holds at most ``max_seq_len`` tokens."""
+    """Rows as lists of example indices, first-fit in order: each example goes to the first row with room for
+    it; every row holds at most ``max_seq_len`` tokens (an example longer than that gets a row of its own).
+
+    A max-tree over the rows' free space finds that row in O(log rows): scanning every row is quadratic, and
+    a pretraining corpus of full-length chunks is the worst case (every row full, every scan to the end).
+    """
+    leaves = 1 << max(len(examples) - 1, 0).bit_length()  # at most one row per example
+    free = [-1] * (2 * leaves)  # leaf: a row's free tokens (-1: not opened); inner node: max of its children
     rows: list[list[int]] = []
-    free: list[int] = []
     for index, example in enumerate(examples):
         length = len(example["input_ids"])
-        for row, space in enumerate(free):
-            if length <= space:
-                rows[row].append(index)
-                free[row] -= length
-                break
+        if free[1] >= length:
+            node = 1
+            while node < leaves:  # descend towards the leftmost row with room
+                node = 2 * node if free[2 * node] >= length else 2 * node + 1
+            rows[node - leaves].append(index)
+            free[node] -= length
         else:
+            node = leaves + len(rows)
             rows.append([index])
-            free.append(max_seq_len - length)
+            free[node] = max_seq_len - length
+        while node > 1:
+            node //= 2
+            free[node] = max(free[2 * node], free[2 * node + 1])
     return rows
 
 
