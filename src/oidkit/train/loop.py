@@ -47,6 +47,7 @@ class LoopState:
     tokens: int = 0
     stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
+    grad_scaler: dict = field(default_factory=dict)  # fp16 loss scale and its growth tracker; empty otherwise
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,6 +118,8 @@ def train_loop(
     """Run optimizer steps from ``state.step`` to ``settings.max_steps`` (or until early stopping)."""
     state = state or LoopState()
     scaler = torch.amp.GradScaler(torch.device(settings.device).type, enabled=settings.precision == "fp16")
+    if state.grad_scaler:
+        scaler.load_state_dict(state.grad_scaler)
     model.train()
     start_time, start_tokens = time.perf_counter(), state.tokens
     if eval_batches and settings.eval_every and state.step == 0:  # the starting point of the eval curve
@@ -138,6 +141,7 @@ def train_loop(
         grad_norm = torch.nn.utils.clip_grad_norm_(params, settings.grad_clip or math.inf)
         scaler.step(optimizer)
         scaler.update()
+        state.grad_scaler = scaler.state_dict()
         optimizer.zero_grad(set_to_none=True)
         lr = scheduler.get_last_lr()[0]
         scheduler.step()
