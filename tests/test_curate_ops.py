@@ -66,6 +66,27 @@ def test_language_does_not_judge_text_too_short_to_identify():
     assert build("language", keep=["en"], min_chars=20).keep(chat("Hola", "Sure, here is a complete answer."))[0]
 
 
+def test_language_names_the_language_it_kept_a_record_for():
+    op = build("language", keep=["en", "zh"])
+    answer = ("Hello! I am happy to help. Tell me what you would like to talk about today, and I will do my "
+              "best to give you a clear and useful answer.")
+    assert op.keep(chat("hi", answer)) == (True, "", "en")  # "hi" alone reads as af or br
+    chinese = chat("请用一句话介绍一下北京这座城市。", "北京是中国的首都，历史悠久，文化灿烂。")
+    assert op.keep(chinese) == (True, "", "zh")
+    # Roles in two kept languages: the answer's is the record's, however long the pasted text.
+    assert op.keep(chat("请把这句谚语翻译成英文：冰冻三尺，非一日之寒。", answer)) == (True, "", "en")
+    pasted = chat("请用中文总结下面这段文字：\n" + answer * 4, "用户想聊天，助手乐意帮忙并给出清楚有用的回答。")
+    assert op.keep(pasted) == (True, "", "zh")  # the user's text is mostly English
+
+
+def test_language_judges_roles_together_when_each_is_too_short():
+    op = build("language", keep=["en", "zh"], min_chars=20)
+    assert op.keep(chat("Reply with one word", "Okay.")) == (True, "", "en")
+    keep, reason, value = op.keep(chat("Bonjour, ça va?", "Oui, très bien."))
+    assert (keep, reason, value["role"], value["language"]) == (False, "language_not_kept", "user+assistant", "fr")
+    assert op.keep(chat("hi", "Hello!")) == (True, "", "unknown")  # too little even together to guess
+
+
 # --- heuristics ------------------------------------------------------------------------------------------
 
 GOOD_ANSWER = ("Photosynthesis turns light, water and carbon dioxide into sugar and oxygen. Plants capture light "

@@ -40,6 +40,7 @@ def test_ray_engine_matches_local_engine(local_ray, tmp_path, shared_data, monke
             "splits": stats["output"]["splits"],
         }
     assert results["ray"]["kept"] == results["local"]["kept"]
+    assert {r["meta"]["lang"] for r in results["local"]["kept"]} == {"en", "zh"}  # the language step's stamp
     assert results["ray"]["rejects"] == results["local"]["rejects"]
     assert results["ray"]["operators"] == results["local"]["operators"]
     assert results["ray"]["splits"] == results["local"]["splits"]

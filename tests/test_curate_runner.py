@@ -108,6 +108,19 @@ def test_every_operator_accounts_for_every_record(crafted_input, tmp_path):
     assert "min_alnum_ratio: 0.25" in resolved  # defaults are written out in the copy
 
 
+def test_language_step_stamps_kept_records_with_their_language(tmp_path):
+    english, french, chinese = (crafted_records()[i] for i in (0, 33, 37))
+    hi = make_record([{"role": "user", "content": "hi"}, english["messages"][1]])  # "hi" alone reads as af
+    records = [english, french, chinese, hi]
+    write_jsonl(tmp_path / "in.jsonl", records)
+    out = tmp_path / "out"
+    stats = run(tmp_path / "in.jsonl", out, steps=[{"op": "language", "keep": ["en", "zh"]}])
+    assert_accounting(stats, out, [r["id"] for r in records])
+    kept = [(r["id"], r["meta"]["lang"]) for r in read_jsonl(out / "kept.jsonl")]
+    assert kept == [(english["id"], "en"), (chinese["id"], "zh"), (hi["id"], "en")]
+    assert stats["operators"][0]["modified"] == 3
+
+
 def test_finished_run_is_a_no_op_and_changes_rerun(crafted_input, tmp_path):
     out = tmp_path / "out"
     first = run(crafted_input, out, steps=ALL_STEPS[:2])

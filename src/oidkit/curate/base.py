@@ -3,7 +3,8 @@
 An operator is a pydantic config plus a small class; it never knows which engine runs it, and it keeps
 no counters of its own (the runner counts, times, writes rejects and checkpoints):
 
-- :class:`Filter` decides per record: ``keep(record) -> (keep, reason, value)``.
+- :class:`Filter` decides per record: ``keep(record) -> (keep, reason, value)``; one that sets ``stamp``
+  writes the value of a kept record to ``meta[stamp]``.
 - :class:`Mapper` rewrites records: ``map(record) -> (record, counts)``; it returns a *new* dict when it
   changed something (the runner counts ``modified`` by identity) and optional per-type counts for stats.
 - :class:`GlobalOp` needs to see every record (dedup, mixing, splitting): ``keys(batch)`` computes a small
@@ -58,9 +59,13 @@ class Operator:
 
 class Filter(Operator):
     kind = "filter"
+    stamp: ClassVar[str | None] = None
+    """When set, the value ``keep`` returns for a kept record (unless None) is written to ``meta[stamp]``:
+    what a filter measured to decide (e.g. the language) travels with the record."""
 
     def keep(self, record: dict) -> tuple[bool, str, Any]:
-        """``(True, "", None)`` to keep, else ``(False, reason code, measured value)``."""
+        """``(True, "", None)`` to keep (or ``(True, "", value)`` with ``stamp``), else
+        ``(False, reason code, measured value)``."""
         raise NotImplementedError
 
     def keep_batch(self, records: list[dict]) -> list[tuple[bool, str, Any]]:

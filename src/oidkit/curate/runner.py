@@ -70,40 +70,41 @@ def broken_by_rewrite(before: dict, after: dict) -> tuple[str, str] | None:
     return None
 
 
+def filter_decision(op: Filter, keep: bool, reason: str, value: Any) -> Decision | None:
+    """A filter's verdict as a global operator's decision: drop, stamp ``meta[op.stamp]``, or keep as is."""
+    if not keep:
+        return Decision(reason, value, op.reasons.get(reason, ""))
+    return Decision(meta={op.stamp: value}) if op.stamp and value is not None else None
+
+
 def run_batch(op: Operator, step: str, batch: list[dict]) -> tuple[list[dict], list[dict], Tally]:
     """Apply a filter or mapper to one batch: (kept records, rejects, tally). Used by every engine."""
+    if isinstance(op, Filter):
+        return apply_decisions(step, batch, [filter_decision(op, *verdict) for verdict in op.keep_batch(batch)])
+    if not isinstance(op, Mapper):
+        raise TypeError(f"{type(op).__name__} is neither a Filter nor a Mapper")
     tally = Tally(seen=len(batch))
     kept, rejects = [], []
-    if isinstance(op, Filter):
-        for record, (keep, reason, value) in zip(batch, op.keep_batch(batch), strict=True):
-            if keep:
-                kept.append(record)
-            else:
-                rejects.append(reject_of(record, step, reason, value, op.reasons.get(reason, "")))
-                tally.reasons[reason] += 1
-    elif isinstance(op, Mapper):
-        for record in batch:
-            new, counts = op.map(record)
-            tally.extra.update(counts)
-            if new is not record:
-                # A rewrite must not break the conversation (e.g. HTML stripping emptying an answer):
-                # such a record leaves as a reject, in its original form, instead of passing on broken.
-                introduced = broken_by_rewrite(record, new)
-                if introduced:
-                    code, detail = introduced
-                    rejects.append(reject_of(record, step, code, detail, f"{op.name} would leave: {detail}"))
-                    tally.reasons[code] += 1
-                    continue
-                tally.modified += 1
-            kept.append(new)
-    else:
-        raise TypeError(f"{type(op).__name__} is neither a Filter nor a Mapper")
+    for record in batch:
+        new, counts = op.map(record)
+        tally.extra.update(counts)
+        if new is not record:
+            # A rewrite must not break the conversation (e.g. HTML stripping emptying an answer):
+            # such a record leaves as a reject, in its original form, instead of passing on broken.
+            introduced = broken_by_rewrite(record, new)
+            if introduced:
+                code, detail = introduced
+                rejects.append(reject_of(record, step, code, detail, f"{op.name} would leave: {detail}"))
+                tally.reasons[code] += 1
+                continue
+            tally.modified += 1
+        kept.append(new)
     tally.kept = len(kept)
     return kept, rejects, tally
 
 
 def apply_decisions(step: str, batch: list[dict], decisions: list[Decision | None]) -> tuple[list, list, Tally]:
-    """Apply a global operator's decisions (aligned with ``batch``): drop, annotate ``meta`` or keep."""
+    """Apply decisions (aligned with ``batch``) of a global operator or a filter: drop, annotate ``meta`` or keep."""
     tally = Tally(seen=len(batch))
     kept, rejects = [], []
     for record, decision in zip(batch, decisions, strict=True):

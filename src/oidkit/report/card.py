@@ -52,10 +52,11 @@ def limitations(stats: dict) -> list[str]:
                      "may contain personal or unsafe content.")
     unknown = next((r for r in stats["languages"] if r["lang"] == "unknown"), None)
     if unknown:
-        lines.append(f"{unknown['records']:,} records have an empty first user turn, so no language was detected.")
+        lines.append(f"{unknown['records']:,} records have no identified language (no user text, or too little "
+                     "text for the curation language step).")
     lines.append(f"Token counts use {stats['tokenizer']}; a model's own tokenizer gives different numbers.")
-    lines.append("Languages were identified automatically (py3langid on the first user turn) and can be wrong "
-                 "on short or mixed-language text.")
+    lines.append("Languages were identified automatically (py3langid, by the curation language step when it ran, "
+                 "else on the first user turn) and can be wrong on short or mixed-language text.")
     return lines
 
 
