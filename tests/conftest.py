@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,66 @@ def serving(app, timeout: float = 30) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class ScriptedServer:
+    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers from a script.
+
+    ``script`` maps the user's text to a list of replies used in turn: an int is an HTTP error status,
+    the string "malformed" a 200 with a body that is not a chat completion, any other string the answer.
+    """
+
+    def __init__(self, script: dict[str, list]):
+        self.script = {k: list(v) for k, v in script.items()}
+        self.calls: list[str] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                prompt = body["messages"][-1]["content"]
+                server.calls.append(prompt)
+                replies = server.script[prompt]
+                reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                if isinstance(reply, int):
+                    self._send(reply, {"error": {"message": "scripted error"}}, {"Retry-After": "0"})
+                elif reply == "malformed":
+                    self._send(200, {"choices": []})
+                else:
+                    self._send(200, {
+                        "choices": [{"message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(reply.split())},
+                    })
+
+            def _send(self, status, data, headers=None):
+                payload = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def scripted():
+    servers = []
+
+    def start(script):
+        servers.append(ScriptedServer(script))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()

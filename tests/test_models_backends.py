@@ -2,76 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import re
 
 import pytest
 
 from oidkit.models.backends import BackendError, GenerationRequest, LocalBackend, OpenAIBackend
-
-
-class ScriptedServer:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that answers from a script.
-
-    ``script`` maps the user's text to a list of replies used in turn: an int is an HTTP error status,
-    the string "malformed" a 200 with a body that is not a chat completion, any other string the answer.
-    """
-
-    def __init__(self, script: dict[str, list]):
-        self.script = {k: list(v) for k, v in script.items()}
-        self.calls: list[str] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                prompt = body["messages"][-1]["content"]
-                server.calls.append(prompt)
-                replies = server.script[prompt]
-                reply = replies.pop(0) if len(replies) > 1 else replies[0]
-                if isinstance(reply, int):
-                    self._send(reply, {"error": {"message": "scripted error"}}, {"Retry-After": "0"})
-                elif reply == "malformed":
-                    self._send(200, {"choices": []})
-                else:
-                    self._send(200, {
-                        "choices": [{"message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(reply.split())},
-                    })
-
-            def _send(self, status, data, headers=None):
-                payload = json.dumps(data).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-
-
-@pytest.fixture
-def scripted():
-    servers = []
-
-    def start(script):
-        servers.append(ScriptedServer(script))
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.close()
 
 
 def ask(text: str) -> GenerationRequest:
@@ -95,20 +30,50 @@ def test_429_5xx_and_malformed_replies_are_retried(scripted):
     assert backend.usage.retries == 3
 
 
-def test_client_errors_fail_at_once_with_the_status(scripted):
-    server = scripted({"bad": [400]})
-    backend = OpenAIBackend(server.url, "m", backoff=0)
-    with pytest.raises(BackendError, match="HTTP 400"):
-        backend.generate([ask("bad")])
-    assert server.calls == ["bad"] and backend.usage.failures == 1
+def test_a_client_error_fails_that_request_at_once_the_rest_go_on_and_it_is_not_cached(scripted, tmp_path):
+    server = scripted({"too long": [400], "fine": ["ok"]})
+    backend = OpenAIBackend(server.url, "m", backoff=0, cache_dir=tmp_path)
+    failed, answered = backend.generate([ask("too long"), ask("fine")])
+    assert failed.text == "" and failed.error.startswith("HTTP 400") and "scripted error" in failed.error
+    assert answered.text == "ok" and answered.error is None
+    assert server.calls.count("too long") == 1 and backend.usage.failures == 1
+    server.script["too long"] = ["fits now"]
+    again = OpenAIBackend(server.url, "m", backoff=0, cache_dir=tmp_path)
+    assert [g.text for g in again.generate([ask("too long"), ask("fine")])] == ["fits now", "ok"]
+    assert server.calls.count("fine") == 1 and again.usage.cached == 1  # only the failure is asked again
 
 
 def test_retries_give_up_after_max_retries(scripted):
     server = scripted({"down": [503]})
     backend = OpenAIBackend(server.url, "m", backoff=0, max_retries=2)
-    with pytest.raises(BackendError, match="503"):
-        backend.generate([ask("down")])
-    assert len(server.calls) == 3
+    [generation] = backend.generate([ask("down")])
+    assert generation.error.startswith("HTTP 503") and len(server.calls) == 3 and backend.usage.failures == 1
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_auth_and_not_found_stop_at_once_naming_the_endpoint(scripted, status):
+    server = scripted({f"q{i}": [status] for i in range(50)})
+    backend = OpenAIBackend(server.url, "m", backoff=0, concurrency=2)
+    where = re.escape(f"{server.url}/v1/chat/completions (model m): HTTP {status}")
+    with pytest.raises(BackendError, match=where):
+        backend.generate([ask(f"q{i}") for i in range(50)])
+    assert len(server.calls) <= 2  # only the requests already in flight, out of 50
+    with pytest.raises(BackendError, match=where):  # and the backend stays stopped
+        backend.generate([ask("q0")])
+    assert len(server.calls) <= 2
+
+
+def test_failures_in_a_row_stop_a_dead_endpoint_and_a_success_resets_the_count(scripted):
+    server = scripted({f"bad{i}": [503] for i in range(30)} | {"good": ["ok"]})
+    backend = OpenAIBackend(server.url, "m", backoff=0, max_retries=1, concurrency=1, max_failures_in_a_row=3)
+    mixed = backend.generate([ask("bad0"), ask("bad1"), ask("good"), ask("bad2"), ask("bad3"), ask("good")])
+    assert [g.error is None for g in mixed] == [False, False, True, False, False, True]
+    with pytest.raises(BackendError, match="3 requests in a row failed, the last with HTTP 503"):
+        backend.generate([ask(f"bad{i}") for i in range(3)])  # the last request of the batch shows it
+    assert len(server.calls) == 4 * 2 + 2 + 3 * 2 and backend.usage.failures == 7  # two attempts per failure
+    with pytest.raises(BackendError, match="in a row"):
+        backend.generate([ask("good")])
+    assert len(server.calls) == 16  # nothing more is sent
 
 
 def test_disk_cache_resumes_without_paying_twice(scripted, tmp_path):

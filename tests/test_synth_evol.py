@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from oidkit.models.backends import Generation, Usage
 from oidkit.records import make_record
 from oidkit.synth.evol import EvolConfig, elimination_reason, evolve, judged_equal
@@ -12,13 +14,19 @@ class EvolBackend:
 
     model = "scripted"
 
-    def __init__(self, answer="Here is a detailed answer with several useful steps.", equal=False, rewrite=None):
-        self.usage, self.answer, self.equal, self.rewrite = Usage(), answer, equal, rewrite
+    def __init__(self, answer="Here is a detailed answer with several useful steps.", equal=False, rewrite=None,
+                 fail=None):
+        self.usage, self.answer, self.equal, self.rewrite, self.fail = Usage(), answer, equal, rewrite, fail
+        self.prompts: list[str] = []
 
     def generate(self, requests, progress=None):
         out = []
         for r in requests:
             prompt = r.messages[-1]["content"]
+            self.prompts.append(prompt)
+            if self.fail and self.fail in prompt:
+                out.append(Generation("", error="HTTP 400: prompt too long"))
+                continue
             if "#Rewritten Prompt#:\n" in prompt or "#Created Prompt#:\n" in prompt:
                 given = prompt.split("#The Given Prompt#:\n")[-1].split("\n#")[0]
                 text = self.rewrite(given) if self.rewrite else f"{given} Use at most 50 words."
@@ -90,3 +98,19 @@ def test_chinese_instructions_get_chinese_prompts():
     records = [make_record([{"role": "user", "content": "解释光合作用"}, {"role": "assistant", "content": "好的"}])]
     result = evolve(Recorder(), records, EvolConfig(rounds=1, operations=("deepen",)))
     assert "#给定指令#" in seen[0] and len(result.records) == 1
+
+
+@pytest.mark.parametrize(("failing", "requests"), [("#The Given Prompt#:\nDescribe rain.", 3 + 1),
+                                                   ("Describe rain. Use at most 50 words.", 3 + 2),
+                                                   ("The second prompt: Describe rain.", 3 + 3)])
+def test_a_failed_request_is_a_reject_its_parent_stays_and_its_later_requests_are_not_sent(failing, requests):
+    rain = make_record([{"role": "user", "content": "Describe rain."}, {"role": "assistant", "content": "Wet."}],
+                       id="r2")
+    records = [*seed_records(), rain]
+    backend = EvolBackend(fail=failing)  # the rewrite, the answer or the judge request of "Describe rain." fails
+    result = evolve(backend, records, EvolConfig(rounds=2, operations=("add_constraints",)))
+    assert result.funnel == {"evolved": 4, "kept": 2, "dropped": {"request_failed": 2}}
+    assert [r["meta"]["synth"]["root_id"] for r in result.records] == ["r1", "r1"]
+    rejects = [(r["reason"], r["record"]["parent_id"], r["detail"]) for r in result.rejects]
+    assert rejects == [("request_failed", "r2", "HTTP 400: prompt too long")] * 2
+    assert len(backend.prompts) == 2 * requests  # per round: rewrite, answer, judge for r1; up to the failure for r2

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from oidkit.errors import ConfigError
-from oidkit.models.backends import Generation, Usage
-from oidkit.records import make_record
+from oidkit.io import read_jsonl
+from oidkit.models.backends import BackendError, Generation, Usage
+from oidkit.records import first_user, make_record
 from oidkit.synth.respond import annotate, parse_judgement, respond
+from oidkit.synth.run import run_respond
 
 
 class Echo:
@@ -17,8 +22,10 @@ class Echo:
         self.usage, self.replies, self.requests = Usage(), list(replies), []
 
     def generate(self, requests, progress=None):
+        """A reply is the answer's text, or a ``Generation`` as it is (e.g. a failed one)."""
         self.requests.extend(requests)
-        return [Generation(self.replies.pop(0), 1, 1) for _ in requests]
+        replies = [self.replies.pop(0) for _ in requests]
+        return [r if isinstance(r, Generation) else Generation(r, 1, 1) for r in replies]
 
 
 def instruction_only(text):
@@ -67,11 +74,56 @@ def test_annotate_stores_score_and_counts_unparsable():
         annotate(backend, records, rubric="no placeholder")
 
 
+def test_annotate_rejects_records_whose_request_failed():
+    records = [make_record([{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}], id=str(i))
+               for i in range(3)]
+    backend = Echo(["Score: 5", Generation("", error="HTTP 400: too long"), "Score: 3"])
+    result = annotate(backend, records)
+    assert [r["id"] for r in result.records] == ["0", "2"]
+    assert [(r["reason"], r["record"]["id"], r["detail"]) for r in result.rejects] == [
+        ("request_failed", "1", "HTTP 400: too long")]
+    assert result.funnel == {"records": 3, "scored": 2, "request_failed": 1, "mean_score": 4.0}
+
+
+def write_instructions(path, questions):
+    path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}]}) + "\n" for q in questions))
+    return path
+
+
+def test_run_respond_rejects_a_failed_request_keeps_the_rest_and_a_rerun_retries_only_it(scripted, tmp_path):
+    questions = [f"question {i}" for i in range(5)]
+    server = scripted({q: [f"answer {i}"] for i, q in enumerate(questions)} | {"question 2": [400]})
+    data, out = write_instructions(tmp_path / "in.jsonl", questions), tmp_path / "out"
+    run_respond(data, out, model="m", endpoint=server.url)
+    assert [first_user(r) for r in read_jsonl(out / "synth.jsonl")] == [q for q in questions if q != "question 2"]
+    [reject] = list(read_jsonl(out / "rejects.jsonl"))
+    assert (reject["reason"], first_user(reject["record"])) == ("request_failed", "question 2")
+    assert reject["detail"].startswith("HTTP 400") and "scripted error" in reject["detail"]
+    saved = json.loads((out / "funnel.json").read_text())
+    assert saved["funnel"] == {"records": 5, "answered": 4, "request_failed": 1, "kept": 4}
+    assert saved["usage"]["failures"] == 1 and saved["usage"]["requests"] == 5
+    # The endpoint now answers it: the rerun takes the other four from the cache and asks only this one.
+    server.script["question 2"] = ["answer 2"]
+    server.calls.clear()
+    again = run_respond(data, out, model="m", endpoint=server.url)
+    assert server.calls == ["question 2"] and again.usage["cached"] == 4 and again.usage["failures"] == 0
+    assert [r["messages"][-1]["content"] for r in read_jsonl(out / "synth.jsonl")] == [f"answer {i}" for i in range(5)]
+    assert list(read_jsonl(out / "rejects.jsonl")) == []
+
+
+@pytest.mark.parametrize(("status", "most_requests"), [(401, 4), (503, 10 + 3)])
+def test_run_respond_stops_early_against_a_dead_endpoint(scripted, tmp_path, status, most_requests):
+    questions = [f"question {i}" for i in range(60)]
+    server = scripted({q: [status] for q in questions})
+    data = write_instructions(tmp_path / "in.jsonl", questions)
+    where = re.escape(f"{server.url}/v1/chat/completions (model m): ") + rf".*HTTP {status}"
+    with pytest.raises(BackendError, match=where):
+        run_respond(data, tmp_path / "out", model="m", endpoint=server.url)
+    # 401 at once (4 in flight); 503 after 10 failures in a row (plus 3 in flight), each retried 5 times
+    assert len(set(server.calls)) <= most_requests
+
+
 def test_run_respond_reads_instruction_only_files_and_keeps_ingest_rejects(tiny_model_path, tmp_path):
-    import json
-
-    from oidkit.synth.run import run_respond
-
     data = tmp_path / "instructions.jsonl"
     rows = [{"messages": [{"role": "user", "content": "Name a colour."}]},
             {"messages": [{"role": "user", "content": "Count to three."}]},

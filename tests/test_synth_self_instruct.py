@@ -44,15 +44,19 @@ class ScriptedBackend:
 
     model = "scripted"
 
-    def __init__(self):
+    def __init__(self, fail=lambda prompt: False):
         self.usage = Usage()
         self.prompts: list[str] = []
+        self.fail = fail
 
     def generate(self, requests, progress=None):
         out = []
         for r in requests:
             prompt = r.messages[-1]["content"]
             self.prompts.append(prompt)
+            if self.fail(prompt):
+                out.append(Generation("", error="HTTP 500: scripted"))
+                continue
             if prompt.startswith("Come up with a series of tasks"):
                 text = GENERATED
             elif "Is it classification?" in prompt:
@@ -119,6 +123,30 @@ def test_self_instruct_round_funnel_and_provenance():
     assert {r["reason"] for r in result.rejects} == {"blacklist", "length", "novelty", "write_a_program"}
     first_prompt = backend.prompts[0]
     assert len(re.findall(r"^\d+\. ", first_prompt, flags=re.M)) == 8 and first_prompt.endswith("\n9.")
+
+
+def test_failed_requests_are_rejects_and_the_funnel_adds_up():
+    lists = []
+
+    def fail(prompt):
+        if prompt.startswith("Come up with a series of tasks"):
+            lists.append(prompt)
+            return len(lists) == 1  # the first instruction-generation request
+        return prompt.endswith("Task: Suggest a name for a new coffee shop near the beach.\nIs it classification?")
+
+    backend = ScriptedBackend(fail)
+    result = self_instruct(backend, SEEDS, SelfInstructConfig(num_instructions=2, requests_per_round=1, max_rounds=3))
+    funnel = result.funnel
+    assert funnel["request_failed"] == {"generation": 1, "instances": 1}
+    assert [r["meta"]["instruction"] for r in result.records] == ["Decide whether the email is spam or not spam."]
+    assert funnel["generated"] == sum(funnel["dropped"].values()) + funnel["kept_instructions"]
+    assert funnel["kept_instructions"] == funnel["records"] + funnel["instance_failed"] + 1
+    failed = [r for r in result.rejects if r["reason"] == "request_failed"]
+    assert [(r["record"].get("instruction"), r["detail"]) for r in failed] == [
+        (None, "HTTP 500: scripted"), ("Suggest a name for a new coffee shop near the beach.", "HTTP 500: scripted")]
+    assert failed[0]["record"]["meta"]["prompt"] == lists[0]
+    assert len(result.rejects) == sum(funnel["dropped"].values()) + funnel["instance_failed"] + 2
+    assert not any("coffee shop" in p for p in backend.prompts if p.startswith("Come up with examples"))
 
 
 def test_second_round_shows_machine_instructions_and_is_deterministic():

@@ -762,13 +762,20 @@ def review_command(
 synth_app = typer.Typer(help="Make instruction data with a model: self-instruct, evol, respond.", no_args_is_help=True)
 app.add_typer(synth_app, name="synth")
 
+MODEL_HELP = "local model folder / alias, or the model name at --endpoint"
+ENDPOINT_FAILURES = ("a request that fails for good becomes a reject (reason request_failed) and the run goes on; "
+                     "401/403/404, or 10 failed requests in a row, stop it early")
+ENDPOINT_HELP = ("OpenAI-compatible base URL (oid serve, vLLM, a hosted API); key from $OPENAI_API_KEY; "
+                 + ENDPOINT_FAILURES)
+
 
 @synth_app.command("self-instruct")
 def synth_self_instruct(
     seeds: str = typer.Option(..., help="seed tasks JSONL (Self-Instruct / BELLE shape)"),
     out: str = typer.Option(..., "-o", "--out", help="output folder: synth.jsonl, rejects.jsonl, funnel.json"),
-    model: str = typer.Option(..., help="local model folder / alias, or the model name at --endpoint"),
-    endpoint: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1"),
+    model: str = typer.Option(..., help=MODEL_HELP),
+    endpoint: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1; "
+                                 + ENDPOINT_FAILURES),
     num: int = typer.Option(100, help="new instructions to keep"),
     language: str = typer.Option("en", help="prompt language: en or zh"),
     requests_per_round: int = typer.Option(5, help="instruction-generation requests per round"),
@@ -804,18 +811,16 @@ def synth_self_instruct(
     funnel = result.funnel
     console.print(f"generated {funnel['generated']} instructions, dropped {funnel['dropped']}, "
                   f"kept {funnel['kept_instructions']}; {funnel['records']} records "
-                  f"({funnel['instance_failed']} instances unparsable) -> {out}/synth.jsonl")
+                  f"({funnel['instance_failed']} instances unparsable, requests failed {funnel['request_failed']}) "
+                  f"-> {out}/synth.jsonl")
     print_usage(result.usage)
 
 
 def print_usage(usage: dict) -> None:
     """Token and cache totals of a synthesis run."""
     console.print(f"tokens: prompt {usage['prompt_tokens']}, completion {usage['completion_tokens']}; "
-                  f"requests {usage['requests']} ({usage['cached']} from cache, {usage['retries']} retries)")
-
-
-MODEL_HELP = "local model folder / alias, or the model name at --endpoint"
-ENDPOINT_HELP = "OpenAI-compatible base URL (oid serve, vLLM, a hosted API); key from $OPENAI_API_KEY"
+                  f"requests {usage['requests']} ({usage['cached']} from cache, {usage['retries']} retries, "
+                  f"{usage['failures']} failed for good: rejects.jsonl, reason request_failed)")
 
 
 @synth_app.command("evol")

@@ -63,7 +63,11 @@ def pairwise(questions: list[str], answers_first: list[str], answers_second: lis
 
 def judge_from_backend(model: str, endpoint: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                        max_tokens: int = 512) -> JudgeFn:
-    """A judge function backed by a local model, or by ``model`` at an OpenAI-compatible ``endpoint``."""
+    """A judge function backed by a local model, or by ``model`` at an OpenAI-compatible ``endpoint``.
+
+    A judge request that fails for good replies with empty text (an unparsable verdict, counted); an unusable
+    endpoint raises ``BackendError``.
+    """
     # the generation backends live with synthesis, which already talks to endpoints with retries and caching
     from oidkit.models.backends import GenerationRequest, make_backend
 

@@ -3,6 +3,8 @@
 Both backends answer ``generate(requests) -> list[Generation]`` for a list of chat requests, in order.
 Every answer is cached on disk under a hash of (model, messages, parameters), so an interrupted or
 repeated synthesis run resumes without paying twice; prompt and completion tokens are counted.
+An endpoint request that fails for good comes back as a ``Generation`` with ``error`` set (and is not
+cached, so a rerun asks again); only an endpoint that looks unusable as a whole raises ``BackendError``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from oidkit.errors import OidError
 from oidkit.records import canonical_json
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# Wrong key, no access, wrong URL or model name: every other request would fail the same way.
+FATAL_STATUS = {401, 403, 404}
 
 
 class BackendError(OidError):
-    """A request failed for good (after retries, or with a non-retryable status)."""
+    """The endpoint is unusable: a fatal status, or ``max_failures_in_a_row`` requests failed in a row."""
 
 
 @dataclass
@@ -39,13 +43,17 @@ class GenerationRequest:
 
 @dataclass
 class Generation:
-    """The text of one completion and its token counts; ``cached`` when it came from the disk cache."""
+    """The text of one completion and its token counts; ``cached`` when it came from the disk cache.
+
+    ``error`` says why the request failed for good (``text`` is then empty).
+    """
 
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
     cached: bool = False
+    error: str | None = None
 
 
 @dataclass
@@ -89,7 +97,7 @@ class ResponseCache:
         path = self.folder / key[:2] / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        data = {k: v for k, v in generation.__dict__.items() if k != "cached"}
+        data = {k: v for k, v in generation.__dict__.items() if k not in ("cached", "error")}
         tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         tmp.replace(path)
 
@@ -99,6 +107,8 @@ class OpenAIBackend:
 
     Requests run ``concurrency`` at a time; 408/409/429/5xx answers, timeouts and connection errors are
     retried with exponential backoff and jitter (honouring ``Retry-After``), other 4xx fail at once.
+    A failed request is returned with ``error`` set, but 401/403/404 or ``max_failures_in_a_row`` failures
+    with no success between them stop the backend: the endpoint is dead, so the run stops early.
     The API key is read from the environment variable ``api_key_env`` (none is needed for a local server).
     """
 
@@ -112,6 +122,7 @@ class OpenAIBackend:
         timeout: float = 120.0,
         max_retries: int = 5,
         backoff: float = 1.0,
+        max_failures_in_a_row: int = 10,
         cache_dir: str | Path | None = None,
     ):
         import httpx
@@ -124,15 +135,25 @@ class OpenAIBackend:
             headers["Authorization"] = f"Bearer {os.environ[api_key_env]}"
         self.client = httpx.Client(headers=headers, timeout=timeout)
         self.concurrency, self.max_retries, self.backoff = concurrency, max_retries, backoff
+        self.max_failures_in_a_row = max_failures_in_a_row
         self.cache = ResponseCache(cache_dir)
         self.usage = Usage()
         self._lock = threading.Lock()
+        self._failures_in_a_row = 0
+        self._dead: BackendError | None = None
 
     def generate(self, requests: list[GenerationRequest], progress: Callable[[], None] | None = None
                  ) -> list[Generation]:
-        """Answers for ``requests`` in order; raises ``BackendError`` if one fails for good."""
+        """Answers for ``requests`` in order, failed ones with ``error`` set; ``BackendError`` once the endpoint
+        is dead (see the class docstring)."""
         def one(request: GenerationRequest) -> Generation:
+            # Stop once the endpoint is dead: queued requests are not sent, and the request that showed it
+            # raises too (it may be the last one of the batch).
+            if self._dead:
+                raise self._dead
             generation = self._cached_or_request(request)
+            if self._dead:
+                raise self._dead
             with self._lock:
                 self.usage.add(generation)
             if progress:
@@ -148,14 +169,15 @@ class OpenAIBackend:
         if cached is not None:
             return cached
         generation = self._request(request)
-        self.cache.put(key, generation)
+        if generation.error is None:
+            self.cache.put(key, generation)
         return generation
 
     def _request(self, request: GenerationRequest) -> Generation:
         import httpx
 
         body = {"model": self.model, "messages": request.messages, **request.params}
-        problem = ""
+        problem, fatal = "", False
         for attempt in range(self.max_retries + 1):
             if attempt:
                 with self._lock:
@@ -168,18 +190,33 @@ class OpenAIBackend:
                 continue
             if response.status_code == 200:
                 try:
-                    return parse_chat_completion(response.json())
+                    generation = parse_chat_completion(response.json())
                 except (ValueError, KeyError, IndexError, TypeError) as e:
                     problem = f"malformed reply ({e}): {response.text[:200]}"
                     self._sleep(attempt, None)
                     continue
+                with self._lock:
+                    self._failures_in_a_row = 0
+                return generation
             problem = f"HTTP {response.status_code}: {response.text[:200]}"
             if response.status_code not in RETRY_STATUS:
+                fatal = response.status_code in FATAL_STATUS
                 break
             self._sleep(attempt, response.headers.get("retry-after"))
+        self._failed(problem, fatal)
+        return Generation("", error=problem)
+
+    def _failed(self, problem: str, fatal: bool) -> None:
+        """Count a failure; mark the endpoint dead on a fatal status or too many failures in a row."""
         with self._lock:
             self.usage.failures += 1
-        raise BackendError(f"{self.url} (model {self.model}): request failed: {problem}")
+            self._failures_in_a_row += 1
+            if self._dead or not (fatal or self._failures_in_a_row >= self.max_failures_in_a_row):
+                return
+            why = "" if fatal else f"{self._failures_in_a_row} requests in a row failed, the last with "
+            kept = f"; answers received so far are cached in {self.cache.folder}" if self.cache.folder else ""
+            self._dead = BackendError(f"{self.url} (model {self.model}): {why}{problem}\nstopping early: every "
+                                      f"request fails; check the URL, the model name and the API key{kept}")
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         if attempt >= self.max_retries:

@@ -10,8 +10,9 @@ it. An evolution is eliminated, as in the paper, when
 3. the answer is only punctuation and stop words,
 4. the new instruction copies words of the evolving template ("given prompt", "#Rewritten Prompt#"...).
 
-Eliminated evolutions go to the rejects with their reason and the parent stays in the pool. Each kept
-record keeps its lineage: parent id, root id, operation and round.
+Eliminated evolutions go to the rejects with their reason and the parent stays in the pool; so do
+evolutions whose rewrite, answer or judge request failed for good (``request_failed``, not cached, so a
+rerun asks again). Each kept record keeps its lineage: parent id, root id, operation and round.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from oidkit.models.backends import GenerationRequest
 from oidkit.records import first_user, make_record, make_reject
-from oidkit.synth.self_instruct import SynthResult
+from oidkit.synth.self_instruct import SynthResult, generate_after
 from oidkit.text import script_language
 
 DEPTH = {
@@ -157,27 +158,31 @@ def evolve(backend, records: list[dict], config: EvolConfig, progress=None) -> S
             breadth_prompt(item["instruction"], lang) if op == "breadth"
             else depth_prompt(item["instruction"], op, lang))}], params)
             for item, op, lang in zip(pool, operations, languages, strict=True)]
-        evolved = [clean_rewrite(g.text) for g in backend.generate(rewrite)]
-        answers = backend.generate([GenerationRequest([{"role": "user", "content": e}], answer_params)
-                                    for e in evolved])
+        rewrites = backend.generate(rewrite)
+        evolved = [clean_rewrite(g.text) for g in rewrites]
+        answers = generate_after(backend, [GenerationRequest([{"role": "user", "content": e}], answer_params)
+                                           for e in evolved], rewrites)
+        last = answers  # each item's last generation: it carries the error of whichever request failed
         verdicts = [False] * len(pool)
         if config.judge_equality:
             judge = [GenerationRequest([{"role": "user", "content": equality_prompt(item["instruction"], e, lang)}],
                                        {"temperature": 0.0, "max_tokens": 5})
                      for item, e, lang in zip(pool, evolved, languages, strict=True)]
-            verdicts = [judged_equal(g.text, lang) for g, lang in zip(backend.generate(judge), languages, strict=True)]
+            last = generate_after(backend, judge, answers)
+            verdicts = [judged_equal(g.text, lang) for g, lang in zip(last, languages, strict=True)]
         next_pool = []
-        for item, op, lang, new, answer, equal in zip(pool, operations, languages, evolved, answers, verdicts,
-                                                      strict=True):
+        for item, op, lang, new, answer, equal, final in zip(pool, operations, languages, evolved, answers, verdicts,
+                                                             last, strict=True):
             counts["evolved"] += 1
             lineage = {"parent_id": item["id"], "root_id": item["root"], "operation": op, "round": round_number}
-            reason = elimination_reason(item["instruction"], new, answer.text, lang)
+            reason = ("request_failed" if final.error
+                      else elimination_reason(item["instruction"], new, answer.text, lang))
             if reason is None and equal and op != "breadth":
                 reason = "no_information_gain"
             if reason:
                 counts[reason] += 1
                 rejects.append(make_reject({"instruction": new, "response": answer.text, **lineage}, stage="synth",
-                                           operator="evol", reason=reason))
+                                           operator="evol", reason=reason, detail=final.error or ""))
                 next_pool.append(item)  # the paper returns failed evolutions' parents to the pool
                 continue
             synth = {"method": "evol-instruct", "model": model_name, "params": params, **lineage,

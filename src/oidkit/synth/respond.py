@@ -5,6 +5,9 @@
 - ``annotate``: a judge model scores each record against a rubric (default: AlpaGasus-style 1-5
   helpfulness/accuracy score with a one-line rationale, and whether the response follows the
   instruction) and stores the result in ``meta.score`` / ``meta.annotation``; curation filters on it.
+
+In both, a record whose request failed for good is a ``request_failed`` reject (with the error in
+``detail``); failures are not cached, so a rerun asks only for those again.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ def respond(backend, records: list[dict], *, regenerate: bool = False, params: d
     for (i, replacing), generation in zip(targets, generations, strict=True):
         record = out[i]
         synth = record["meta"].setdefault("synth", {})
+        if generation.error:
+            counts["request_failed"] += 1
+            rejects.append(make_reject(records[i], stage="synth", operator="respond", reason="request_failed",
+                                       detail=generation.error))
+            continue
         if not generation.text.strip():
             counts["empty_response"] += 1
             rejects.append(make_reject(records[i], stage="synth", operator="respond", reason="empty_response"))
@@ -84,7 +92,8 @@ def parse_judgement(text: str) -> dict:
 
 def annotate(backend, records: list[dict], *, rubric: str = DEFAULT_RUBRIC, rubric_name: str = "default",
              params: dict | None = None) -> SynthResult:
-    """Score every record with the judge; unparsable verdicts keep ``score: None`` and are counted."""
+    """Score every record with the judge; unparsable verdicts keep ``score: None`` and are counted, records
+    whose request failed are rejects."""
     if "{conversation}" not in rubric:
         from oidkit.errors import ConfigError
 
@@ -93,8 +102,13 @@ def annotate(backend, records: list[dict], *, rubric: str = DEFAULT_RUBRIC, rubr
     model_name = getattr(backend, "model", None) or getattr(backend, "model_name", "unknown")
     requests = [GenerationRequest([{"role": "user", "content": rubric.replace(
         "{conversation}", conversation_text(r["messages"]))}], params) for r in records]
-    out, counts = [], Counter()
+    out, rejects, counts = [], [], Counter()
     for record, generation in zip(records, backend.generate(requests), strict=True):
+        if generation.error:
+            counts["request_failed"] += 1
+            rejects.append(make_reject(record, stage="synth", operator="annotate", reason="request_failed",
+                                       detail=generation.error))
+            continue
         judgement = parse_judgement(generation.text)
         annotated = copy.deepcopy(record)
         annotated["meta"]["score"] = judgement["score"]
@@ -105,5 +119,5 @@ def annotate(backend, records: list[dict], *, rubric: str = DEFAULT_RUBRIC, rubr
     scores = [r["meta"]["score"] for r in out if r["meta"]["score"] is not None]
     funnel = {"records": len(records), **counts,
               "mean_score": round(sum(scores) / len(scores), 3) if scores else None}
-    return SynthResult(out, [], funnel, backend.usage.__dict__.copy())
+    return SynthResult(out, rejects, funnel, backend.usage.__dict__.copy())
 

@@ -13,7 +13,9 @@ Faithful to the paper by default, every number configurable:
    so the same code works for BELLE's Chinese seeds.
 
 Prompt sampling is seeded and every answer cached by the backend, so a repeated or interrupted run
-replays the same prompts and pays only for what it has not seen.
+replays the same prompts and pays only for what it has not seen. A request that fails for good is a
+``request_failed`` reject; it is not cached, so a rerun asks it again (and, since later prompts show
+earlier answers, re-asks the prompts that change because of it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oidkit.models.backends import GenerationRequest
+from oidkit.models.backends import Generation, GenerationRequest
 from oidkit.records import make_record, make_reject
 from oidkit.synth.novelty import NoveltyFilter
 from oidkit.text import script_language
@@ -212,6 +214,13 @@ class SynthResult:
     usage: dict
 
 
+def generate_after(backend, requests: list[GenerationRequest], earlier: list[Generation]) -> list[Generation]:
+    """Answers to ``requests`` for the items whose ``earlier`` request succeeded; the others keep their failed
+    generation, so nothing is spent on them and their error reaches the end of the item's chain of requests."""
+    fresh = iter(backend.generate([r for r, e in zip(requests, earlier, strict=True) if not e.error]))
+    return [e if e.error else next(fresh) for e in earlier]
+
+
 def self_instruct(backend, seeds: list[SeedTask], config: SelfInstructConfig, progress=None) -> SynthResult:
     """Run Self-Instruct until ``num_instructions`` new instructions are kept (or ``max_rounds`` pass)."""
     rng = random.Random(config.seed)
@@ -237,6 +246,11 @@ def self_instruct(backend, seeds: list[SeedTask], config: SelfInstructConfig, pr
             requests.append(GenerationRequest([{"role": "user", "content": prompt}], params))
             provenance.append({"seed_ids": [s.id for s in human], "machine_in_prompt": machine, "prompt": prompt})
         for generation, origin in zip(backend.generate(requests), provenance, strict=True):
+            if generation.error:
+                counts["failed_generation"] += 1
+                rejects.append(make_reject({"meta": {"round": round_number, **origin}}, stage="synth",
+                                           operator="self_instruct", reason="request_failed", detail=generation.error))
+                continue
             for instruction in parse_instructions(generation.text):
                 counts["generated"] += 1
                 meta = {"round": round_number, **origin, "finish_reason": generation.finish_reason}
@@ -264,7 +278,10 @@ def self_instruct(backend, seeds: list[SeedTask], config: SelfInstructConfig, pr
     funnel = {"generated": counts["generated"],
               "dropped": {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")},
               "kept_instructions": len(kept), "records": len(records),
-              "classification": counts["classification"], "instance_failed": counts["instance_failed"]}
+              "classification": counts["classification"], "instance_failed": counts["instance_failed"],
+              # instruction-list requests that failed, and kept instructions whose classification or instance
+              # request failed: kept_instructions = records + instance_failed + request_failed["instances"]
+              "request_failed": {"generation": counts["failed_generation"], "instances": counts["failed_instances"]}}
     return SynthResult(records, rejects, funnel, backend.usage.__dict__.copy())
 
 
@@ -283,9 +300,14 @@ def make_instances(backend, seeds, kept, config, rng, counts, rejects, model_nam
     instance_params = {"temperature": 0.0, "max_tokens": config.instance_max_tokens, "stop": ["\n\n"]}
     requests = [GenerationRequest([{"role": "user", "content": instance_prompt(seeds, i, c, language, rng)}],
                                   instance_params) for (i, _), c in zip(kept, is_classification, strict=True)]
+    instances = generate_after(backend, requests, answers)  # no instance for an instruction left unclassified
     records = []
-    for (instruction, meta), classification, generation in zip(kept, is_classification, backend.generate(requests),
-                                                                 strict=True):
+    for (instruction, meta), classification, generation in zip(kept, is_classification, instances, strict=True):
+        if generation.error:
+            counts["failed_instances"] += 1
+            rejects.append(make_reject({"instruction": instruction, "meta": meta}, stage="synth",
+                                       operator="self_instruct", reason="request_failed", detail=generation.error))
+            continue
         parsed = parse_instance(generation.text, classification, language)
         if parsed is None:
             counts["instance_failed"] += 1
