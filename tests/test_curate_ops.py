@@ -130,6 +130,16 @@ def test_heuristics_keeps_a_good_record_and_rules_switch_off():
     ("Photosynthesis is the process by which plants and", True),
     ("光合作用是植物利用光能把二氧化碳和水转化为有机物并且释放出氧气的过程，同时它还", True),
     ("Run this:\n```bash\nls -la\n```\nThen check the output.", False),
+    # false positives found in the real ShareGPT rejects: hashtags, signatures, verse, quiz answers
+    ("Book your consultation today! #remodeling #HomeDesign #FrankfortIL", False),
+    ("Thank you.\n\nSincerely,\n[Your Name]\nNorth America Telugu Society", False),
+    ("And causing strife\nIs not worth the while\nSo let's just accept the doody pile", False),
+    ("Question 4: A) Oxygen\n\nQuestion 5: A) Glycolysis", False),
+    ("Which is a module?\nA) A file of functions\nB) A type of programming language\nC) A way to debug code", False),
+    # ... while a short cut line under a heading or after code is still a cut paragraph
+    ("### Unguided Transmission Media\n\nUnguided transmission media use wireless signals to", True),
+    ("Conclusion:\n\nThis SRD outlines the functional and non-functional", True),
+    ("```python\npass\n```\nThis class defines the", True),
 ])
 def test_truncated_answer_detection(answer, truncated):
     from oidkit.curate.ops.heuristics import looks_truncated

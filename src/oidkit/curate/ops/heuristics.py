@@ -32,7 +32,12 @@ REFUSALS_ZH = [
 _FINISHED_END = set(".!?。！？…\"'”’)]}>»」』）】*`|:;~-_=#/\\")
 _OPEN_FENCE = re.compile(r"^\s*```", re.MULTILINE)
 _CODE_BLOCK = re.compile(r"```.*?```", re.DOTALL)
-_LIST_ITEM = re.compile(r"\s*(?:[-*+•]|\d+[.)、]|#+)\s")
+_LIST_ITEM = re.compile(r"\s*(?:[-*+•]|\d+[.)、]|[A-Za-z][.)]|#+)\s")
+# A letter's closing line: what follows it (names, titles, affiliations) needs no full stop.
+_CLOSING = re.compile(r"\s*(?:sincerely|(?:best|kind|warm|warmest)(?: regards| wishes)?|regards|cheers|thanks|"
+                      r"thank you|yours(?: truly| sincerely| faithfully)?|with love|love|respectfully|此致|敬礼)"
+                      r"[\s,，!.]*$", re.IGNORECASE)
+_SHORT_LINE_WORDS = 8
 
 
 class HeuristicsConfig(OpConfig):
@@ -165,15 +170,31 @@ def alnum_ratio(text: str) -> float:
 
 
 def looks_truncated(answer: str) -> bool:
-    """An odd number of code fences (the block never closed), or a last line of prose (not a list item or
-    heading; 4+ words, or 20+ characters of CJK) ending in a letter or a comma."""
+    """An odd number of code fences (the block never closed), or a last line of prose ending in a letter or a
+    comma: 4+ words (or 20+ characters of CJK), not a list item, heading or hashtag, not under a letter's
+    closing ("Best regards,"), and not a short line under a bare short line (verse, a signature's name and
+    title, quiz answers: lines that never end in a full stop)."""
     if len(_OPEN_FENCE.findall(answer)) % 2:
         return True
-    last_line = answer.rstrip().rsplit("\n", 1)[-1]
+    lines = [line for line in answer.rstrip().splitlines() if line.strip()]
+    last_line = lines[-1] if lines else ""
     if not last_line or last_line[-1] in _FINISHED_END or _LIST_ITEM.match(last_line):
         return False
-    long_enough = len(last_line.split()) >= 4 or (len(last_line) >= 20 and cjk_ratio(last_line) > 0.5)
+    words = last_line.split()
+    if words[-1].startswith("#") or any(_CLOSING.match(line) for line in lines[-6:-1]):
+        return False
+    if len(words) <= _SHORT_LINE_WORDS and len(lines) > 1 and is_bare_short_line(lines[-2]):
+        return False
+    long_enough = len(words) >= 4 or (len(last_line) >= 20 and cjk_ratio(last_line) > 0.5)
     return long_enough and (last_line[-1].isalpha() or last_line[-1] in ",，、")
+
+
+def is_bare_short_line(line: str) -> bool:
+    """A short line with no full stop, colon or comma that is not a heading, list item or code fence: a verse
+    line, a name or title, a quiz answer. (Under a heading, a short unfinished line is a cut paragraph.)"""
+    line = line.strip()
+    return (len(line.split()) <= _SHORT_LINE_WORDS and line[-1] not in ".!?。！？:：,，"
+            and not _LIST_ITEM.match(line) and not line.startswith("```"))
 
 
 def prose(answer: str) -> str:
