@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from oidkit.curate.base import OpConfig, Operator, operator_class
 from oidkit.errors import ConfigError
+from oidkit.recipes import packaged_recipes, recipe_path
 
 
 class InputSpec(BaseModel):
@@ -137,9 +138,9 @@ def load_recipe(path: str | Path | None = None, overrides: list[str] = (), *, ba
     """Read, override and validate a recipe (from ``path`` or a ready dict); operators are checked too."""
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(recipe_path(path).read_text(encoding="utf-8")) or {}
         except FileNotFoundError:
-            raise ConfigError(f"recipe {path} not found") from None
+            raise ConfigError(f"recipe {path} not found; packaged recipes: {', '.join(packaged_recipes())}") from None
         except yaml.YAMLError as e:
             raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
     else:

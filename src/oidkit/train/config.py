@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from oidkit.errors import ConfigError
+from oidkit.recipes import packaged_recipes, recipe_path
 
 
 class Section(BaseModel):
@@ -123,9 +124,10 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict[s
     tree: dict[str, Any] = dict(base or {})
     if path is not None:
         try:
-            tree = yaml.safe_load(Path(path).read_text()) or {}
+            tree = yaml.safe_load(recipe_path(path).read_text()) or {}
         except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
+            raise ConfigError(f"{path}: config file not found; packaged recipes: {', '.join(packaged_recipes())}"
+                              ) from None
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
     for override in overrides:
