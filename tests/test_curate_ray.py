@@ -64,3 +64,36 @@ def test_semantic_operators_match_on_ray(local_ray, tmp_path):
                             for r in read_jsonl(out / "rejects.jsonl")])
     assert outcome["ray"] == outcome["local"]
     assert len(outcome["local"][0]) == 10 and any(r[1] == "semantic_duplicate" for r in outcome["local"][1])
+
+
+def test_an_interrupted_ray_run_resumes_from_its_step_checkpoint(local_ray, tmp_path, monkeypatch):
+    import oidkit.curate.runner as runner
+    from test_curate_runner import crafted_records
+
+    write_jsonl(tmp_path / "in.jsonl", crafted_records())
+    benchmark = tmp_path / "bench.jsonl"
+    steps = [{"op": "heuristics"}, {"op": "decontaminate", "ngram": 8,
+                                    "benchmarks": [{"name": "mine", "path": str(benchmark), "fields": ["question"]}]},
+             {"op": "exact_dedup"}]
+
+    def run(engine: str) -> tuple[dict, list, list]:
+        out = tmp_path / engine
+        stats = run_recipe(load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(out),
+                                             "engine": engine, "batch_size": 7, "steps": steps}))
+        return ([{k: v for k, v in step.items() if k != "seconds"} for step in stats["operators"]],
+                list(read_jsonl(out / "kept.jsonl")),
+                [(r["operator"], r["reason"], r["record"]["id"]) for r in read_jsonl(out / "rejects.jsonl")])
+
+    benchmark.write_text('{"question": "cut off mid-rec')  # a broken benchmark file fails step 2 in the workers
+    with pytest.raises(Exception, match=r"bench\.jsonl"):
+        run("ray")
+    assert (tmp_path / "ray" / ".steps" / "00-heuristics" / "records").is_dir()
+    assert not (tmp_path / "ray" / "stats.json").exists()
+
+    benchmark.write_text('{"question": "Write a short story about a lighthouse keeper who finds a message"}\n')
+    monkeypatch.setattr(runner, "read_input", lambda *a: pytest.fail("a resumed run does not read the input again"))
+    resumed = run("ray")
+    monkeypatch.undo()
+    straight = run("local")
+    assert resumed == straight
+    assert ("decontaminate", "benchmark_overlap") in {r[:2] for r in straight[2]}  # the fixed step did its work

@@ -270,3 +270,14 @@ def test_allow_accepts_named_conversation_problems_only(tmp_path):
     assert [len(r["messages"]) for r in allowed] == [1, 2]
     with pytest.raises(InputError, match="only conversation problems"):
         list(read_records(path, allow={"invalid_json"}))
+
+
+def test_read_jsonl_names_the_file_and_line_of_a_broken_row(tmp_path):
+    from oidkit.io import read_jsonl
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n\n{"b": tru\n{"c": 3}\n')
+    rows = read_jsonl(path)
+    assert next(rows) == {"a": 1}
+    with pytest.raises(InputError, match=r"rows\.jsonl: not valid JSON \(.*column 7\) \(at line 3\)"):
+        next(rows)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import orjson
 
+from oidkit.errors import InputError
 from oidkit.io.formats import READ_FORMATS
 from oidkit.io.ingest import convert, inspect, validate
 from oidkit.io.read import INGEST_REASONS, ReadStats, read_records
@@ -30,11 +31,15 @@ __all__ = ["INGEST_REASONS", "READ_FORMATS", "WRITE_FORMATS", "ReadStats", "conv
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Rows of a JSONL file, skipping blank lines."""
+    """Rows of a JSONL file, skipping blank lines; a line that is not JSON is an ``InputError`` naming it."""
     with open(path, "rb") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if line.strip():
-                yield orjson.loads(line)
+                try:
+                    yield orjson.loads(line)
+                except orjson.JSONDecodeError as e:
+                    raise InputError(f"not valid JSON ({e.msg}, column {e.colno})", file=str(path),
+                                     line=number) from None
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
