@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 
 from oidkit.curate.base import OpConfig, Operator, operator_class
 from oidkit.errors import ConfigError
-from oidkit.recipes import packaged_recipes, recipe_path
+from oidkit.recipes import read_recipe
 
 
 class InputSpec(BaseModel):
@@ -136,17 +136,7 @@ def apply_override(data: dict, override: str) -> None:
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] = (), *, base: dict | None = None) -> Recipe:
     """Read, override and validate a recipe (from ``path`` or a ready dict); operators are checked too."""
-    if path is not None:
-        try:
-            data = yaml.safe_load(recipe_path(path).read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"recipe {path} not found; packaged recipes: {', '.join(packaged_recipes())}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
-    else:
-        data = dict(base or {})
-    if not isinstance(data, dict):
-        raise ConfigError(f"recipe {path}: expected a mapping with input, output, steps; found {type(data).__name__}")
+    data = read_recipe(path) if path is not None else dict(base or {})
     for override in overrides:
         apply_override(data, override)
     try:

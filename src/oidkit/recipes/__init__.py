@@ -8,6 +8,11 @@ here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oidkit.errors import ConfigError
 
 PACKAGED = Path(__file__).parent
 
@@ -28,3 +33,17 @@ def recipe_path(name_or_path: str | Path) -> Path:
         return path
     packaged = PACKAGED / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
     return packaged if packaged.exists() else path
+
+
+def read_recipe(name_or_path: str | Path) -> dict[str, Any]:
+    """The YAML mapping of a recipe or config file (``recipe_path`` resolves packaged names)."""
+    try:
+        data = yaml.safe_load(recipe_path(name_or_path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{name_or_path}: file not found; packaged recipes: {', '.join(packaged_recipes())}"
+                          ) from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{name_or_path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name_or_path}: expected a mapping of keys to values, found {type(data).__name__}")
+    return data

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from oidkit.errors import ConfigError
-from oidkit.recipes import packaged_recipes, recipe_path
+from oidkit.recipes import read_recipe
 
 
 class Section(BaseModel):
@@ -121,15 +121,7 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict[s
                 schema: type[BaseModel] = TrainConfig, label: str = "training") -> Any:
     """Read a YAML config (or start from ``base``), apply ``key=value`` overrides, validate against ``schema``
     (``TrainConfig`` for ``oid train``, ``PretrainConfig`` for ``oid pretrain``)."""
-    tree: dict[str, Any] = dict(base or {})
-    if path is not None:
-        try:
-            tree = yaml.safe_load(recipe_path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found; packaged recipes: {', '.join(packaged_recipes())}"
-                              ) from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    tree: dict[str, Any] = read_recipe(path) if path is not None else dict(base or {})
     for override in overrides:
         apply_override(tree, override)
     try:
