@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -9,12 +12,25 @@ import openai
 import pytest
 import torch
 
+from conftest import serving
 from oidkit.models import load_model
+from oidkit.models.quantize import quantize_int8
+from oidkit.serve.app import create_app
 from oidkit.serve.ask import ask
 from oidkit.serve.chat import chat_loop
-from oidkit.serve.generation import SamplingParams, generate_stream
+from oidkit.serve.generation import (
+    Completion,
+    DecodeBatch,
+    SamplingParams,
+    end_token_ids,
+    generate_stream,
+    make_generator,
+)
 
 MESSAGES = [{"role": "user", "content": "What is two plus two?"}]
+# Prompts of different lengths (in tokens), so batched rows need padding.
+QUESTIONS = ["Hi", "What is two plus two?", "你好，世界！",
+             "Write a long story about the quick brown fox and the lazy dog, with every detail you know."]
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +38,172 @@ def client(tiny_server):
     return openai.OpenAI(base_url=tiny_server, api_key="unused", max_retries=0, timeout=60)
 
 
-def hf_greedy(tiny_model, messages, max_new_tokens):
-    """Reference: the same prompt through transformers ``generate`` without sampling."""
-    model, tokenizer = tiny_model
+def chat_ids(tokenizer, messages):
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def question_ids(tokenizer):
+    return [chat_ids(tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS]
+
+
+def hf_greedy_ids(model, tokenizer, prompt_ids, max_new_tokens):
+    """Reference: new token ids (the end token included) from transformers ``generate`` without sampling."""
+    ids = torch.tensor([prompt_ids])
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    return ids.shape[1], tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True), out.shape[1] - ids.shape[1]
+    return out[0, ids.shape[1]:].tolist()
+
+
+def hf_greedy(tiny_model, messages, max_new_tokens):
+    """Prompt tokens, answer text and new tokens of the same prompt through transformers ``generate``."""
+    model, tokenizer = tiny_model
+    prompt_ids = chat_ids(tokenizer, messages)
+    new = hf_greedy_ids(model, tokenizer, prompt_ids, max_new_tokens)
+    return len(prompt_ids), tokenizer.decode(new, skip_special_tokens=True), len(new)
+
+
+@pytest.fixture(scope="module")
+def lively_model(tiny_model):
+    """The tiny model with weights redrawn large enough that its greedy tokens depend on the context and the
+    positions: the default initialisation answers the same token everywhere, which would hide batching bugs."""
+    model, tokenizer = tiny_model
+    lively = copy.deepcopy(model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for weight in lively.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0, 0.3)
+    return lively, tokenizer
+
+
+@contextlib.contextmanager
+def watched(model, delay=0.0):
+    """Record the input shape (rows, tokens) of every forward pass of ``model``, slowed by ``delay`` seconds."""
+    shapes = []
+
+    def hook(module, args, kwargs):
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        time.sleep(delay)
+
+    handle = model.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield shapes
+    finally:
+        handle.remove()
+
+
+def alone_and_together(model, tokenizer, prompts, params):
+    """Each prompt's completion decoded alone, and all of them in one batch: the second prompt first, the
+    fourth and first joining together after a step, the third after another; rows leave as they finish."""
+    end_ids = end_token_ids(model, tokenizer)
+
+    def completion(i):
+        return Completion(tokenizer, prompts[i], params[i], end_ids, make_generator(params[i].seed))
+
+    alone = []
+    for i in range(len(prompts)):
+        one, batch = completion(i), DecodeBatch(model)
+        batch.add([one])
+        while batch:
+            batch.step()
+        alone.append(one)
+    together, batch, sizes = [completion(i) for i in range(len(prompts))], DecodeBatch(model), []
+    batch.add([together[1]])
+    batch.step()
+    batch.add([together[3], together[0]])
+    batch.step()
+    batch.add([together[2]])
+    while batch:
+        sizes.append(len(batch))
+        batch.step()
+    assert max(sizes) == 4 and batch.cache is None
+    return alone, together
+
+
+@pytest.mark.parametrize("int8", [None, "weight"])
+def test_batch_decodes_each_prompt_as_if_alone(lively_model, int8):
+    model, tokenizer = lively_model
+    model = quantize_int8(model, int8) if int8 else model
+    prompts = question_ids(tokenizer)
+    assert len({len(p) for p in prompts}) == len(prompts)
+    params = [SamplingParams(max_tokens=24, temperature=0), SamplingParams(max_tokens=9, temperature=0),
+              SamplingParams(max_tokens=30, temperature=1.0, top_p=0.9, seed=5),
+              SamplingParams(max_tokens=16, temperature=0, stop=["e"])]
+    alone, together = alone_and_together(model, tokenizer, prompts, params)
+    # alone, greedy answers are transformers' (up to the stop string), and the answers differ from one another
+    end_ids = end_token_ids(model, tokenizer)
+    for i in (0, 1):
+        expected = hf_greedy_ids(model, tokenizer, prompts[i], params[i].max_tokens)
+        assert alone[i].tokens == [t for t in expected if t not in end_ids]
+    assert len({c.text for c in alone}) == len(alone)
+    for one, batched in zip(alone, together, strict=True):
+        assert batched.tokens == one.tokens and batched.text == one.text
+        assert batched.finish == one.finish and batched.sampled == one.sampled
+
+
+def test_concurrent_streaming_and_plain_requests_share_forward_passes(lively_model):
+    model, tokenizer = lively_model
+    requests = [(question, max_tokens, stream) for question in QUESTIONS for max_tokens in (6, 20)
+                for stream in (False, True)]
+
+    def alone(question, max_tokens):
+        params = SamplingParams(max_tokens=max_tokens, temperature=0)
+        prompt_ids = chat_ids(tokenizer, [{"role": "user", "content": question}])
+        return "".join(d.text for d in generate_stream(model, tokenizer, prompt_ids, params))
+
+    def ask_server(client, question, max_tokens, stream):
+        messages = [{"role": "user", "content": question}]
+        reply = client.chat.completions.create(model="lively", messages=messages, max_tokens=max_tokens,
+                                               temperature=0, stream=stream)
+        if stream:
+            return "".join(c.choices[0].delta.content or "" for c in reply if c.choices)
+        return reply.choices[0].message.content
+
+    expected = [alone(question, max_tokens) for question, max_tokens, _ in requests]
+    with serving(create_app(model, tokenizer, "lively", max_batch_size=4)) as url, watched(model, 0.01) as shapes:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+            answers = list(pool.map(lambda r: ask_server(client, *r), requests, timeout=120))
+    assert answers == expected
+    # decode steps (one token per row) ran over several requests at once, never more than max_batch_size
+    assert max(rows for rows, tokens in shapes if tokens == 1) == 4
+
+
+def test_dynamic_int8_model_is_served_one_completion_at_a_time(lively_model):
+    model, tokenizer = lively_model
+    dynamic = quantize_int8(model, "dynamic")
+    prompts = question_ids(tokenizer)
+    greedy = [SamplingParams(max_tokens=24, temperature=0)] * len(prompts)
+    # its activations are quantised with one scale per batch, so batched rows change each other's answers
+    alone, together = alone_and_together(dynamic, tokenizer, prompts, greedy)
+    assert [c.tokens for c in together] != [c.tokens for c in alone]
+    assert create_app(dynamic, tokenizer, "dynamic").state.worker.max_batch_size == 1
+    assert create_app(quantize_int8(model), tokenizer, "int8").state.worker.max_batch_size == 8
+
+
+def test_client_disconnect_frees_its_place(tiny_model):
+    model, tokenizer = tiny_model
+    app = create_app(model, tokenizer, "tiny", max_batch_size=1)
+    body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 400, "temperature": 0}
+
+    def steps_until_freed(shapes, started):
+        deadline = time.monotonic() + 10
+        while app.state.worker.batch and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not app.state.worker.batch and not app.state.worker.owner
+        return len(shapes) - started
+
+    with serving(app) as url, watched(model, 0.01) as shapes:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, timeout=30) as reply:
+            next(reply.iter_lines())  # the first chunk: the request is decoding
+        assert steps_until_freed(shapes, 0) < 100  # 400 steps if it had run to the end
+        started = len(shapes)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v1/chat/completions", json=body, timeout=0.5)
+        assert steps_until_freed(shapes, started) < 100
+        reply = httpx.post(f"{url}/v1/chat/completions", json={**body, "max_tokens": 3}, timeout=30)
+        assert reply.json()["usage"]["completion_tokens"] == 3
 
 
 def test_models_endpoint_lists_the_served_model(client):
@@ -67,7 +241,7 @@ def test_seed_makes_sampling_reproducible_and_n_gives_n_choices(client):
     assert first.choices[0].message.content != other.choices[0].message.content
     three = sample(7, n=3)
     assert [c.index for c in three.choices] == [0, 1, 2]
-    assert three.choices[0].message.content == first.choices[0].message.content  # same sampler, same first draw
+    assert three.choices[0].message.content == first.choices[0].message.content  # choice i samples with seed + i
     assert three.usage.completion_tokens >= 3
 
 
@@ -193,3 +367,14 @@ def test_smollm2_greedy_stream_equals_transformers_generate(smollm2_gguf):
     params = SamplingParams(max_tokens=24, temperature=0)
     streamed = "".join(d.text for d in generate_stream(model, tokenizer, ids, params))
     assert streamed == expected
+
+
+@pytest.mark.real
+def test_smollm2_batched_greedy_equals_alone(smollm2_gguf):
+    model, tokenizer = load_model("smollm2-135m-instruct")
+    prompts = question_ids(tokenizer)
+    greedy = [SamplingParams(max_tokens=24, temperature=0)] * len(prompts)
+    alone, together = alone_and_together(model, tokenizer, prompts, greedy)
+    end_ids = end_token_ids(model, tokenizer)
+    assert alone[3].tokens == [t for t in hf_greedy_ids(model, tokenizer, prompts[3], 24) if t not in end_ids]
+    assert [c.tokens for c in together] == [c.tokens for c in alone]

@@ -498,17 +498,22 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)"),
     port: int = typer.Option(8000),
     name: str = typer.Option(None, help="model name clients use (default: the folder's name or the alias)"),
+    max_batch_size: int = typer.Option(8, min=1, help="completions decoded together, one forward pass per step; "
+                                       "more requests wait for a free place"),
     max_queue: int = typer.Option(64, help="requests waiting for the model beyond this are answered 429"),
     quantize: Quantize = typer.Option(None, help=QUANTIZE_HELP),
 ) -> None:
     """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions.
 
+    Concurrent requests are batched: each forward pass decodes the next token of every running completion.
+
     Example:  oid serve demo-out/tuned --port 8000 &   then   oid ask "What is 2+2?" --port 8000
-              oid serve smollm2-135m-instruct --quantize int8
+              oid serve smollm2-135m-instruct --quantize int8 --max-batch-size 4
     """
     from oidkit.serve.app import run_server
 
-    run_server(with_quantize(model, quantize), host=host, port=port, served_name=name, max_queue=max_queue)
+    run_server(with_quantize(model, quantize), host=host, port=port, served_name=name, max_batch_size=max_batch_size,
+               max_queue=max_queue)
 
 
 @app.command("chat")

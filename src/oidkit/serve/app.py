@@ -1,10 +1,12 @@
 """An OpenAI-compatible HTTP API for one local model: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
 
-One CPU model serves one request at a time: a single worker thread takes jobs from a queue in arrival
-order, so concurrent requests wait their turn instead of fighting over the model; a full queue answers
-429. Request handlers stay on the event loop and receive the worker's text deltas through an asyncio
-queue, so streaming, ``/v1/models`` and error answers never wait for the model. Every error is an
-OpenAI-style ``{"error": {"message", "type", "param", "code"}}`` with a 4xx status.
+Concurrent requests share the model's forward passes (continuous batching): a single worker thread owns
+the model and a ``DecodeBatch`` of up to ``max_batch_size`` completions; each step runs one batched
+forward over all of them, new requests join between steps and finished or cancelled ones leave. Requests
+beyond the batch wait in arrival order; a full queue answers 429. Request handlers stay on the event loop
+and receive the worker's text deltas through an asyncio queue, so streaming, ``/v1/models`` and error
+answers never wait for the model. Every error is an OpenAI-style ``{"error": {"message", "type", "param",
+"code"}}`` with a 4xx status.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
@@ -24,9 +27,20 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from oidkit.serve.generation import Delta, SamplingParams, generate_stream, make_generator
+from oidkit.serve.generation import (
+    Completion,
+    DecodeBatch,
+    Delta,
+    SamplingParams,
+    end_token_ids,
+    make_generator,
+    rows_independent,
+)
 
 DEFAULT_MAX_TOKENS = 512
+# Decoding on CPU is bound by reading the weights: a step over 8 rows costs ~1.3x one row's on SmolLM2-135M.
+# Rows cost memory: each holds a KV cache (46 KB per token on that model, 380 MB at its full 8k context).
+DEFAULT_MAX_BATCH_SIZE = 8
 
 
 class APIError(Exception):
@@ -41,6 +55,12 @@ class APIError(Exception):
 def error_response(status: int, message: str, type: str = "invalid_request_error", param: str | None = None,
                    code: str | None = None) -> JSONResponse:
     return JSONResponse({"error": {"message": message, "type": type, "param": param, "code": code}}, status)
+
+
+async def disconnected(request: Request) -> None:
+    """Return once the client of ``request`` (whose body is read) has closed the connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 class TextPart(BaseModel):
@@ -85,39 +105,105 @@ class CompletionRequest(SamplingRequest):
     prompt: str | list[str]
 
 
-class ModelWorker:
-    """A single thread running generation jobs one after another, in arrival order."""
+class Job:
+    """One request's completions (n per prompt) and the asyncio queue its handler reads ``(index, Delta)``
+    events from, followed by ``None`` (or the exception that stopped it)."""
 
-    def __init__(self, max_queue: int):
-        self.jobs: queue.Queue = queue.Queue(maxsize=max_queue)
+    def __init__(self, completions: list[Completion]):
+        self.completions, self.unfinished = completions, len(completions)
+        self.loop, self.events = asyncio.get_running_loop(), asyncio.Queue()
+        self.cancelled = False  # set by the handler when its client is gone; the worker then drops the job
+
+    def emit(self, event: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self.cancelled = True
+
+    def fail(self, error: Exception) -> None:
+        self.emit(error)
+        self.cancelled = True
+
+
+class ModelWorker:
+    """The thread that owns the model: decodes up to ``max_batch_size`` completions together, one forward
+    pass per step; new requests join between steps, finished and cancelled ones leave."""
+
+    def __init__(self, model: Any, max_batch_size: int, max_queue: int):
+        self.jobs: queue.Queue[Job] = queue.Queue(maxsize=max_queue)
+        self.batch = DecodeBatch(model)
+        self.max_batch_size = max_batch_size
+        self.waiting: deque[Completion] = deque()  # completions of taken jobs that have no row yet
+        self.owner: dict[Completion, tuple[Job, int]] = {}  # completion -> its job and choice index
         threading.Thread(target=self._run, name="oid-serve-model", daemon=True).start()
 
-    def submit(self, work: Callable[[], Iterator[Any]]) -> asyncio.Queue:
-        """Queue ``work`` (a function returning an iterator of events); its events arrive on the returned queue,
-        followed by ``None`` (or the exception that stopped it)."""
-        loop, events = asyncio.get_running_loop(), asyncio.Queue()
+    def submit(self, completions: list[Completion]) -> Job:
+        """Queue a request's completions; 429 when ``max_queue`` requests are already waiting."""
+        job = Job(completions)
         try:
-            self.jobs.put_nowait((work, loop, events))
+            self.jobs.put_nowait(job)
         except queue.Full:
             raise APIError(429, "the server is busy: too many queued requests, retry later",
                            type="server_busy", code="queue_full") from None
-        return events
+        return job
 
     def _run(self) -> None:
         while True:
-            work, loop, events = self.jobs.get()
+            self._take_jobs()
+            self._drop_cancelled()
+            newcomers = [self.waiting.popleft() for _ in range(min(len(self.waiting),
+                                                                   self.max_batch_size - len(self.batch)))]
+            if newcomers:
+                try:
+                    self._deliver(self.batch.add(newcomers))
+                except Exception as e:  # their requests are told; the running ones go on
+                    for completion in newcomers:
+                        self.owner[completion][0].fail(e)
+            if self.batch:
+                try:
+                    self._deliver(self.batch.step())
+                except Exception as e:  # the batched forward failed: its requests are told, the worker lives on
+                    for completion in self.batch.completions:
+                        self.owner[completion][0].fail(e)
+
+    def _take_jobs(self) -> None:
+        """Move queued requests into ``waiting`` while the batch has room; block only when there is nothing to do."""
+        while len(self.batch) + len(self.waiting) < self.max_batch_size:
             try:
-                for event in work():
-                    loop.call_soon_threadsafe(events.put_nowait, event)
-                loop.call_soon_threadsafe(events.put_nowait, None)
-            except Exception as e:  # reported to the waiting request; the worker lives on
-                loop.call_soon_threadsafe(events.put_nowait, e)
+                job = self.jobs.get(block=not (self.batch or self.waiting))
+            except queue.Empty:
+                return
+            self.owner.update({c: (job, i) for i, c in enumerate(job.completions)})
+            self.waiting.extend(job.completions)
+
+    def _drop_cancelled(self) -> None:
+        """Free the rows and places of requests whose client left or that failed."""
+        gone = {c for c, (job, _) in self.owner.items() if job.cancelled}
+        if gone:
+            self.waiting = deque(c for c in self.waiting if c not in gone)
+            self.batch.keep([c for c in self.batch.completions if c not in gone])
+            for completion in gone:
+                del self.owner[completion]
+
+    def _deliver(self, deltas: list[tuple[Completion, Delta]]) -> None:
+        for completion, delta in deltas:
+            job, index = self.owner[completion]
+            job.emit((index, delta))
+            if completion.finish:
+                del self.owner[completion]
+                job.unfinished -= 1
+                if not job.unfinished:
+                    job.emit(None)
 
 
-def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 64) -> FastAPI:
-    """The FastAPI application serving ``model`` under the name ``model_name``."""
+def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+               max_queue: int = 64) -> FastAPI:
+    """The FastAPI application serving ``model`` under the name ``model_name``, decoding up to
+    ``max_batch_size`` completions together; ``app.state.worker`` is its ``ModelWorker``."""
     app = FastAPI(title="oidkit OpenAI-compatible server")
-    worker = ModelWorker(max_queue)
+    # An answer must not depend on which other requests share its steps: a model whose rows interact decodes alone.
+    app.state.worker = worker = ModelWorker(model, max_batch_size if rows_independent(model) else 1, max_queue)
+    end_ids = end_token_ids(model, tokenizer)
     context_length = int(getattr(model.config, "max_position_embeddings", 2048))
     created = int(time.time())
 
@@ -161,24 +247,18 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
         return SamplingParams(max_tokens=requested or min(DEFAULT_MAX_TOKENS, room), temperature=request.temperature,
                               top_p=request.top_p, stop=stop, seed=request.seed)
 
-    def choices_work(prompts: list[list[int]], params: SamplingParams, n: int) -> Callable[[], Iterator]:
-        """Generation of ``n`` choices per prompt, tagged with their choice index; one seeded sampler for all."""
-        def work() -> Iterator[tuple[int, Delta]]:
-            generator = make_generator(params.seed)
-            for p, prompt_ids in enumerate(prompts):
-                for i in range(n):
-                    for delta in generate_stream(model, tokenizer, prompt_ids, params, generator):
-                        yield p * n + i, delta
-        return work
-
     async def run(prompts: list[list[int]], request: SamplingRequest, params: SamplingParams,
                   chunk: Callable[[int, str | None, str | None], dict], complete: Callable[[list[dict]], dict],
-                  ) -> Any:
-        events = worker.submit(choices_work(prompts, params, request.n))
+                  http: Request) -> Any:
+        # Choice i of a prompt samples with seed + i: choice 0 is the n=1 answer, and every choice is
+        # reproducible whichever requests it shares the batch with.
+        job = worker.submit([Completion(tokenizer, prompt_ids, params, end_ids,
+                                        make_generator(None if params.seed is None else params.seed + i))
+                             for prompt_ids in prompts for i in range(request.n)])
         usage = {"prompt_tokens": sum(len(p) for p in prompts), "completion_tokens": 0}
 
         async def deltas() -> AsyncIterator[tuple[int, Delta]]:
-            while (event := await events.get()) is not None:
+            while (event := await job.events.get()) is not None:
                 if isinstance(event, Exception):
                     raise event
                 yield event
@@ -186,7 +266,7 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
         def final_usage() -> dict:
             return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
 
-        if not request.stream:
+        async def collect() -> dict:
             texts = [""] * (len(prompts) * request.n)
             finishes: list[str | None] = [None] * len(texts)
             async for index, delta in deltas():
@@ -197,6 +277,18 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
             return {**complete([{"index": i, "text": t, "finish_reason": f}
                                 for i, (t, f) in enumerate(zip(texts, finishes, strict=True))]),
                     "usage": final_usage()}
+
+        if not request.stream:
+            answer, gone = asyncio.ensure_future(collect()), asyncio.ensure_future(disconnected(http))
+            try:
+                await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # the request is over (answered, or its client left): the worker drops what is left of it
+                job.cancelled = True
+                gone.cancel()
+            if not answer.done():
+                answer.cancel()
+                raise APIError(499, "the client closed the request", code="client_closed_request")
+            return answer.result()
 
         async def sse() -> AsyncIterator[str]:
             started = set()
@@ -213,6 +305,8 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
             except Exception as e:  # the status line is sent already: report in the stream
                 error = {"message": f"generation failed: {e}", "type": "server_error", "param": None, "code": None}
                 yield f"data: {json.dumps({'error': error})}\n\n"
+            finally:  # also runs when the client disconnects (starlette cancels or closes this generator)
+                job.cancelled = True
             if request.stream_options and request.stream_options.include_usage:
                 yield f"data: {json.dumps({**chunk(0, None, None), 'choices': [], 'usage': final_usage()})}\n\n"
             yield "data: [DONE]\n\n"
@@ -220,7 +314,7 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
         return StreamingResponse(sse(), media_type="text/event-stream")
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: ChatRequest) -> Any:
+    async def chat_completions(request: ChatRequest, http: Request) -> Any:
         if not tokenizer.chat_template:
             raise APIError(400, f"model '{model_name}' has no chat template; use /v1/completions", param="messages")
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
@@ -242,10 +336,10 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
                 {"index": c["index"], "message": {"role": "assistant", "content": c["text"]},
                  "finish_reason": c["finish_reason"], "logprobs": None} for c in choices]}
 
-        return await run([prompt_ids], request, params, chunk, complete)
+        return await run([prompt_ids], request, params, chunk, complete, http)
 
     @app.post("/v1/completions")
-    async def completions(request: CompletionRequest) -> Any:
+    async def completions(request: CompletionRequest, http: Request) -> Any:
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         if not prompts:
             raise APIError(400, "prompt is an empty list", param="prompt")
@@ -261,18 +355,19 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_queue: int = 
         def complete(choices: list[dict]) -> dict:
             return {**head, "choices": [{**c, "logprobs": None} for c in choices]}
 
-        return await run(prompt_ids, request, params, chunk, complete)
+        return await run(prompt_ids, request, params, chunk, complete, http)
 
     return app
 
 
 def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
-               max_queue: int = 64) -> None:
+               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_queue: int = 64) -> None:
     """Load the model and serve it with uvicorn until interrupted."""
     import uvicorn
 
     from oidkit.serve.generation import load_serving_model, served_model_name
 
     model, tokenizer = load_serving_model(name_or_path)
-    app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_queue=max_queue)
+    app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_batch_size=max_batch_size,
+                     max_queue=max_queue)
     uvicorn.run(app, host=host, port=port, log_level="info")

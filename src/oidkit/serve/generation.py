@@ -1,8 +1,9 @@
 """Token-by-token generation with a KV cache: what the server streams and the terminal chat prints.
 
-A manual decode loop instead of ``model.generate`` because we need, per request, a seeded sampler, text
-deltas as soon as they are complete characters, and stop strings that never leak into the output (text
-that might be the start of a stop string is held back until it is known not to be).
+A manual decode loop instead of ``model.generate`` because we need, per completion, a seeded sampler, text
+deltas as soon as they are complete characters, stop strings that never leak into the output (text that
+might be the start of a stop string is held back until it is known not to be), and completions that join
+and leave a running batch between steps (``DecodeBatch``: the server's continuous batching).
 """
 
 from __future__ import annotations
@@ -87,49 +88,161 @@ def sample_next(logits: Any, params: SamplingParams, generator: Any) -> int:
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def generate_tokens(model: Any, prompt_ids: list[int], params: SamplingParams, end_ids: set[int],
-                    generator: Any) -> Iterator[int]:
-    """Sampled token ids, one at a time, reusing the KV cache; stops after an end token or ``max_tokens``."""
-    import torch
+class Completion:
+    """One completion's text as its tokens arrive: text deltas as soon as they are complete characters, stop
+    strings that never leak into the output (text that might begin one is held back until it cannot), and
+    ``finish`` ("stop" or "length") once it is over."""
 
-    past, step_input = None, torch.tensor([prompt_ids])
-    with torch.no_grad():
-        for _ in range(params.max_tokens):
-            output = model(input_ids=step_input, past_key_values=past, use_cache=True)
-            past = output.past_key_values
-            token = sample_next(output.logits[0, -1], params, generator)
-            yield token
-            if token in end_ids:
-                return
-            step_input = torch.tensor([[token]])
+    def __init__(self, tokenizer: Any, prompt_ids: list[int], params: SamplingParams, end_ids: set[int],
+                 generator: Any):
+        self.tokenizer, self.prompt_ids, self.params = tokenizer, prompt_ids, params
+        self.end_ids, self.generator = end_ids, generator
+        self.hold = max((len(s) for s in params.stop), default=1) - 1  # characters that could begin a stop string
+        self.tokens: list[int] = []  # output tokens (the end token is not one)
+        self.sampled = 0  # completion tokens, the end token included
+        self.text, self.sent = "", 0  # decoded text so far, and how many of its characters were delivered
+        self.finish: str | None = None
+
+    def sample(self, logits: Any) -> int:
+        return sample_next(logits, self.params, self.generator)
+
+    def add(self, token: int) -> Delta | None:
+        """Take the next sampled token; the new text to deliver, if any (the last delta carries ``finish``)."""
+        self.sampled += 1
+        if token in self.end_ids:
+            return self._end("stop")
+        self.tokens.append(token)
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        hits = [h for h in (text.find(s, max(self.sent - len(s), 0)) for s in self.params.stop) if h >= 0]
+        if hits:
+            self.text = text[: min(hits)]
+            return self._end("stop")
+        self.text = text
+        if self.sampled >= self.params.max_tokens:
+            return self._end("length")
+        safe = len(text) - self.hold
+        if text.endswith("\ufffd") or safe <= self.sent:  # a multi-byte character is not complete yet
+            return None
+        delta, self.sent = Delta(text[self.sent:safe], self.sampled), safe
+        return delta
+
+    def _end(self, reason: str) -> Delta:
+        self.finish = reason
+        return Delta(self.text[self.sent:], self.sampled, reason)
+
+
+def rows_independent(model: Any) -> bool:
+    """Whether each row of a batched forward gets the results it would get alone. Not with PyTorch's dynamic
+    int8 Linear layers (``@int8-dynamic``): they quantise activations with one scale for the whole batch."""
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    return not any(isinstance(module, DynamicInt8Linear) for module in model.modules())
+
+
+class DecodeBatch:
+    """Completions decoding together: one forward pass per step for all of them, over one KV cache.
+
+    Completions join between steps: the prompts that arrived meanwhile are prefilled together, then their
+    cache is appended to the batch's, both left-padded with zeros to the longer one. Every forward pass
+    gives each row an attention mask that hides its padding and position ids that count its own tokens,
+    so rows of different lengths decode as if alone. Finished rows leave after the step, and cache columns
+    no remaining row uses are cut off.
+    """
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.completions: list[Completion] = []
+        self.next_tokens: list[int] = []  # each row's last sampled token, not yet in the cache
+        self.cache: Any = None  # DynamicCache, keys and values [rows, heads, length, head_dim]
+        self.mask: Any = None  # bool [rows, length]: which cache positions hold real tokens
+
+    def __len__(self) -> int:
+        return len(self.completions)
+
+    def add(self, completions: list[Completion]) -> list[tuple[Completion, Delta]]:
+        """Prefill the prompts of ``completions`` in one forward pass and sample their first tokens; those not
+        finished decode with the batch from the next step."""
+        import torch
+
+        width = max(len(c.prompt_ids) for c in completions)
+        mask = torch.tensor([[False] * (width - len(c.prompt_ids)) + [True] * len(c.prompt_ids) for c in completions])
+        # left-padded with token 0: any id does, the mask hides it
+        ids = torch.tensor([[0] * (width - len(c.prompt_ids)) + c.prompt_ids for c in completions])
+        with torch.no_grad():
+            output = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
+                                use_cache=True, logits_to_keep=1)
+        self._join(output.past_key_values, mask)
+        self.completions += completions
+        self.next_tokens += [0] * len(completions)
+        return self._sample(output.logits, first=len(self) - len(completions))
+
+    def step(self) -> list[tuple[Completion, Delta]]:
+        """One forward pass over every row: each completion's next token and its new text, if any."""
+        import torch
+
+        mask = torch.cat([self.mask, torch.ones(len(self), 1, dtype=torch.bool)], dim=1)
+        with torch.no_grad():
+            output = self.model(input_ids=torch.tensor(self.next_tokens)[:, None], attention_mask=mask,
+                                position_ids=self.mask.sum(dim=1, keepdim=True), past_key_values=self.cache,
+                                use_cache=True, logits_to_keep=1)
+        self.cache, self.mask = output.past_key_values, mask
+        return self._sample(output.logits, first=0)
+
+    def _sample(self, logits: Any, first: int) -> list[tuple[Completion, Delta]]:
+        """Sample the next token of rows ``first`` on (their logits start at ``logits[0]``); finished rows leave."""
+        deltas = []
+        for row in range(first, len(self)):
+            completion = self.completions[row]
+            self.next_tokens[row] = token = completion.sample(logits[row - first, -1])
+            if (delta := completion.add(token)) is not None:
+                deltas.append((completion, delta))
+        self.keep([c for c in self.completions if c.finish is None])
+        return deltas
+
+    def keep(self, completions: list[Completion]) -> None:
+        """Drop every row whose completion is not in ``completions`` (finished, cancelled or failed)."""
+        from transformers import DynamicCache
+
+        rows = [row for row, c in enumerate(self.completions) if c in completions]
+        if len(rows) == len(self.completions):
+            return
+        self.completions = [self.completions[row] for row in rows]
+        self.next_tokens = [self.next_tokens[row] for row in rows]
+        if not rows:
+            self.cache = self.mask = None
+            return
+        start = int(self.mask[rows].any(dim=0).nonzero()[0])  # rows are right-aligned: leading columns may be unused
+        self.mask = self.mask[rows, start:]
+        self.cache = DynamicCache([(layer.keys[rows, :, start:], layer.values[rows, :, start:])
+                                   for layer in self.cache.layers])
+
+    def _join(self, cache: Any, mask: Any) -> None:
+        import torch
+        import torch.nn.functional as F
+        from transformers import DynamicCache
+
+        if self.cache is None:
+            self.cache, self.mask = cache, mask
+            return
+        width = max(self.mask.shape[1], mask.shape[1])
+
+        def left_pad(old: Any, new: Any) -> Any:  # cache tensors [rows, heads, length, head_dim] to ``width``
+            return torch.cat([F.pad(t, (0, 0, width - t.shape[2], 0)) for t in (old, new)])
+
+        self.mask = torch.cat([F.pad(m, (width - m.shape[1], 0)) for m in (self.mask, mask)])
+        self.cache = DynamicCache([(left_pad(old.keys, new.keys), left_pad(old.values, new.values))
+                                   for old, new in zip(self.cache.layers, cache.layers, strict=True)])
 
 
 def generate_stream(model: Any, tokenizer: Any, prompt_ids: list[int], params: SamplingParams,
                     generator: Any = None) -> Iterator[Delta]:
-    """Text deltas of one completion, ending with a delta that has ``finish_reason`` set."""
-    if generator is None:
-        generator = make_generator(params.seed)
-    end_ids = end_token_ids(model, tokenizer)
-    hold = max((len(s) for s in params.stop), default=1) - 1  # characters that could begin a stop string
-    tokens: list[int] = []
-    sampled = 0  # completion tokens, the end token included
-    text, sent = "", 0  # decoded text so far, and how many of its characters were yielded
-    finish = "length"
-    for token in generate_tokens(model, prompt_ids, params, end_ids, generator):
-        sampled += 1
-        if token in end_ids:
-            finish = "stop"
-            break
-        tokens.append(token)
-        text = tokenizer.decode(tokens, skip_special_tokens=True)
-        hits = [h for h in (text.find(s, max(sent - len(s), 0)) for s in params.stop) if h >= 0]
-        if hits:
-            text, finish = text[: min(hits)], "stop"
-            break
-        if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
-            continue
-        safe = len(text) - hold
-        if safe > sent:
-            yield Delta(text[sent:safe], sampled)
-            sent = safe
-    yield Delta(text[sent:], sampled, finish)
+    """Text deltas of one completion decoded alone, ending with a delta that has ``finish_reason`` set."""
+    completion = Completion(tokenizer, prompt_ids, params, end_token_ids(model, tokenizer),
+                            generator if generator is not None else make_generator(params.seed))
+    batch = DecodeBatch(model)
+    deltas = batch.add([completion])
+    while True:
+        yield from (delta for _, delta in deltas)
+        if completion.finish:
+            return
+        deltas = batch.step()
