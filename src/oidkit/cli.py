@@ -214,7 +214,8 @@ def validate_command(
 
 @app.command(context_settings={"allow_interspersed_args": True})
 def curate(
-    args: list[str] = typer.Argument(..., help="RECIPE.yaml \\[key=value ...]; with --op: IN OUT \\[key=value ...]"),
+    args: list[str] = typer.Argument(..., help="RECIPE.yaml or a packaged recipe (default) \\[key=value ...]; "
+                                              "with --op: IN OUT \\[key=value ...]"),
     op: list[str] = typer.Option(None, "--op", help="run these operators (repeatable) on IN -> OUT, no recipe"),
     force: bool = typer.Option(False, "--force", help="run again even if OUT is up to date"),
 ) -> None:
@@ -227,6 +228,8 @@ def curate(
     Examples:
 
       oid curate recipes/default.yaml input=demo-out/sharegpt.jsonl output=demo-out/curated
+
+      oid curate default input=data.jsonl output=out    # the packaged recipe, from any folder
 
       oid curate --op normalise --op pii data.jsonl out/ 'pii.types=\\[email,phone]'
     """
@@ -356,7 +359,7 @@ def models_list() -> None:
 
 @app.command("train")
 def train_command(
-    config: str = typer.Argument(..., help="training config YAML (see recipes/train_demo.yaml)"),
+    config: str = typer.Argument(..., help="training config YAML, or a packaged one (train_demo)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optim.lr=1e-4 train.max_steps=10"),
     resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in train.output_dir"),
     nproc_per_node: int = typer.Option(1, help="data-parallel processes (started with torchrun)"),
@@ -627,7 +630,7 @@ def tokenizer_stats_command(
 
 @app.command("pretrain", context_settings={"allow_interspersed_args": True})
 def pretrain_command(
-    config: str = typer.Argument(..., help="pretraining recipe YAML (see recipes/pretrain_tiny.yaml)"),
+    config: str = typer.Argument(..., help="pretraining recipe YAML, or a packaged one (pretrain_tiny)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50"),
     resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in train.output_dir "
                                 "(checkpoints are written every train.save_every steps)"),
