@@ -3,7 +3,7 @@
 The objective is next-token prediction on every token: ``loss = -mean log p(x[t+1] | x[..t])``. Texts
 become examples of at most ``max_seq_len`` tokens (long texts are cut into chunks, each text ends with the
 end-of-text token), examples are packed into rows, and the run goes through the same pieces as
-``oid train``: ``packing.BatchSource``, ``optim.build_optimizer`` / ``build_scheduler``, ``loop.train_loop``
+``oid train``: ``packing.BatchSource``, ``run.optimizer_and_scheduler`` / ``loop_settings``, ``loop.train_loop``
 (accumulation, clipping, evaluation), ``checkpoint.save_checkpoint`` and ``logging.MetricsLog``.
 
 Example ``recipes/pretrain_tiny.yaml``::
@@ -83,10 +83,10 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
     from oidkit.models.tokenizer import corpus_texts, load_tokenizer
     from oidkit.train.checkpoint import resume_latest, save_checkpoint
     from oidkit.train.logging import MetricsLog, plot_loss, read_metrics
-    from oidkit.train.loop import LoopSettings, LoopState, NextTokenView, evaluate, train_loop
-    from oidkit.train.optim import build_optimizer, build_scheduler
+    from oidkit.train.loop import LoopState, NextTokenView, evaluate, train_loop
     from oidkit.train.packing import BatchSource, eval_batches, pack_examples
     from oidkit.train.progress import TrainProgress
+    from oidkit.train.run import loop_settings, optimizer_and_scheduler
 
     console = console or Console(stderr=True)
     t, shape = config.train, config.model
@@ -120,14 +120,8 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
         rope_theta=shape.rope_theta, tie_embeddings=shape.tie_embeddings, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=pad))
     view = NextTokenView(model)
-    optim = config.optim
-    optimizer = build_optimizer(view, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
-    scheduler = build_scheduler(optimizer, total_steps=t.max_steps, warmup_steps=optim.warmup_steps,
-                                schedule=optim.schedule, min_ratio=optim.min_lr_ratio)
-    settings = LoopSettings(max_steps=t.max_steps, grad_accum=t.grad_accum, grad_clip=optim.grad_clip,
-                            precision=t.precision, eval_every=t.eval_every,
-                            early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
-                            log_every=t.log_every, device=t.device)
+    optimizer, scheduler = optimizer_and_scheduler(view, config.optim, t.max_steps)
+    settings = loop_settings(t, config.optim)
 
     def save_model(folder: Path) -> None:
         model.save_pretrained(folder)

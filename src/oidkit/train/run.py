@@ -23,7 +23,7 @@ import torch
 from oidkit.errors import ConfigError
 from oidkit.models.llama import adapter_to_hf, our_linear_names
 from oidkit.train.checkpoint import resume_latest, save_checkpoint
-from oidkit.train.config import TrainConfig, save_config
+from oidkit.train.config import LoopSection, OptimSection, TrainConfig, save_config
 from oidkit.train.data import load_tokenized
 from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
 from oidkit.train.logging import MetricsLog, plot_loss
@@ -105,6 +105,21 @@ def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
                              "eval_examples": len(held_out)}
 
 
+def optimizer_and_scheduler(model: torch.nn.Module, optim: OptimSection, max_steps: int) -> tuple[Any, Any]:
+    """AdamW and its warmup + decay schedule as the ``optim`` section says (``oid train`` and ``oid pretrain``)."""
+    optimizer = build_optimizer(model, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
+    return optimizer, build_scheduler(optimizer, total_steps=max_steps, warmup_steps=optim.warmup_steps,
+                                      schedule=optim.schedule, min_ratio=optim.min_lr_ratio)
+
+
+def loop_settings(t: LoopSection, optim: OptimSection) -> LoopSettings:
+    """The loop's settings from the ``train`` and ``optim`` sections (``oid train`` and ``oid pretrain``)."""
+    return LoopSettings(max_steps=t.max_steps, grad_accum=t.grad_accum, grad_clip=optim.grad_clip,
+                        precision=t.precision, eval_every=t.eval_every,
+                        early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
+                        log_every=t.log_every, device=t.device)
+
+
 def save_weights(model: Any, tokenizer: Any, folder: Path) -> None:
     """Adapter (peft) or full model in safetensors, with the tokenizer (and the chat template used).
 
@@ -151,10 +166,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
                                   config.train.eval_batches) if held_out else None
 
         model = apply_method(model, config)
-        optim = config.optim
-        optimizer = build_optimizer(model, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
-        scheduler = build_scheduler(optimizer, total_steps=config.train.max_steps, warmup_steps=optim.warmup_steps,
-                                    schedule=optim.schedule, min_ratio=optim.min_lr_ratio)
+        optimizer, scheduler = optimizer_and_scheduler(model, config.optim, config.train.max_steps)
         resumed = resume_latest(run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
                                 console=console) if resume else None
         state = resumed or LoopState()
@@ -171,10 +183,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
                 save_weights(model, tokenizer, run_dir / "best")
 
         t = config.train
-        settings = LoopSettings(max_steps=t.max_steps, grad_accum=t.grad_accum, grad_clip=optim.grad_clip,
-                                precision=t.precision, eval_every=t.eval_every,
-                                early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
-                                log_every=t.log_every, device=t.device)
+        settings = loop_settings(t, config.optim)
         metrics = MetricsLog(run_dir, resume_step=state.step if resumed else None) if ctx.is_main else None
         bars.start_training(t.max_steps, state.step)
         state = train_loop(model, optimizer, scheduler, source, settings, state=state, eval_batches=validation,
