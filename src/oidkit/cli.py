@@ -373,14 +373,14 @@ def train_command(
     """
     from oidkit.train.config import load_config
 
-    load_config(config, overrides or [])  # validate before any work (or before starting processes)
+    validated = load_config(config, overrides or [])  # before any work (or before starting processes)
     if nproc_per_node > 1:
         from oidkit.train.distributed import launch
 
         raise typer.Exit(launch(nproc_per_node, [config, *(overrides or []), *(["--resume"] if resume else [])]))
     from oidkit.train.run import run_training
 
-    summary = run_training(load_config(config, overrides or []), resume=resume, console=console)
+    summary = run_training(validated, resume=resume, console=console)
     data = summary["data"]["train"]
     console.print(f"{summary['steps']} steps, {summary['tokens']} tokens; final train loss "
                   f"{summary['final_train_loss']:.4f}" + (f", best eval loss {summary['best_eval_loss']:.4f}"
