@@ -6,7 +6,6 @@ the input files, so a second run on the same data loads a Parquet file instead o
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import os
 from collections import Counter
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from oidkit.errors import InputError
 from oidkit.io import read_records
+from oidkit.io.files import expand_paths
 from oidkit.train.templates import encode_record
 
 CHUNK_SIZE = 512  # records per task handed to a worker process
@@ -36,32 +36,23 @@ def tokenized_cache_root(cache_dir: str | None = None) -> Path:
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "oidkit") / "tokenized"
 
 
-def input_files(paths: str | list[str]) -> list[Path]:
-    """The files behind files, folders (every file inside) and globs, sorted; an error names what is missing."""
-    files: list[Path] = []
-    for entry in [paths] if isinstance(paths, str) else paths:
-        path = Path(entry)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file())
-        elif path.is_file():
-            files.append(path)
-        elif matches := sorted(Path(p) for p in glob.glob(str(entry), recursive=True)):
-            files += matches
-        else:
-            raise InputError("training data not found", file=str(entry),
-                             hint="check data.train / data.validation in the config (paths are relative to the "
-                                  "folder you run oid from)")
-    return files
-
-
 def file_digest(paths: str | list[str]) -> str:
-    """Digest of the bytes of every input file, so edited data is never served from a stale cache."""
+    """Digest of the bytes of every file the records are read from (``io.files.expand_paths``: files,
+    folders of shards, globs; a ``save_to_disk`` folder counts with every file inside), so edited data is
+    never served from a stale cache."""
+    try:
+        entries = expand_paths(paths)
+    except InputError as e:
+        raise InputError("training data not found", file=e.file,
+                         hint="check data.train / data.validation in the config (paths are relative to the "
+                              "folder you run oid from)") from None
     digest = hashlib.blake2b(digest_size=16)
-    for file in input_files(paths):
-        digest.update(str(file.name).encode())
-        with open(file, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+    for entry in entries:
+        for file in sorted(p for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else [entry]:
+            digest.update(str(file.name).encode())
+            with open(file, "rb") as f:
+                while block := f.read(1 << 20):
+                    digest.update(block)
     return digest.hexdigest()
 
 
