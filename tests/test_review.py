@@ -317,3 +317,14 @@ def test_real_sharegpt_pages_searches_and_opens(sharegpt_file, tmp_path):
     assert found["total"] == len(expected) > 0
     opened = client.get("/api/item", params={"key": records[-1]["id"]}).json()
     assert opened["record"]["messages"] == records[-1]["messages"]
+
+
+def test_review_languages_are_the_reports_including_curations_stamp():
+    from oidkit.report.stats import LanguageGuesser
+    from oidkit.review.languages import identify_languages
+
+    records = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
+                "meta": {"lang": "en"}},  # stamped by curate's language step: py3langid alone says otherwise
+               {"messages": [{"role": "user", "content": "请解释一下什么是机器学习，用几句话说明。"}], "meta": {}}]
+    guess = LanguageGuesser()
+    assert identify_languages(records) == [guess(r) for r in records] == ["en", "zh"]

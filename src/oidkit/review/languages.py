@@ -17,9 +17,11 @@ from oidkit.report.stats import LANGID_CHARS, LanguageGuesser
 
 
 def user_turns(record: dict) -> dict:
-    """What the language guess reads of a record (its user turns, cut): small to send to the child."""
+    """What the language guess reads of a record (its user turns, cut, and ``meta.lang``, which curation's
+    language step sets and which wins): small to send to the child."""
+    lang = (record.get("meta") or {}).get("lang")
     return {"messages": [{"role": "user", "content": str(m.get("content") or "")[:LANGID_CHARS]}
-                         for m in record["messages"] if m.get("role") == "user"], "meta": {}}
+                         for m in record["messages"] if m.get("role") == "user"], "meta": {"lang": lang}}
 
 
 def identify_languages(records: list[dict]) -> list[str]:
