@@ -102,7 +102,7 @@ def to_chat(record: dict, format: str) -> dict:
     """A ShareGPT or OpenAI row; original role spellings, per-turn extra keys and content parts restored.
 
     Content is written as parts when the source turn had parts (same format), and by the OpenAI writer
-    when the record has reasoning or media placeholders; otherwise reasoning is written inline before the
+    when a turn has reasoning or (from another format) media placeholders; otherwise reasoning is written inline before the
     answer as ``<think>...</think>`` (the convention ShareGPT-style reasoning files use).
     """
     spec, layout = CHAT_FORMATS[format], record.get("meta", {}).get(LAYOUT, {})
@@ -125,7 +125,8 @@ def to_chat(record: dict, format: str) -> dict:
         if skeleton is not None:  # tool calls read from parts go back into the parts
             in_parts = sum(1 for shell in skeleton if shell.get("type") in TOOL_CALL_PARTS)
             calls, message = calls[: len(calls) - in_parts], {**message, "tool_calls": calls[len(calls) - in_parts:]}
-        if skeleton is not None or (format == "openai" and _needs_parts(message, media)):
+        # an OpenAI source with string content and top-level media (LLaMA-Factory's) stays that way
+        if skeleton is not None or (format == "openai" and _needs_parts(message, {} if same_format else media)):
             turn[spec["content"]] = to_parts(message, media, media_used, skeleton)
         elif message.get("reasoning"):
             turn[spec["content"]] = with_reasoning(message)
