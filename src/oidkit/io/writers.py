@@ -102,8 +102,8 @@ def to_chat(record: dict, format: str) -> dict:
     """A ShareGPT or OpenAI row; original role spellings, per-turn extra keys and content parts restored.
 
     Content is written as parts when the source turn had parts (same format), and by the OpenAI writer
-    when a turn has reasoning or (from another format) media placeholders; otherwise reasoning is written inline before the
-    answer as ``<think>...</think>`` (the convention ShareGPT-style reasoning files use).
+    when a turn has reasoning or (from another format) media placeholders; otherwise reasoning is written
+    inline before the answer as ``<think>...</think>`` (the convention ShareGPT-style reasoning files use).
     """
     spec, layout = CHAT_FORMATS[format], record.get("meta", {}).get(LAYOUT, {})
     # Source spellings, per-turn extra keys and a system field belong to the source format: another
