@@ -39,8 +39,9 @@ def parse_repairs(value: str | Iterable[str] | None) -> tuple[str, ...]:
 
 def repair_records(items: Iterable[tuple[dict, Any]], policies: Iterable[str], counts: Counter
                    ) -> Iterator[tuple[dict, Any]]:
-    """``(record, original)`` pairs repaired by ``policies``; ``counts[policy]`` counts repaired records and
-    ``counts["joined_rows"]`` the chunks joined onto an earlier one (they are no record of their own)."""
+    """``(record, original)`` pairs repaired by ``policies``; ``counts[policy]`` counts repaired records (kept
+    or then rejected) and ``counts["joined_rows"]`` the chunks joined onto an earlier one (they are no record
+    of their own). A repaired record is its own ``original``: its reject carries ``meta.repairs``."""
     policies = set(policies)
     stream = _rejoin(items, counts) if "rejoin" in policies else iter(items)
     for record, original in stream:
@@ -55,6 +56,7 @@ def repair_records(items: Iterable[tuple[dict, Any]], policies: Iterable[str], c
             record["meta"] = {**record.get("meta", {}), "repairs": [*record.get("meta", {}).get("repairs", []),
                                                                      *repairs]}
             _forget_turn_layout(record)
+            original = record  # a reject shows the record its problems were found in, repairs and all
         yield record, original
 
 
