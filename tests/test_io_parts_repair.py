@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -221,7 +222,8 @@ def test_real_sharegpt_is_95_percent_usable_with_every_repair_counted(sharegpt_f
     usable = summary["records"] + summary["joined_rows"]  # rows that are (part of) a written record
     assert usable / complete >= 0.95
     assert set(summary["repaired"]) == {"rejoin", "drop_leading_assistant", "merge_consecutive"}
-    rejects = [json.loads(line)["record"] for line in open(summary["rejects_file"], encoding="utf-8")]
+    lines = Path(summary["rejects_file"]).read_text(encoding="utf-8").splitlines()
+    rejects = [json.loads(line)["record"] for line in lines]
     repaired = [r for r in [*read_records(summary["outputs"][0]), *rejects]
                 if isinstance(r, dict) and r.get("meta", {}).get("repairs")]
     kinds = [repair["repair"] for r in repaired for repair in r["meta"]["repairs"]]
