@@ -124,6 +124,12 @@ def convert_command(
       oid convert alpaca_data.json demo-out/alpaca.sharegpt.json
 
       oid convert 'shards/*.jsonl.zst' demo-out/all.parquet --shard-size 100000 --role-map narrator=system
+
+      oid convert ShareGPT_V3_unfiltered_cleaned_split.json demo-out/raw.parquet --salvage --no-repair
+
+    Split conversations (ShareGPT's ID_0, ID_1, ... chunks) are repaired by default: rejoined, leading
+    assistant turns of orphan chunks dropped, consecutive same-role turns merged; each repair is counted
+    and recorded in meta.repairs. Content given as parts (text, image_url, input_audio, reasoning) is read.
     """
     from oidkit.io import convert
 
