@@ -29,7 +29,8 @@ OPENAI_PARTS = [
     {"messages": [{"role": "system", "content": "Transcribe."},
                   {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "UklGRg==",
                                                                                        "format": "wav"}},
-                                               {"type": "text", "text": "What is said?"}]},
+                                               {"type": "text", "text": "What is said?"},
+                                               {"type": "file", "file": {"file_id": "f-1"}}]},
                   {"role": "assistant", "content": [{"type": "text", "text": "Hello."}]}]},
 ]
 VALUE_PARTS = [

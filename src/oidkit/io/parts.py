@@ -38,31 +38,31 @@ def from_parts(parts: list, turn: int) -> dict[str, Any]:
                 raise ValueError(f"turn {turn} content part {n} ({kind}) has no text")
             (content if kind == "text" else reasoning).append(part[key])
             skeleton.append({**part, key: len(part[key])})
-        elif kind in MEDIA_PARTS:
-            value, shell = _media_payload(part, kind)
+        elif kind in MEDIA_PARTS and (found := _media_payload(part, kind)) is not None:
+            value, shell = found
             media.append((MEDIA_PARTS[kind], value))
             content.append(PLACEHOLDERS[MEDIA_PARTS[kind]])
             skeleton.append(shell)
-        elif kind in TOOL_CALL_PARTS:
-            key = next((k for k in (kind, "value", "function") if k in part), None)
-            tool_calls.append(part.get(key))
+        elif kind in TOOL_CALL_PARTS and (key := next((k for k in (kind, "value", "function") if k in part),
+                                                      None)):
+            tool_calls.append(part[key])
             skeleton.append({**part, key: None, "_payload": key})
-        else:  # a part type we do not know stays, verbatim, where it was
+        else:  # a part type we do not know (or without payload) stays, verbatim, where it was
             skeleton.append({"_verbatim": part})
     return {"content": "".join(content), "reasoning": "".join(reasoning), "media": media,
             "tool_calls": tool_calls, "skeleton": skeleton}
 
 
-def _media_payload(part: dict, kind: str) -> tuple[Any, dict]:
+def _media_payload(part: dict, kind: str) -> tuple[Any, dict] | None:
     """The media value (URL, path or data, verbatim) and the part with ``None`` in its place (keys keep
-    their order, so the rebuilt part serialises byte for byte as the source did)."""
+    their order, so the rebuilt part serialises byte for byte as the source did); ``None`` without one."""
     payload = part.get(kind)
     if isinstance(payload, dict):
-        locator = next((k for k in MEDIA_LOCATORS if k in payload), None)
+        locator = next((k for k in MEDIA_LOCATORS if payload.get(k) is not None), None)
         if locator is not None:
             return payload[locator], {**part, kind: {**payload, locator: None}, "_payload": f"{kind}.{locator}"}
-    key = kind if kind in part else next((k for k in MEDIA_LOCATORS if k in part), kind)
-    return part.get(key), {**part, key: None, "_payload": key}
+    key = next((k for k in (kind, *MEDIA_LOCATORS) if isinstance(part.get(k), str)), None)
+    return None if key is None else (part[key], {**part, key: None, "_payload": key})
 
 
 def to_parts(message: dict, media: dict[str, list], used: dict[str, int], skeleton: list | None) -> list[dict]:
