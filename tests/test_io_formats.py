@@ -76,7 +76,8 @@ def test_alpaca_mapping_to_canonical(tmp_path):
 def test_sharegpt_mapping_keeps_roles_media_and_tool_calls(tmp_path):
     records, _ = round_trip(tmp_path, SHAREGPT_ROWS, "out.sharegpt.json")
     assert records[0]["id"] == "a1"
-    assert records[1]["messages"][2] == {"role": "assistant", "content": "a", "source_role": "chatgpt"}
+    assert records[1]["messages"][2] == {"role": "assistant", "content": "a", "source_role": "chatgpt",
+                                         "extra": {"markdown": {"html": "<p>a</p>"}}}
     assert records[2]["meta"] == {"lang": "en", "_layout": {"id": "generated"}}
     assert records[3]["media"] == {"images": ["a.jpg"], "videos": ["b.mp4"]}
     assert records[3]["messages"][0] == {"role": "system", "content": "You see images."}

@@ -176,7 +176,7 @@ def test_invalid_rows_are_quarantined_with_reason_and_position(tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_bytes(b"\n".join(line.encode("latin-1") if "\xe9" in line else line.encode() for line in lines))
     rejects, stats = [], ReadStats()
-    records = list(read_records(path, format="sharegpt", on_reject=rejects.append, stats=stats))
+    records = list(read_records(path, format="sharegpt", on_reject=rejects.append, stats=stats, repairs=()))
     assert len(records) == 1
     assert [r["reason"] for r in rejects] == [reason for _, reason in BAD_ROWS]
     assert [r["source"]["line"] for r in rejects] == list(range(2, len(lines) + 1))

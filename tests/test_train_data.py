@@ -54,6 +54,38 @@ def test_train_on_last_assistant_and_all(tiny_tokenizer):
     assert tiny_tokenizer.decode(everything["input_ids"][0]) + targets_text(tiny_tokenizer, everything) == full
 
 
+REASONING = {"id": "r1", "messages": [
+    {"role": "user", "content": "What is two plus two?"},
+    {"role": "assistant", "content": "It is four.", "reasoning": "Add two and two."},
+]}
+# a ChatML template that renders reasoning itself, as Qwen3's does
+THINKING_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message.reasoning_content %}<think>{{ message.reasoning_content }}</think>{% endif %}"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.mark.parametrize(("reasoning", "learned"), [
+    ("train", "<think>\nAdd two and two.\n</think>\n\nIt is four.<|im_end|>\n"),
+    ("mask", "It is four.<|im_end|>\n"),
+    ("drop", "It is four.<|im_end|>\n"),
+])
+def test_reasoning_inline_is_learned_masked_or_dropped(tiny_tokenizer, reasoning, learned):
+    example, _ = encode_record(REASONING, tiny_tokenizer, tiny_tokenizer.chat_template, reasoning=reasoning)
+    assert targets_text(tiny_tokenizer, example) == learned
+    text = tiny_tokenizer.decode(example["input_ids"])
+    assert ("Add two and two." in text) == (reasoning != "drop")
+
+
+def test_reasoning_goes_where_a_thinking_template_reads_it(tiny_tokenizer):
+    trained, _ = encode_record(REASONING, tiny_tokenizer, THINKING_TEMPLATE)
+    assert targets_text(tiny_tokenizer, trained) == "<think>Add two and two.</think>It is four.<|im_end|>\n"
+    masked, _ = encode_record(REASONING, tiny_tokenizer, THINKING_TEMPLATE, reasoning="mask")
+    assert targets_text(tiny_tokenizer, masked) == "<think></think>It is four.<|im_end|>\n"
+
+
 def test_truncation_never_cuts_the_first_answer_silently(tiny_tokenizer):
     template = tiny_tokenizer.chat_template
     long_answer = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "word " * 200}]}

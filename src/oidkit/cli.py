@@ -45,6 +45,16 @@ ALLOW_HELP = ("accept this conversation problem instead of rejecting (repeatable
               "for instruction-only data a model will answer")
 
 
+REPAIR_HELP = ("repairs applied before the checks, comma-separated: rejoin (split chunks ID_0, ID_1, ... joined "
+               "back), drop_leading_assistant, merge_consecutive; default all three (docs/ingest.md)")
+NO_REPAIR_HELP = "read the rows as they are: no repair, broken conversations are rejected"
+
+
+def repairs_option(repair: str, no_repair: bool) -> str:
+    """The repair policies of ``--repair`` / ``--no-repair``."""
+    return "" if no_repair else repair
+
+
 def parse_role_map(pairs: list[str] | None) -> dict | None:
     """``["narrator=system"]`` -> the default role table extended with it."""
     from oidkit.records import extend_role_map
@@ -76,11 +86,15 @@ def byte_progress(inputs: str, label: str) -> tuple:
 
 
 def print_rejected(summary: dict) -> None:
-    """One line per reject reason with its count and meaning."""
+    """One line per reject reason with its count and meaning, then one per repair."""
     from oidkit.io import INGEST_REASONS
 
     for reason, count in summary["rejected"].items():
         console.print(f"  [yellow]{count:>9,}[/]  {reason}: {INGEST_REASONS.get(reason, '')}")
+    for repair, count in summary.get("repaired", {}).items():
+        console.print(f"  [cyan]{count:>9,}[/]  repaired: {repair}")
+    if summary.get("joined_rows"):
+        console.print(f"  [cyan]{summary['joined_rows']:>9,}[/]  rows joined onto an earlier chunk (rejoin)")
 
 
 @app.command("convert")
@@ -95,6 +109,8 @@ def convert_command(
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     rejects: str = typer.Option(None, help="rejects file (default: OUT's name with .rejects.jsonl)"),
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
+    repair: str = typer.Option("rejoin,drop_leading_assistant,merge_consecutive", "--repair", help=REPAIR_HELP),
+    no_repair: bool = typer.Option(False, "--no-repair", help=NO_REPAIR_HELP),
 ) -> None:
     """Convert between formats through the canonical record; bad rows go to a rejects file.
 
@@ -108,6 +124,12 @@ def convert_command(
       oid convert alpaca_data.json demo-out/alpaca.sharegpt.json
 
       oid convert 'shards/*.jsonl.zst' demo-out/all.parquet --shard-size 100000 --role-map narrator=system
+
+      oid convert ShareGPT_V3_unfiltered_cleaned_split.json demo-out/raw.parquet --salvage --no-repair
+
+    Split conversations (ShareGPT's ID_0, ID_1, ... chunks) are repaired by default: rejoined, leading
+    assistant turns of orphan chunks dropped, consecutive same-role turns merged; each repair is counted
+    and recorded in meta.repairs. Content given as parts (text, image_url, input_audio, reasoning) is read.
     """
     from oidkit.io import convert
 
@@ -115,7 +137,7 @@ def convert_command(
     with bar:
         summary = convert(inputs, out, in_format=format, out_format=to, shard_size=shard_size, salvage=salvage,
                           strict=strict, role_map=parse_role_map(role_map), rejects=rejects, on_progress=advance,
-                          allow=allow or ())
+                          allow=allow or (), repairs=repairs_option(repair, no_repair))
     formats = ", ".join(sorted({f["format"] for f in summary["files"] if f["format"]})) or "empty"
     console.print(f"read {summary['rows']:,} rows from {len(summary['files'])} file(s) ({formats}); "
                   f"wrote [bold green]{summary['written']:,}[/] records in {summary['seconds']:.1f} s")
@@ -136,6 +158,8 @@ def inspect_command(
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
+    repair: str = typer.Option("rejoin,drop_leading_assistant,merge_consecutive", "--repair", help=REPAIR_HELP),
+    no_repair: bool = typer.Option(False, "--no-repair", help=NO_REPAIR_HELP),
 ) -> None:
     """Detected format, record and turn counts, roles, languages, example records and problems.
 
@@ -150,7 +174,7 @@ def inspect_command(
     bar, advance = byte_progress(inputs, "inspecting")
     with bar:
         summary = inspect(inputs, format=format, salvage=salvage, samples=samples, role_map=parse_role_map(role_map),
-                          on_progress=advance, allow=allow or ())
+                          on_progress=advance, allow=allow or (), repairs=repairs_option(repair, no_repair))
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
         return
@@ -165,6 +189,9 @@ def inspect_command(
     counts.add_row("turns", f"{summary['turns']:,}", "messages in the valid records")
     for reason, count in summary["rejected"].items():
         counts.add_row(f"rejected: {reason}", f"{count:,}", INGEST_REASONS.get(reason, ""))
+    for repair, count in summary["repaired"].items():
+        counts.add_row(f"repaired: {repair}", f"{count:,}", "records repaired so (meta.repairs says how)")
+    counts.add_row("rows joined", f"{summary['joined_rows']:,}", "chunks joined onto an earlier chunk (rejoin)")
     counts.add_row("unreadable bytes", f"{summary['unreadable_bytes']:,}", "bytes after the last complete record")
     out.print(counts)
     for title, key in (("roles", "roles"), ("source role names mapped to a role", "role_spellings"),
@@ -188,6 +215,8 @@ def validate_command(
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     max_listed: int = typer.Option(1000, "--max", help="list at most this many problems (all are counted)"),
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
+    repair: str = typer.Option("rejoin,drop_leading_assistant,merge_consecutive", "--repair", help=REPAIR_HELP),
+    no_repair: bool = typer.Option(False, "--no-repair", help=NO_REPAIR_HELP),
 ) -> None:
     """List every problem with its file, line, byte offset and record index; exit 1 if there is any.
 
@@ -198,7 +227,7 @@ def validate_command(
     bar, advance = byte_progress(inputs, "validating")
     with bar:
         summary = validate(inputs, format=format, role_map=parse_role_map(role_map), max_listed=max_listed,
-                           on_progress=advance, allow=allow or ())
+                           on_progress=advance, allow=allow or (), repairs=repairs_option(repair, no_repair))
     for p in summary["problems"]:
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
         print(f"{p['file']}: {p['reason']}: {p['detail']} ({where})")

@@ -7,16 +7,21 @@ A record is a plain ``dict`` (fast to build, trivially JSON/Arrow-serialisable, 
       "messages": [                            # roles: system | user | assistant | tool
         {"role": "user", "content": "..."},
         {"role": "assistant", "content": "...", "tool_calls": [...]},   # optional keys
+        {"role": "assistant", "content": "...", "reasoning": "...", "extra": {"loss_weight": 1.0}},
       ],
       "tools": "[...json schema...]",          # optional: tool definitions, kept verbatim
-      "media": {"images": ["a.png"]},          # optional: images / videos / audios paths
+      "media": {"images": ["a.png"]},          # optional: images / videos / audios (paths, URLs, data)
       "source": {"file": "x.json", "line": 12, "offset": 3456, "index": 11, "format": "sharegpt"},
       "meta": {...},                           # every other source field, never dropped
     }
 
-Per-message optional keys: ``tool_calls`` (list), ``name`` (tool/function name) and ``source_role`` (the
-original role name when it differs from the default spelling of the canonical role, e.g. ``chatgpt``), so
-writers can reproduce the source exactly.
+Per-message optional keys: ``tool_calls`` (list), ``name`` (tool/function name), ``source_role`` (the
+original role name when it differs from the default spelling of the canonical role, e.g. ``chatgpt``),
+``reasoning`` (the turn's thinking, kept apart from ``content`` so templates that support thinking render
+it and training chooses whether to learn it) and ``extra`` (every other key of the source turn, e.g.
+``loss_weight``, ``tool_call_id``), so writers can reproduce the source exactly. Media items appear in
+``content`` as placeholders (``<image>``, ``<audio>``, ``<video>``), one per item, in order.
+``meta["repairs"]`` lists what ingest repaired (``oidkit.io.repair``).
 
 Rejected rows and records share one shape too (see :func:`make_reject`), whether ingest or a curation
 operator rejected them, so reports and the review app read both.

@@ -2,8 +2,9 @@
 
 A new instruction-style or chat-style format is one entry in ``INSTRUCTION_FORMATS`` or ``CHAT_FORMATS``
 plus its key signature in ``SIGNATURES``. What a writer needs to reproduce the source exactly (was the
-system prompt a field or a turn, the original ``input``, per-message extra keys, a generated id) is kept
-in ``meta["_layout"]``; every other source field is kept in ``meta`` as is.
+system prompt a field or a turn, the original ``input``, the shape of content parts, a generated id) is
+kept in ``meta["_layout"]``; every other source field is kept in ``meta`` as is, every other turn field in
+the message's ``extra``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from oidkit.io.parts import from_parts
 from oidkit.records import DEFAULT_ROLE_MAP, make_record, normalise_role
 
 MEDIA_KEYS = ("images", "videos", "audios")
@@ -134,13 +136,17 @@ def from_instruction(row: dict, spec: dict[str, str], source: dict) -> dict:
 
 
 def from_chat(row: dict, spec: dict[str, Any], source: dict, role_map: Mapping[str, str]) -> dict:
-    """ShareGPT / OpenAI chat: turns mapped through the role table; unknown roles kept for the checker."""
+    """ShareGPT / OpenAI chat: turns mapped through the role table; unknown roles kept for the checker.
+
+    A turn's keys beyond role, content, name and tool calls (``loss_weight``, ``tool_call_id``, a ``null``
+    content) stay on the message as ``extra``; content given as parts goes through ``parts.from_parts``.
+    """
     turns = row.get(spec["messages"])
     if spec["messages"] not in row:
         raise RowProblem("missing_field", f"no {spec['messages']!r} field")
     if not isinstance(turns, list):
         raise RowProblem("bad_type", f"{spec['messages']!r} is {type(turns).__name__}, expected a list")
-    consumed, messages, extras = {spec["messages"]}, [], {}
+    consumed, messages, skeletons, part_media = {spec["messages"]}, [], {}, {}
     system = row.get(spec["system"])
     if isinstance(system, str) and system:
         messages.append({"role": "system", "content": system})
@@ -148,17 +154,34 @@ def from_chat(row: dict, spec: dict[str, Any], source: dict, role_map: Mapping[s
     for i, turn in enumerate(turns):
         if not isinstance(turn, dict):
             raise RowProblem("bad_type", f"turn {i} is {type(turn).__name__}, expected an object")
-        messages.append(_chat_message(turn, spec, role_map))
+        message = _chat_message(turn, spec, role_map)
+        if isinstance(message["content"], list):
+            try:
+                parts = from_parts(message["content"], i)
+            except ValueError as e:
+                raise RowProblem("bad_type", str(e)) from None
+            message["content"] = parts["content"]
+            if parts["reasoning"]:
+                message["reasoning"] = parts["reasoning"]
+            if parts["tool_calls"]:
+                message["tool_calls"] = [*message.get("tool_calls", []), *parts["tool_calls"]]
+            for kind, value in parts["media"]:
+                part_media.setdefault(kind, []).append(value)
+            skeletons[str(i)] = parts["skeleton"]
         extra = {k: v for k, v in turn.items() if k not in (spec["role"], spec["content"], "name", "tool_calls")}
         if turn.get(spec["content"]) is None and spec["content"] in turn:
             extra[spec["content"]] = None  # e.g. an OpenAI tool-call turn; restored by the writer
         if extra:
-            extras[str(i)] = extra
+            message["extra"] = extra
+        messages.append(message)
     row_id, media, tools, meta, layout = _split_common(row, consumed)
+    for kind, values in part_media.items():  # after the row's own lists: placeholders count in text order
+        media = media or {}
+        media[kind] = [*media.get(kind, []), *values]
     if len(messages) > len(turns):
         layout["system"] = "field"
-    if extras:
-        layout["message_fields"] = extras
+    if skeletons:
+        layout["message_parts"] = skeletons
     if layout:
         meta[LAYOUT] = layout
     return make_record(messages, id=row_id, source=source, meta=meta, tools=tools, media=media)
@@ -239,8 +262,9 @@ def from_canonical_row(row: dict) -> dict:
     messages = []
     for message in record.get("messages") or []:
         message = {k: v for k, v in message.items() if v is not None or k == "content"}
-        if "tool_calls" in message:
-            message["tool_calls"] = orjson.loads(message["tool_calls"])
+        for key in ("tool_calls", "extra"):
+            if key in message:
+                message[key] = orjson.loads(message[key])
         messages.append(message)
     record["messages"] = messages
     return record

@@ -15,6 +15,7 @@ from oidkit.errors import OidError
 from oidkit.io.files import expand_paths
 from oidkit.io.formats import RowProblem
 from oidkit.io.read import ReadStats, read_records
+from oidkit.io.repair import REPAIRS
 from oidkit.io.writers import shard_path, write_records
 from oidkit.records import make_reject, text
 
@@ -53,6 +54,7 @@ def convert(
     rejects: str | Path | None = None,
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
+    repairs: str | Iterable[str] = REPAIRS,
 ) -> dict:
     """Read ``inputs`` in any format, write ``out``; bad rows to the rejects file. Returns a summary.
 
@@ -75,7 +77,8 @@ def convert(
                                     detail=problem.detail))
 
         records = read_records(inputs, format=in_format, salvage=salvage, strict=strict, role_map=role_map,
-                               on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow)
+                               on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow,
+                               repairs=repairs)
         try:
             outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
         except OidError:  # a failed run leaves nothing behind that could pass for a result
@@ -108,6 +111,7 @@ def inspect(
     languages: bool = True,
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
+    repairs: str | Iterable[str] = REPAIRS,
 ) -> dict:
     """Counts, roles, languages, example records and problems of a dataset, in one streaming pass."""
     stats, problems = ReadStats(), []
@@ -122,7 +126,7 @@ def inspect(
 
     for n, record in enumerate(read_records(inputs, format=format, salvage=salvage, role_map=role_map,
                                             on_reject=note_problem, stats=stats, on_progress=on_progress,
-                                            allow=allow)):
+                                            allow=allow, repairs=repairs)):
         turns += len(record["messages"])
         for message in record["messages"]:
             roles[message["role"]] += 1
@@ -161,6 +165,7 @@ def validate(
     max_listed: int = 1000,
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
+    repairs: str | Iterable[str] = REPAIRS,
 ) -> dict[str, Any]:
     """Every problem of a dataset with its position (the first ``max_listed`` listed, all counted).
 
@@ -173,6 +178,6 @@ def validate(
             problems.append(_problem_line(reject))
 
     for _ in read_records(inputs, format=format, salvage=True, role_map=role_map, on_reject=note_problem,
-                          stats=stats, on_progress=on_progress, allow=allow):
+                          stats=stats, on_progress=on_progress, allow=allow, repairs=repairs):
         pass
     return {**stats.as_dict(), "problems": problems, "ok": not stats.rejected}

@@ -12,6 +12,7 @@ from oidkit.errors import InputError
 from oidkit.io.files import array_left_open, expand_paths, iter_rows, sniff_container
 from oidkit.io.formats import READ_FORMATS, SIGNATURES, RowProblem, detect_format, oasst_tree_from_messages, to_records
 from oidkit.io.jsonstream import Unreadable
+from oidkit.io.repair import REPAIRS, parse_repairs, repair_records
 from oidkit.records import DEFAULT_ROLE_MAP, PROBLEM_CODES, conversation_problems, make_reject
 
 DETECT_SAMPLE_ROWS = 20
@@ -36,12 +37,17 @@ class ReadStats:
         self.rows = 0
         self.records = 0
         self.rejected: Counter[str] = Counter()
+        self.repaired: Counter[str] = Counter()  # records per repair policy, and "joined_rows"
         self.unreadable_bytes = 0
         self.bytes_read = 0
 
     def as_dict(self) -> dict:
+        """The summary; ``rows == records + rejected + joined_rows`` (less the ``truncated`` tail, which is
+        no row) except for OASST trees, whose rows give one record per path."""
+        repaired = {name: self.repaired[name] for name in REPAIRS if self.repaired[name]}
         return {"files": self.files, "rows": self.rows, "records": self.records,
-                "rejected": dict(self.rejected.most_common()), "unreadable_bytes": self.unreadable_bytes}
+                "rejected": dict(self.rejected.most_common()), "repaired": repaired,
+                "joined_rows": self.repaired["joined_rows"], "unreadable_bytes": self.unreadable_bytes}
 
 
 def read_records(
@@ -55,6 +61,7 @@ def read_records(
     stats: ReadStats | None = None,
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
+    repairs: str | Iterable[str] = REPAIRS,
 ) -> Iterator[dict]:
     """Canonical records from files, folders (shards) or globs, streamed.
 
@@ -64,7 +71,8 @@ def read_records(
     ``salvage``, which keeps the complete records and rejects the tail as ``truncated``. ``stats`` is
     filled while reading; ``on_progress(bytes)`` receives the input bytes read so far. ``allow`` names
     conversation problems to accept, e.g. ``{"no_assistant_turn", "empty_assistant_turn"}`` to read
-    instruction-only records that a model will answer.
+    instruction-only records that a model will answer. ``repairs`` names the ``io.repair`` policies
+    applied before the checks (all by default; ``()`` reads the rows as they are), per file.
     """
     if format is not None and format not in READ_FORMATS:
         raise InputError(f"unknown input format {format!r}; choose one of {', '.join(READ_FORMATS)}")
@@ -72,15 +80,21 @@ def read_records(
     if unknown:
         raise InputError(f"cannot allow {sorted(unknown)}: only conversation problems can be allowed, "
                          f"one of {', '.join(PROBLEM_CODES)}")
+    try:
+        repairs = parse_repairs(repairs)
+    except ValueError as e:
+        raise InputError(str(e)) from None
     stats = stats if stats is not None else ReadStats()
     role_map = role_map or DEFAULT_ROLE_MAP
     for path in expand_paths(paths):
-        yield from _read_file(path, format, salvage, strict, role_map, on_reject, stats, on_progress, set(allow))
+        yield from _read_file(path, format, salvage, strict, role_map, on_reject, stats, on_progress, set(allow),
+                              repairs)
 
 
 def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role_map: Mapping[str, str],
                on_reject: Callable[[dict], None] | None, stats: ReadStats,
-               on_progress: Callable[[int], None] | None, allow: set[str]) -> Iterator[dict]:
+               on_progress: Callable[[int], None] | None, allow: set[str], repairs: tuple[str, ...]
+               ) -> Iterator[dict]:
     container = sniff_container(path)
     if container == "json" and not salvage and array_left_open(path):
         _fail_fast_on_truncation(path)
@@ -111,33 +125,38 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
             on_reject(make_reject(row, stage="ingest", operator="read", reason=reason, detail=detail,
                                   source=source, **extra))
 
-    for row, position in rows:
-        stats.rows += 1
-        if counters and on_progress and stats.rows % PROGRESS_EVERY_ROWS == 0:
-            stats.bytes_read = bytes_before + counters[0].bytes_read
-            on_progress(stats.bytes_read)
-        source = {"file": str(path), **position, "format": format}
-        if isinstance(row, Unreadable):
-            if row.reason == "truncated":
-                stats.rows -= 1  # the incomplete tail is not a row
-                _truncated(row, source, path, salvage)
-                stats.unreadable_bytes += row.unreadable_bytes
-            reject(row.reason, row.detail, row.raw, source, value=row.unreadable_bytes or None)
-            continue
-        try:
-            records = to_records(row, format, source, role_map)
-        except RowProblem as problem:
-            reject(problem.reason, problem.detail, row, source)
-            continue
-        for record in records:
-            problems = [p for p in conversation_problems(record["messages"]) if p[0] not in allow]
-            if problems:
-                (reason, first), *others = problems  # the first problem is the reason; all are in the detail
-                detail = "; ".join([first or reason] + [f"{code}: {text}" if text else code for code, text in others])
-                reject(reason, detail, row if len(records) == 1 else record, source)
+    def converted() -> Iterator[tuple[dict, Any]]:
+        """``(record, original)``: the original row is what a reject of a one-record row keeps."""
+        for row, position in rows:
+            stats.rows += 1
+            if counters and on_progress and stats.rows % PROGRESS_EVERY_ROWS == 0:
+                stats.bytes_read = bytes_before + counters[0].bytes_read
+                on_progress(stats.bytes_read)
+            source = {"file": str(path), **position, "format": format}
+            if isinstance(row, Unreadable):
+                if row.reason == "truncated":
+                    stats.rows -= 1  # the incomplete tail is not a row
+                    _truncated(row, source, path, salvage)
+                    stats.unreadable_bytes += row.unreadable_bytes
+                reject(row.reason, row.detail, row.raw, source, value=row.unreadable_bytes or None)
                 continue
-            stats.records += 1
-            yield record
+            try:
+                records = to_records(row, format, source, role_map)
+            except RowProblem as problem:
+                reject(problem.reason, problem.detail, row, source)
+                continue
+            for record in records:
+                yield record, (row if len(records) == 1 else record)
+
+    for record, original in repair_records(converted(), repairs, stats.repaired):
+        problems = [p for p in conversation_problems(record["messages"]) if p[0] not in allow]
+        if problems:
+            (reason, first), *others = problems  # the first problem is the reason; all are in the detail
+            detail = "; ".join([first or reason] + [f"{code}: {text}" if text else code for code, text in others])
+            reject(reason, detail, original, record["source"])
+            continue
+        stats.records += 1
+        yield record
     if counters:
         stats.bytes_read = bytes_before + counters[0].bytes_read
     elif path.is_file():

@@ -19,13 +19,15 @@ import zstandard
 
 from oidkit.errors import OidError
 from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
+from oidkit.io.parts import PLACEHOLDERS, TOOL_CALL_PARTS, to_parts
 
 WRITE_FORMATS = ("jsonl", "parquet", "alpaca", "sharegpt", "openai")
 PARQUET_BATCH_ROWS = 1000
 PARQUET_BATCH_CHARS = 32_000_000  # long conversations: flush by size too, so a batch stays bounded in memory
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
 MESSAGE_TYPE = pa.struct([("role", pa.string()), ("content", pa.string()), ("name", pa.string()),
-                          ("source_role", pa.string()), ("tool_calls", pa.string())])
+                          ("source_role", pa.string()), ("tool_calls", pa.string()), ("reasoning", pa.string()),
+                          ("extra", pa.string())])
 # Fixed so that shards from any run concatenate (docs/architecture.md).
 PARQUET_SCHEMA = pa.schema([("id", pa.string()), ("messages", pa.list_(MESSAGE_TYPE)), ("tools", pa.string()),
                             ("media", pa.string()), ("source", pa.string()), ("meta", pa.string())])
@@ -59,8 +61,17 @@ def _with_id(record: dict, row: dict) -> dict:
     return row if layout.get("id") == "generated" else {"id": record["id"], **row}
 
 
+def with_reasoning(message: dict) -> str:
+    """The content with the message's reasoning inline before it as ``<think>...</think>``, for formats
+    without a place of their own for reasoning (the convention of R1-style distilled data)."""
+    if not message.get("reasoning"):
+        return message["content"]
+    return f"<think>\n{message['reasoning']}\n</think>\n\n{message['content']}"
+
+
 def to_alpaca(record: dict) -> dict:
-    """An Alpaca row: system field, history pairs, and the last user/assistant pair as instruction/output."""
+    """An Alpaca row: system field, history pairs, and the last user/assistant pair as instruction/output
+    (reasoning inline, see :func:`with_reasoning`)."""
     messages = list(record["messages"])
     spec, layout = INSTRUCTION_FORMATS["alpaca"], record.get("meta", {}).get(LAYOUT, {})
     row: dict[str, Any] = {}
@@ -69,7 +80,7 @@ def to_alpaca(record: dict) -> dict:
     roles = [m["role"] for m in messages]
     if len(messages) < 2 or len(messages) % 2 or roles != ["user", "assistant"] * (len(messages) // 2):
         raise RowProblem("unsupported_by_format", f"alpaca holds user/assistant pairs only, got roles {roles}")
-    pairs = [[messages[i]["content"], messages[i + 1]["content"]] for i in range(0, len(messages), 2)]
+    pairs = [[messages[i]["content"], with_reasoning(messages[i + 1])] for i in range(0, len(messages), 2)]
     user, output = pairs.pop()
     query = layout.get("query")
     if query and user.endswith("\n\n" + query):
@@ -88,7 +99,12 @@ def to_alpaca(record: dict) -> dict:
 
 
 def to_chat(record: dict, format: str) -> dict:
-    """A ShareGPT or OpenAI row; original role spellings and per-turn extra keys restored from the record."""
+    """A ShareGPT or OpenAI row; original role spellings, per-turn extra keys and content parts restored.
+
+    Content is written as parts when the source turn had parts (same format), and by the OpenAI writer
+    when a turn has reasoning or (from another format) media placeholders; otherwise reasoning is written
+    inline before the answer as ``<think>...</think>`` (the convention ShareGPT-style reasoning files use).
+    """
     spec, layout = CHAT_FORMATS[format], record.get("meta", {}).get(LAYOUT, {})
     # Source spellings, per-turn extra keys and a system field belong to the source format: another
     # format gets its own default spellings (an OpenAI file must not say "chatgpt").
@@ -96,25 +112,48 @@ def to_chat(record: dict, format: str) -> dict:
     messages, row = list(record["messages"]), {}
     if same_format and layout.get("system") == "field" and messages and messages[0]["role"] == "system":
         row[spec["system"]] = messages.pop(0)["content"]
-    extras = layout.get("message_fields", {}) if same_format else {}
+    skeletons = layout.get("message_parts", {}) if same_format else {}
+    media, media_used = record.get("media") or {}, {}
     turns = []
     for i, message in enumerate(messages):
         role = message["role"]
         source_role = message.get("source_role") if same_format else None
         name = source_role or spec["spelling"]["tool_call" if message.get("tool_calls") else role]
         turn = {spec["role"]: name, spec["content"]: message["content"]}
-        if message.get("tool_calls") and format == "openai":
-            turn["tool_calls"] = [_openai_tool_call(call, n) for n, call in enumerate(message["tool_calls"])]
-            if not same_format and parse_tool_call(message["content"]) == message["tool_calls"]:
+        skeleton = skeletons.get(str(i))
+        calls = message.get("tool_calls") or []
+        if skeleton is not None:  # tool calls read from parts go back into the parts
+            in_parts = sum(1 for shell in skeleton if shell.get("type") in TOOL_CALL_PARTS)
+            calls, message = calls[: len(calls) - in_parts], {**message, "tool_calls": calls[len(calls) - in_parts:]}
+        # an OpenAI source with string content and top-level media (LLaMA-Factory's) stays that way
+        if skeleton is not None or (format == "openai" and _needs_parts(message, {} if same_format else media)):
+            turn[spec["content"]] = to_parts(message, media, media_used, skeleton)
+        elif message.get("reasoning"):
+            turn[spec["content"]] = with_reasoning(message)
+        if calls and format == "openai":
+            turn["tool_calls"] = [_openai_tool_call(call, n) for n, call in enumerate(calls)]
+            if not same_format and parse_tool_call(message["content"]) == calls:
                 turn[spec["content"]] = None  # the LLaMA-Factory text was the call itself: OpenAI says null
-        elif message.get("tool_calls") and source_role is None and not message["content"]:
-            calls = [_llama_factory_tool_call(call) for call in message["tool_calls"]]
+        elif calls and source_role is None and not message["content"]:
+            calls = [_llama_factory_tool_call(call) for call in calls]
             turn[spec["content"]] = orjson.dumps(calls[0] if len(calls) == 1 else calls).decode()
         if message.get("name") is not None:
             turn["name"] = message["name"]
-        turn.update(extras.get(str(i), {}))
+        if same_format:
+            turn.update(message.get("extra") or {})
         turns.append(turn)
-    return _with_id(record, {spec["messages"]: turns, **row, **_meta_fields(record)})
+    fields = _meta_fields(record)
+    for kind, used in media_used.items():  # media that went into parts is not repeated as a top-level list
+        if used >= len(fields.get(kind, ())):
+            fields.pop(kind, None)
+    return _with_id(record, {spec["messages"]: turns, **row, **fields})
+
+
+def _needs_parts(message: dict, media: dict) -> bool:
+    """OpenAI content must be parts to carry reasoning or media (a placeholder with media behind it)."""
+    content = message.get("content") or ""
+    return bool(message.get("reasoning")) or any(media.get(kind) and mark in content
+                                                 for kind, mark in PLACEHOLDERS.items())
 
 
 def _openai_tool_call(call: Any, n: int) -> Any:
@@ -143,7 +182,8 @@ def to_parquet_row(record: dict) -> dict:
         return None if value is None else orjson.dumps(value, option=JSON_OPTIONS).decode()
 
     messages = [{"role": m.get("role"), "content": m.get("content"), "name": m.get("name"),
-                 "source_role": m.get("source_role"), "tool_calls": dumps(m.get("tool_calls"))}
+                 "source_role": m.get("source_role"), "tool_calls": dumps(m.get("tool_calls")),
+                 "reasoning": m.get("reasoning"), "extra": dumps(m.get("extra"))}
                 for m in record["messages"]]
     return {"id": record["id"], "messages": messages, "tools": dumps(record.get("tools")),
             "media": dumps(record.get("media")), "source": dumps(record.get("source", {})),

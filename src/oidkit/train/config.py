@@ -44,6 +44,9 @@ class DataSection(Section):
         None, gt=0, description="train on the first N records that fit data.max_seq_len (the rest are not read)")
     chat_template: str | None = Field(None, description="None: the model's own; 'chatml'; or a .jinja file")
     train_on: Literal["assistant", "all", "last_assistant"] = "assistant"
+    reasoning: Literal["train", "mask", "drop"] = Field(
+        "train", description="assistant reasoning: learn it with the answer, keep it as context without loss, "
+                             "or leave it out")
     max_seq_len: int = Field(512, gt=8)
     overlong: Literal["drop", "truncate"] = Field(
         "drop", description="records whose first answer does not fit: drop them, or truncate them (counted)")

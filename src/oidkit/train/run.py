@@ -86,7 +86,8 @@ def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
                  progress: Any = None) -> tuple[list[dict], list[dict], dict]:
     """``(train_examples, eval_examples, counts)``; process 0 tokenises, the others then read its cache."""
     data = config.data
-    options = {"train_on": data.train_on, "max_seq_len": data.max_seq_len, "overlong": data.overlong}
+    options = {"train_on": data.train_on, "max_seq_len": data.max_seq_len, "overlong": data.overlong,
+               "reasoning": data.reasoning}
     load = dict(num_proc=data.num_proc, cache_dir=data.cache_dir, progress=progress, **options)
     for turn in ("main", "others"):
         if (turn == "main") == ctx.is_main:

@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from oidkit.errors import ConfigError
+from oidkit.io.writers import with_reasoning
 
 IGNORE_INDEX = -100
 TrainOn = Literal["assistant", "all", "last_assistant"]
+# What training does with an assistant turn's ``reasoning``: learn it (the point of reasoning data), keep it
+# as context without loss, or leave it out of the text.
+Reasoning = Literal["train", "mask", "drop"]
 
 
 def resolve_chat_template(tokenizer: Any, chat_template: str | None) -> str:
@@ -36,10 +40,41 @@ def resolve_chat_template(tokenizer: Any, chat_template: str | None) -> str:
     return chat_template
 
 
-def plain_messages(record: dict) -> list[dict]:
-    """The messages as the template sees them: role and content (tool calls and names when present)."""
+def plain_messages(record: dict, template: str = "", reasoning: Reasoning = "train") -> list[dict]:
+    """The messages as the template sees them: role and content (tool calls and names when present).
+
+    Reasoning goes where the template reads it, ``reasoning_content`` (Qwen3, DeepSeek-R1 templates);
+    a template without it gets the reasoning inline before the answer as ``<think>...</think>``.
+    ``reasoning="drop"`` leaves it out.
+    """
     keep = ("role", "content", "tool_calls", "name")
-    return [{k: m[k] for k in keep if m.get(k) is not None} for m in record["messages"]]
+    messages = []
+    for m in record["messages"]:
+        message = {k: m[k] for k in keep if m.get(k) is not None}
+        if m.get("reasoning") and reasoning != "drop":
+            if "reasoning_content" in template:
+                message["reasoning_content"] = m["reasoning"]
+            else:
+                message["content"] = with_reasoning(m)
+        messages.append(message)
+    return messages
+
+
+def reasoning_char_spans(full: str, messages: list[dict], record: dict, spans: list[tuple[int, int]]
+                         ) -> list[tuple[int, int]]:
+    """Where each assistant turn's reasoning (with its ``<think>`` tags when inline) sits in ``full``."""
+    found = []
+    assistants = [(m, source) for m, source in zip(messages, record["messages"], strict=True)
+                  if m["role"] == "assistant"]
+    for (message, source), (start, end) in zip(assistants, spans, strict=True):
+        if not source.get("reasoning"):
+            continue
+        inline = with_reasoning(source)
+        text = inline[: len(inline) - len(source["content"])] if message["content"] == inline else source["reasoning"]
+        at = full.find(text, start, end)
+        if at >= 0:
+            found.append((at, at + len(text)))
+    return found
 
 
 def render(tokenizer: Any, template: str, messages: list[dict], generation_prompt: bool = False) -> str:
@@ -67,16 +102,20 @@ def assistant_char_spans(tokenizer: Any, template: str, messages: list[dict]) ->
 
 def encode_record(
     record: dict, tokenizer: Any, template: str, *, train_on: TrainOn = "assistant", max_seq_len: int = 512,
-    overlong: Literal["drop", "truncate"] = "drop",
+    overlong: Literal["drop", "truncate"] = "drop", reasoning: Reasoning = "train",
 ) -> tuple[dict | None, str]:
     """``({"input_ids", "labels"}, status)`` for one record; status is ``ok``, ``truncated`` or ``dropped``.
 
     ``labels[t]`` is the token the model must predict at position ``t`` (already shifted), or -100, so
     records concatenate for packing without a target crossing a record boundary. ``truncated`` means tokens
     after the first assistant answer were cut; a cut inside the first answer is ``dropped`` unless
-    ``overlong="truncate"``, which keeps it as ``truncated_answer``.
+    ``overlong="truncate"``, which keeps it as ``truncated_answer``. ``reasoning`` (see
+    :func:`plain_messages`): ``train`` learns the reasoning tokens with the answer, ``mask`` keeps them in the
+    text without loss, ``drop`` leaves them out.
     """
-    full, spans = assistant_char_spans(tokenizer, template, plain_messages(record))
+    messages = plain_messages(record, template, reasoning)
+    full, spans = assistant_char_spans(tokenizer, template, messages)
+    masked = reasoning_char_spans(full, messages, record, spans) if reasoning == "mask" else []
     encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
     if train_on == "last_assistant":
@@ -84,7 +123,8 @@ def encode_record(
     if train_on == "all":
         trained = [True] * len(ids)
     else:
-        trained = [any(s <= start < e for s, e in spans) for start, _ in offsets]
+        trained = [any(s <= start < e for s, e in spans) and not any(s <= start < e for s, e in masked)
+                   for start, _ in offsets]
     status = "ok"
     if len(ids) > max_seq_len:
         first_answer_end = sum(1 for start, _ in offsets if start < spans[0][1]) if spans else 0
