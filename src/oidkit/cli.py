@@ -203,9 +203,10 @@ def validate_command(
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
         print(f"{p['file']}: {p['reason']}: {p['detail']} ({where})")
     total = sum(summary["rejected"].values())
+    total += len(summary["incomplete"])
     console.print(f"{summary['rows']:,} rows, {summary['records']:,} valid, {total:,} problems")
     print_rejected(summary)
-    if total:
+    if not summary["ok"]:
         raise typer.Exit(1)
 
 
