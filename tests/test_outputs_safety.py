@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from oidkit.errors import ConfigError
 from oidkit.io import validate
 from oidkit.io.outputs import atomic_folder, atomic_path, incomplete_outputs, write_atomic
 
@@ -158,7 +159,10 @@ def test_atomic_folder_replaces_a_folder_only_when_complete(tmp_path):
         (temp / "b.txt").write_text("2")
         raise RuntimeError("boom")
     assert [p.name for p in folder.iterdir()] == ["a.txt"]
-    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # a folder with other files, as with export -o .
+    with pytest.raises(ConfigError, match="does not write \\(model\\)"), atomic_folder(tmp_path) as temp:
+        (temp / "config.json").write_text("{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"] and (folder / "a.txt").read_text() == "1"
 
 
 def test_validate_flags_shards_without_manifest_and_stale_shards(data, tmp_path):

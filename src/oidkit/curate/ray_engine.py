@@ -141,7 +141,7 @@ class RayEngine:
         return [reject for _, reject in sorted(rejects, key=lambda pair: pair[0])], tally
 
     def save(self, folder: Path) -> None:
-        with atomic_folder(folder / "records") as temp:
+        with atomic_folder(folder / "records", owned=True) as temp:
             self.dataset.write_parquet(str(temp.resolve()))
 
     @staticmethod

@@ -366,7 +366,7 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
 def write_splits(records: Iterable[dict], folder: Path) -> dict[str, int]:
     """One JSONL file per ``meta.split`` value (set by the split operator); returns the counts. The folder
     is filled under a temporary name and replaces the old one when complete."""
-    with atomic_folder(folder) as temp:
+    with atomic_folder(folder, owned=True) as temp:
         return _write_split_files(records, temp)
 
 

@@ -129,9 +129,14 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | Path) -> Iterator[Path]:
+def atomic_folder(path: str | Path, *, owned: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``path`` to fill (e.g. by ``save_pretrained``); on success it replaces
-    ``path`` (an old folder is moved aside first, then deleted), on an exception it is deleted."""
+    ``path`` (an old folder is moved aside first, then deleted), on an exception it is deleted.
+
+    A user-named folder (``owned=False``) is replaced only when the new one rewrites every name in it, so
+    exporting into a folder holding other files (``-o .``) is refused instead of deleting them; ``owned``
+    folders (checkpoints, ``RUN/best``) are ours to replace whatever they hold.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
@@ -140,6 +145,15 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     temp.mkdir()
     try:
         yield temp
+        if path.is_dir() and not owned:
+            foreign = sorted({p.name for p in path.iterdir()} - {p.name for p in temp.iterdir()})
+            if foreign:
+                raise ConfigError(f"{path}: this output folder holds files the command does not write "
+                                  f"({', '.join(foreign[:5])}); replacing it would delete them. Choose a new or "
+                                  "empty folder, or delete it first.")
+        for file in temp.rglob("*"):
+            if file.is_file():
+                fsync(file)
         old = path.with_name(f".{path.name}.old{TEMP_MARK}{os.getpid()}")
         if path.exists():
             os.replace(path, old)
