@@ -135,6 +135,43 @@ def test_report_refuses_to_write_into_the_curation_folder_it_reads(data, tmp_pat
     assert_refused(result, files, before, "holds the input")
 
 
+def test_library_writers_refuse_outputs_that_are_inputs(data, tmp_path):
+    """Review export, export, tokenizer, viz and train check their outputs the same way (no model needed: the
+    check runs before any work)."""
+    from oidkit.models.tokenizer import train_tokenizer
+    from oidkit.review.export import export_reviewed
+    from oidkit.train.config import TrainConfig, refuse_run_dir_holding_data
+    from oidkit.train.export import export_run
+    from oidkit.viz.curves import write_curves
+
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "best" / "tokenizer_config.json").write_text("{}")
+    (run / "config.yaml").write_text("model: {name: x}\n")
+    (run / "metrics.csv").write_text("step,split,loss\n1,train,2.0\n")
+    (run / "curves.html").symlink_to(run / "metrics.csv")
+    log = tmp_path / "log.jsonl"
+    log.write_text("")
+    review_rejects = Path(shutil.copy(data, tmp_path / "review.rejects.jsonl"))
+    protected = [data, review_rejects, run / "best" / "tokenizer_config.json", run / "config.yaml", run / "metrics.csv"]
+    before = [sha256(p) for p in protected]
+    calls = [
+        (lambda: export_reviewed(data, data, log_path=log), "also an input"),
+        (lambda: export_reviewed(data, review_rejects, log_path=log, rejects=review_rejects), "also an input"),
+        (lambda: export_run(run, run, merge=False), "holds the input"),
+        (lambda: export_run(run, run / "best", merge=False), "holds the input"),
+        (lambda: train_tokenizer([data], tmp_path, vocab_size=300), "holds the input"),
+        (lambda: write_curves(run / "metrics.csv", run), "also an input"),
+        (lambda: refuse_run_dir_holding_data(TrainConfig.model_validate(
+            {"model": {"name": "x"}, "data": {"train": str(data)}, "train": {"output_dir": str(tmp_path)}})),
+         "holds the input"),
+    ]
+    for call, words in calls:
+        with pytest.raises(ConfigError, match=words):
+            call()
+    assert [sha256(p) for p in protected] == before
+
+
 def test_atomic_path_leaves_the_old_file_on_failure_and_cleans_killed_leftovers(tmp_path):
     target = tmp_path / "out.txt"
     write_atomic(target, "old")
