@@ -89,7 +89,7 @@ def convert_command(
     out: str = typer.Argument(..., help="output file; format from its name unless --to is given"),
     to: str = typer.Option(None, "--to", help="output format: jsonl (canonical), parquet, alpaca, sharegpt, openai"),
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
-    shard_size: int = typer.Option(None, help="records per output shard (out-00000.parquet, ...; out.shards.json last)"),
+    shard_size: int = typer.Option(None, help="records per shard (out-00000.parquet, ...; then out.shards.json)"),
     salvage: bool = typer.Option(False, help="keep the complete records of a truncated JSON array"),
     strict: bool = typer.Option(False, help="stop at the first bad row instead of quarantining it"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
