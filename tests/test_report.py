@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from oidkit.cli import app
-from oidkit.errors import InputError, OidError
+from oidkit.errors import ConfigError, InputError, OidError
 from oidkit.io import read_jsonl, write_jsonl
 from oidkit.records import make_record, make_reject
 from oidkit.report.build import build_report
@@ -255,7 +255,7 @@ def test_cli_report_and_errors(curate_folder, tmp_path):
     result = runner.invoke(app, ["report", str(curate_folder), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.html", "README.md", "stats.json", "figures"}
-    with pytest.raises(InputError, match="would overwrite"):
+    with pytest.raises(ConfigError, match="holds the input"):
         build_report(curate_folder, curate_folder)
     with pytest.raises(InputError, match="not found"):
         build_report(tmp_path / "missing.jsonl", tmp_path / "x")

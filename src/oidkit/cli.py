@@ -103,7 +103,7 @@ def convert_command(
     out: str = typer.Argument(..., help="output file; format from its name unless --to is given"),
     to: str = typer.Option(None, "--to", help="output format: jsonl (canonical), parquet, alpaca, sharegpt, openai"),
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
-    shard_size: int = typer.Option(None, help="records per output shard (out-00000.parquet, out-00001.parquet, ...)"),
+    shard_size: int = typer.Option(None, help="records per shard (out-00000.parquet, ...; then out.shards.json)"),
     salvage: bool = typer.Option(False, help="keep the complete records of a truncated JSON array"),
     strict: bool = typer.Option(False, help="stop at the first bad row instead of quarantining it"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
@@ -205,7 +205,8 @@ def inspect_command(
         out.print_json(json.dumps(shown, ensure_ascii=False))
     for p in summary["problem_examples"]:
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
-        out.print(f"[yellow]problem[/] {p['file']} ({where}): {p['reason']}: {p['detail'][:200]}")
+        out.print(f"[yellow]problem[/] {p['file']}" + (f" ({where})" if where else "") +
+                  f": {p['reason']}: {p['detail'][:200]}")
 
 
 @app.command("validate")
@@ -230,11 +231,12 @@ def validate_command(
                            on_progress=advance, allow=allow or (), repairs=repairs_option(repair, no_repair))
     for p in summary["problems"]:
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
-        print(f"{p['file']}: {p['reason']}: {p['detail']} ({where})")
+        print(f"{p['file']}: {p['reason']}: {p['detail']}" + (f" ({where})" if where else ""))
     total = sum(summary["rejected"].values())
+    total += len(summary["incomplete"])
     console.print(f"{summary['rows']:,} rows, {summary['records']:,} valid, {total:,} problems")
     print_rejected(summary)
-    if total:
+    if not summary["ok"]:
         raise typer.Exit(1)
 
 

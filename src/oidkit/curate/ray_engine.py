@@ -27,6 +27,7 @@ import ray
 
 from oidkit.curate.base import GlobalOp, Operator
 from oidkit.curate.runner import ProgressFn, Tally, apply_decisions, run_batch
+from oidkit.io.outputs import atomic_folder
 
 
 def _records(column: Any) -> list[dict]:
@@ -140,7 +141,8 @@ class RayEngine:
         return [reject for _, reject in sorted(rejects, key=lambda pair: pair[0])], tally
 
     def save(self, folder: Path) -> None:
-        self.dataset.write_parquet(str((folder / "records").resolve()))
+        with atomic_folder(folder / "records", owned=True) as temp:
+            self.dataset.write_parquet(str(temp.resolve()))
 
     @staticmethod
     def saved(folder: Path) -> bool:

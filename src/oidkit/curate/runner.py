@@ -10,7 +10,6 @@ last finished step; a finished run whose fingerprint matches ``stats.json`` is n
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from oidkit.curate.recipe import Recipe, build_operators, resolved_recipe
 from oidkit.curate.text import digest
 from oidkit.io import read_jsonl, read_records, write_jsonl, write_records
 from oidkit.io.files import expand_paths
+from oidkit.io.outputs import atomic_folder, atomic_path, refuse_overwriting_inputs, write_atomic
 from oidkit.records import canonical_json, conversation_problems, make_reject
 
 CHECKPOINTS = ".steps"
@@ -164,8 +164,7 @@ class LocalEngine:
         return rejects, tally
 
     def save(self, folder: Path) -> None:
-        write_jsonl(folder / "records.jsonl.tmp", self.records)
-        os.replace(folder / "records.jsonl.tmp", folder / "records.jsonl")
+        write_jsonl(folder / "records.jsonl", self.records)
 
     @staticmethod
     def saved(folder: Path) -> bool:
@@ -241,6 +240,7 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
     fingerprint = digest(canonical_json([input_fingerprint(recipe.input.paths),
                                          {k: v for k, v in resolved.items() if k not in ("engine", "batch_size")}]
                                         ).decode())
+    refuse_overwriting_inputs([], recipe.input.paths, folders=[out])
     stats_path = out / "stats.json"
     if not force and stats_path.exists():
         previous = orjson.loads(stats_path.read_bytes())
@@ -300,7 +300,7 @@ def save_checkpoint(checkpoints: Path, index: int, name: str, fingerprint: str, 
     state = {"fingerprint": fingerprint, "stats": stats}
     if input_count is not None:
         state["input_records"] = input_count
-    (folder / "done.json").write_bytes(orjson.dumps(state))
+    write_atomic(folder / "done.json", orjson.dumps(state))  # last: marks the step finished
     for older in checkpoints.iterdir():
         if older != folder:
             for saved in older.glob("records*"):
@@ -339,13 +339,13 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
                           shard_size=recipe.output.shard_size)
     step_states = [orjson.loads((step_dir(checkpoints, i, name) / "done.json").read_bytes())
                    for i, (name, _) in enumerate(operators)]
-    with open(out / "rejects.jsonl", "wb") as target:
+    with atomic_path(out / "rejects.jsonl") as temp, open(temp, "wb") as target:
         for i, (name, _) in enumerate(operators):
             with open(step_dir(checkpoints, i, name) / "rejects.jsonl", "rb") as source:
                 shutil.copyfileobj(source, target)
     splits = write_splits(engine.iter_records(), out / "splits") if "split" in [s["op"] for s in resolved["steps"]] \
         else {}
-    (out / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_atomic(out / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     operator_stats = [state["stats"] for state in step_states]
     input_records = step_states[0].get("input_records") if step_states else kept_count
     stats = {
@@ -358,16 +358,19 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
         "operators": operator_stats,
         "fingerprint": fingerprint,
     }
-    (out / "stats.json").write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2))
+    write_atomic(out / "stats.json", orjson.dumps(stats, option=orjson.OPT_INDENT_2))  # last: marks the run done
     shutil.rmtree(checkpoints)
     return stats
 
 
 def write_splits(records: Iterable[dict], folder: Path) -> dict[str, int]:
-    """One JSONL file per ``meta.split`` value (set by the split operator); returns the counts."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    """One JSONL file per ``meta.split`` value (set by the split operator); returns the counts. The folder
+    is filled under a temporary name and replaces the old one when complete."""
+    with atomic_folder(folder, owned=True) as temp:
+        return _write_split_files(records, temp)
+
+
+def _write_split_files(records: Iterable[dict], folder: Path) -> dict[str, int]:
     files: dict[str, Any] = {}
     counts: Counter = Counter()
     try:

@@ -20,6 +20,7 @@ from oidkit.evaluate.choice import evaluate_choices
 from oidkit.evaluate.judge import JudgeFn, pairwise
 from oidkit.evaluate.perplexity import perplexity
 from oidkit.evaluate.tasks import GenerationExample, Task
+from oidkit.io.outputs import write_atomic
 
 Progress = Callable[[str, int, int], None]  # (description, advance, total)
 
@@ -184,8 +185,7 @@ def markdown_report(report: dict, with_examples: bool = True) -> str:
 def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``out_dir``; returns their paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "report.json", out / "report.md"
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    md_path.write_text(markdown_report(report), encoding="utf-8")
+    write_atomic(json_path, json.dumps(report, indent=2, ensure_ascii=False))
+    write_atomic(md_path, markdown_report(report))
     return json_path, md_path

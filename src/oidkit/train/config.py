@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from oidkit.errors import ConfigError
+from oidkit.io.outputs import refuse_overwriting_inputs, write_atomic
 from oidkit.recipes import read_recipe
 
 
@@ -136,4 +137,12 @@ def load_config(path: str | Path | None, overrides: list[str] = (), base: dict[s
 
 def save_config(config: BaseModel, path: str | Path) -> None:
     """Write the resolved config as YAML: every run folder says how it was made."""
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_atomic(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+def refuse_run_dir_holding_data(config: BaseModel) -> None:
+    """``train.output_dir`` must not be, or hold, a data file the run reads: it writes into that folder."""
+    data = [config.data.train] if isinstance(config.data.train, str) else list(config.data.train)
+    validation = getattr(config.data, "validation", None)
+    data += [validation] if isinstance(validation, str) else list(validation or [])
+    refuse_overwriting_inputs([], data, folders=[config.train.output_dir])

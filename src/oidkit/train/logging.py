@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from oidkit.io.outputs import atomic_path
+
 
 class MetricsLog:
     """Write rows of metrics (train and eval) to ``RUN/metrics.csv`` and, if available, TensorBoard.
@@ -84,6 +86,7 @@ def plot_loss(metrics_csv: str | Path, out_png: str | Path) -> Path:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    with atomic_path(out_png) as temp:
+        fig.savefig(temp, dpi=120, format="png")
     plt.close(fig)
     return Path(out_png)

@@ -26,8 +26,16 @@ import torch
 from pydantic import Field
 
 from oidkit.errors import InputError
+from oidkit.io.outputs import atomic_folder, write_atomic
 from oidkit.models.llama import LlamaConfig, LlamaModel
-from oidkit.train.config import LoopSection, OptimSection, Section, load_config, save_config
+from oidkit.train.config import (
+    LoopSection,
+    OptimSection,
+    Section,
+    load_config,
+    refuse_run_dir_holding_data,
+    save_config,
+)
 
 
 class PretrainData(Section):
@@ -94,6 +102,7 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
         torch.set_num_threads(t.threads)
     torch.manual_seed(t.seed)
     run_dir = Path(t.output_dir)
+    refuse_run_dir_holding_data(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
 
@@ -124,8 +133,9 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
     settings = loop_settings(t, config.optim)
 
     def save_model(folder: Path) -> None:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        with atomic_folder(folder, owned=True) as temp:
+            model.save_pretrained(temp)
+            tokenizer.save_pretrained(temp)
 
     def on_checkpoint(state: LoopState) -> None:
         save_checkpoint(run_dir / "checkpoints" / f"step-{state.step:06d}", model=view, optimizer=optimizer,
@@ -158,6 +168,6 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
                "initial_eval_loss": initial_eval, "best_eval_loss": best,
                "best_eval_perplexity": math.exp(best) if best is not None else None,
                "uniform_loss": math.log(len(tokenizer)), "model": str(run_dir / "final")}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
 

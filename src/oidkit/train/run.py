@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from oidkit.errors import ConfigError
+from oidkit.io.outputs import atomic_folder, write_atomic
 from oidkit.models.llama import adapter_to_hf, our_linear_names
 from oidkit.train.checkpoint import resume_latest, save_checkpoint
-from oidkit.train.config import LoopSection, OptimSection, TrainConfig, save_config
+from oidkit.train.config import LoopSection, OptimSection, TrainConfig, refuse_run_dir_holding_data, save_config
 from oidkit.train.data import load_tokenized
 from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
 from oidkit.train.logging import MetricsLog, plot_loss
@@ -129,13 +130,14 @@ def save_weights(model: Any, tokenizer: Any, folder: Path) -> None:
     """
     model = getattr(model, "module", model)  # DistributedDataParallel
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if isinstance(model, NextTokenView):
-        model.model.save_pretrained(folder)
-    else:
-        model.save_pretrained(folder)
-        if isinstance(base, NextTokenView):
-            adapter_to_hf(folder)
-    tokenizer.save_pretrained(folder)
+    with atomic_folder(folder, owned=True) as temp:
+        if isinstance(model, NextTokenView):
+            model.model.save_pretrained(temp)
+        else:
+            model.save_pretrained(temp)
+            if isinstance(base, NextTokenView):
+                adapter_to_hf(temp)
+        tokenizer.save_pretrained(temp)
 
 
 def run_training(config: TrainConfig, *, resume: bool = False, console: Any = None) -> dict:
@@ -150,6 +152,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
         torch.set_num_threads(config.train.threads)
     run_dir = Path(config.train.output_dir)
     if ctx.is_main:
+        refuse_run_dir_holding_data(config)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir / "config.yaml")
     seed_everything(config.train.seed)
@@ -159,7 +162,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     with TrainProgress(console, enabled=ctx.is_main) as bars:
         train, held_out, counts = prepare_data(config, tokenizer, template, ctx, progress=bars.tokenising)
         if ctx.is_main:
-            (run_dir / "data.json").write_text(json.dumps(counts, indent=2))
+            write_atomic(run_dir / "data.json", json.dumps(counts, indent=2))
         pack = (lambda ex: pack_examples(ex, config.data.max_seq_len)) if config.data.packing else single_rows
         source = BatchSource(train, pack(train), batch_size=config.train.batch_size, pad_id=tokenizer.pad_token_id,
                              seed=config.train.seed, rank=ctx.rank, world=ctx.world)
@@ -202,6 +205,6 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
         metrics.close()
         save_weights(model, tokenizer, run_dir / "last")
         plot_loss(run_dir / "metrics.csv", run_dir / "loss.png")
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     shutdown(ctx)
     return summary

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from oidkit.errors import InputError
+from oidkit.io.outputs import atomic_path, refuse_overwriting_inputs, write_atomic
 from oidkit.viz.page import html_page, matplotlib_pyplot, png_data_uri
 
 PANELS = (("loss", "loss (nats / token)"), ("lr", "learning rate"), ("grad_norm", "gradient norm"),
@@ -48,8 +49,9 @@ def write_curves(metrics_csv: str | Path, out_dir: str | Path) -> dict[str, Any]
             ax.legend(fontsize=8)
     fig.tight_layout()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "curves.png", dpi=110)
+    refuse_overwriting_inputs([out_dir / "curves.png", out_dir / "curves.html"], [metrics_csv])
+    with atomic_path(out_dir / "curves.png") as temp:
+        fig.savefig(temp, dpi=110, format="png")
     image = png_data_uri(fig)
     plt.close(fig)
     train, evals = series(rows, "train", "loss"), series(rows, "eval", "loss")
@@ -62,5 +64,5 @@ def write_curves(metrics_csv: str | Path, out_dir: str | Path) -> dict[str, Any]
                     for k, v in summary.items())
     body = (f"<p class='note'>{html.escape(str(metrics_csv))}</p><table>{table}</table>"
             f"<p><img src='{image}' alt='training curves' style='max-width: 100%'></p>")
-    (out_dir / "curves.html").write_text(html_page("Training curves", body), encoding="utf-8")
+    write_atomic(out_dir / "curves.html", html_page("Training curves", body))
     return {"html": str(out_dir / "curves.html"), "png": str(out_dir / "curves.png"), **summary}

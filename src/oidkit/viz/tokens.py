@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from oidkit.errors import InputError
+from oidkit.io.outputs import write_atomic
 from oidkit.viz.page import html_page
 
 RED_AT_LOSS = 8.0  # nats; losses at or above this are drawn fully red (a uniform guess over 3000 tokens is 8)
@@ -83,6 +84,6 @@ def write_token_loss(model_name: str, out_dir: str | Path, *, text: str | None =
             f"opacity = loss / {RED_AT_LOSS:g} nats. Hover a token for its loss and what the model expected.</p>"
             f"<div style='white-space: pre-wrap; font-family: monospace; line-height: 1.6'>{token_spans(rows)}</div>")
     page = out_dir / "tokens.html"
-    page.write_text(html_page("Token loss", body), encoding="utf-8")
-    (out_dir / "tokens.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_atomic(page, html_page("Token loss", body))
+    write_atomic(out_dir / "tokens.json", json.dumps(rows, ensure_ascii=False, indent=1))
     return {"html": str(page), "tokens": len(rows), "mean_loss": mean}
