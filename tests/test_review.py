@@ -8,8 +8,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from oidkit.core.stats import wilson_interval
 from oidkit.errors import ConfigError
-from oidkit.evaluate.metrics import wilson_interval
 from oidkit.io import read_records, write_jsonl
 from oidkit.records import conversation_problems, make_reject
 from oidkit.review.agreement import cohen_kappa

@@ -371,9 +371,9 @@ def train_command(
 
     Example:  oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
     """
-    from oidkit.train.config import load_config
+    from oidkit.train.config import load_train_config
 
-    validated = load_config(config, overrides or [])  # before any work (or before starting processes)
+    validated = load_train_config(config, overrides or [])  # before any work (or before starting processes)
     if nproc_per_node > 1:
         from oidkit.train.distributed import launch
 

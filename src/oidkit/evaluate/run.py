@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oidkit.core.stats import wilson_interval
 from oidkit.evaluate import metrics
 from oidkit.evaluate.choice import evaluate_choices
 from oidkit.evaluate.judge import JudgeFn, pairwise
@@ -59,7 +60,7 @@ def score_generations(kind: str, examples: list[GenerationExample], outputs: lis
             row["predicted_number"] = metrics.extract_number(row["output"])
             row["correct"] = metrics.numbers_equal(row["predicted_number"], row["reference_number"])
             correct += row["correct"]
-        low, high = metrics.wilson_interval(correct, len(rows))
+        low, high = wilson_interval(correct, len(rows))
         return {"metrics": {"accuracy": correct / max(len(rows), 1), "ci95_low": low, "ci95_high": high,
                             "n": len(rows)}, "examples": rows}
     for row in rows:

@@ -20,10 +20,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from oidkit.core.chat import encode_record
 from oidkit.errors import InputError
 from oidkit.io import read_records
 from oidkit.io.files import expand_paths
-from oidkit.train.templates import encode_record
 
 CHUNK_SIZE = 512  # records per task handed to a worker process
 

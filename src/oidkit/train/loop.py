@@ -18,8 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from oidkit.core.chat import IGNORE_INDEX
 from oidkit.models.llama import LlamaModel
-from oidkit.train.templates import IGNORE_INDEX
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

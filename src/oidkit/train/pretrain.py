@@ -25,9 +25,10 @@ from typing import Any
 import torch
 from pydantic import Field
 
+from oidkit.core.config import load_config
 from oidkit.errors import InputError
 from oidkit.models.llama import LlamaConfig, LlamaModel
-from oidkit.train.config import LoopSection, OptimSection, Section, load_config, save_config
+from oidkit.train.config import LoopSection, OptimSection, Section, save_config
 
 
 class PretrainData(Section):
@@ -58,7 +59,7 @@ class PretrainConfig(Section):
 
 def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
     """Read the YAML recipe, apply ``key=value`` overrides (as ``oid train`` does), validate."""
-    return load_config(path, overrides, schema=PretrainConfig, label="pretraining")
+    return load_config(path, overrides, PretrainConfig, label="pretraining config")
 
 
 def text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[dict]:
@@ -80,12 +81,12 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
     """
     from rich.console import Console
 
+    from oidkit.core.progress import TrainProgress
+    from oidkit.core.runs import MetricsLog, plot_loss, read_metrics
     from oidkit.models.tokenizer import corpus_texts, load_tokenizer
     from oidkit.train.checkpoint import resume_latest, save_checkpoint
-    from oidkit.train.logging import MetricsLog, plot_loss, read_metrics
     from oidkit.train.loop import LoopState, NextTokenView, evaluate, train_loop
     from oidkit.train.packing import BatchSource, eval_batches, pack_examples
-    from oidkit.train.progress import TrainProgress
     from oidkit.train.run import loop_settings, optimizer_and_scheduler
 
     console = console or Console(stderr=True)

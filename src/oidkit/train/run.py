@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from oidkit.core.chat import resolve_chat_template
+from oidkit.core.runs import MetricsLog, plot_loss
 from oidkit.errors import ConfigError
 from oidkit.models.llama import adapter_to_hf, our_linear_names
 from oidkit.train.checkpoint import resume_latest, save_checkpoint
 from oidkit.train.config import LoopSection, OptimSection, TrainConfig, save_config
 from oidkit.train.data import load_tokenized
 from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
-from oidkit.train.logging import MetricsLog, plot_loss
 from oidkit.train.loop import LoopSettings, LoopState, NextTokenView, train_loop
 from oidkit.train.optim import build_optimizer, build_scheduler
 from oidkit.train.packing import BatchSource, eval_batches, pack_examples, single_rows
-from oidkit.train.templates import resolve_chat_template
 
 
 def seed_everything(seed: int) -> None:
@@ -141,7 +141,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     """Train as configured; returns the summary written to ``RUN/summary.json``."""
     from rich.console import Console
 
-    from oidkit.train.progress import TrainProgress
+    from oidkit.core.progress import TrainProgress
 
     ctx = init_distributed(config.train.device)
     console = console or Console(stderr=True)

@@ -39,8 +39,8 @@ def token_losses(model: Any, tokenizer: Any, text: str, *, max_tokens: int = 102
 
 def record_text(data: str | Path, index: int, tokenizer: Any) -> str:
     """Record ``index`` of ``data`` rendered with the tokenizer's chat template (its messages joined if none)."""
+    from oidkit.core.chat import plain_messages
     from oidkit.io import read_records
-    from oidkit.train.templates import plain_messages
 
     record = next(islice(read_records(data, salvage=True), index, None), None)
     if record is None:
