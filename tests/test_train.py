@@ -15,8 +15,8 @@ import torch
 from oidkit.core.runs import read_metrics
 from oidkit.errors import ConfigError
 from oidkit.io import write_jsonl
+from oidkit.models.export import export_merged
 from oidkit.train.config import load_train_config
-from oidkit.train.export import export_merged
 from oidkit.train.optim import lr_multiplier
 from oidkit.train.run import run_training
 

@@ -22,7 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
 from oidkit.core.config import load_config, set_key, split_override
-from oidkit.curate.base import OpConfig, Operator, operator_class
+from oidkit.curate.base import OpConfig, Operator
+from oidkit.curate.ops import operator_class
 from oidkit.errors import ConfigError
 
 

@@ -169,7 +169,7 @@ def export_run_gguf(run_or_model: str | Path, out_file: str | Path, *, quant: Qu
     """GGUF of an ``oid train`` run (LoRA merged first, in a temporary folder) or of a model folder / alias."""
     import tempfile
 
-    from oidkit.train.export import export_run
+    from oidkit.models.export import export_run
 
     path = Path(run_or_model)
     if not (path / "config.yaml").exists():  # not a training run: a model folder or alias

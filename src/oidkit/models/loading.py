@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from oidkit.models.registry import KNOWN_MODELS, cache_root, is_converted, pull_model
+from oidkit.models.gguf_convert import convert_gguf, gguf_cache_name, is_converted
+from oidkit.models.registry import KNOWN_MODELS, cache_root, pull_model
 
 
 def resolve_model(name_or_path: str | Path) -> Path | str:
@@ -18,8 +19,6 @@ def resolve_model(name_or_path: str | Path) -> Path | str:
     """
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        from oidkit.models.gguf_convert import convert_gguf, gguf_cache_name
-
         folder = cache_root() / gguf_cache_name(path)
         return folder if is_converted(folder) else convert_gguf(path, folder)
     if path.exists():

@@ -29,7 +29,7 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "bes
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from oidkit.models import resolve_model
+    from oidkit.models.loading import resolve_model
 
     weights, out_dir = run_weights(run_dir, which), Path(out_dir)
     tokenizer = AutoTokenizer.from_pretrained(weights)
