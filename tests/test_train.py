@@ -88,6 +88,16 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_path, rec
     assert len(resumed) == 6  # steps 4-6 of the first attempt were replaced, not appended
     assert resumed == pytest.approx(train_losses(tmp_path / "straight"), abs=1e-5)
     assert resumed[0] != pytest.approx(resumed[-1], abs=1e-3)  # it trained: the comparison is not vacuous
+    if precision == "fp32":  # the files read the same, kept rows included (step 1, not 1.0), timings aside
+        assert metrics_text(tmp_path / "resumed") == metrics_text(tmp_path / "straight")
+        assert metrics_text(tmp_path / "resumed")[1].startswith("1,train,")
+
+
+def metrics_text(run_dir) -> list[str]:
+    """The lines of metrics.csv without the timing columns (tokens_per_s, elapsed_s)."""
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    drop = {lines[0].split(",").index(name) for name in ("tokens_per_s", "elapsed_s")}
+    return [",".join(v for i, v in enumerate(line.split(",")) if i not in drop) for line in lines]
 
 
 def test_lora_run_learns_evaluates_and_exports_a_plain_transformers_model(tiny_model_path, records_file, tmp_path):
