@@ -27,7 +27,7 @@ from pydantic import Field
 
 from oidkit.core.config import load_config
 from oidkit.errors import InputError
-from oidkit.models.llama import LlamaConfig, LlamaModel
+from oidkit.models.llama import LlamaConfig, LlamaModel, NextTokenView
 from oidkit.train.config import LoopSection, OptimSection, Section, save_config
 
 
@@ -85,7 +85,7 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
     from oidkit.core.runs import MetricsLog, plot_loss, read_metrics
     from oidkit.models.tokenizer import corpus_texts, load_tokenizer
     from oidkit.train.checkpoint import resume_latest, save_checkpoint
-    from oidkit.train.loop import LoopState, NextTokenView, evaluate, train_loop
+    from oidkit.train.loop import LoopState, evaluate, train_loop
     from oidkit.train.packing import BatchSource, eval_batches, pack_examples
     from oidkit.train.run import loop_settings, optimizer_and_scheduler
 

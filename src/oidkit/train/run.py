@@ -23,12 +23,12 @@ import torch
 from oidkit.core.chat import resolve_chat_template
 from oidkit.core.runs import MetricsLog, plot_loss
 from oidkit.errors import ConfigError
-from oidkit.models.llama import adapter_to_hf, our_linear_names
+from oidkit.models.llama import NextTokenView, adapter_to_hf, our_linear_names
 from oidkit.train.checkpoint import resume_latest, save_checkpoint
 from oidkit.train.config import LoopSection, OptimSection, TrainConfig, save_config
 from oidkit.train.data import load_tokenized
 from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
-from oidkit.train.loop import LoopSettings, LoopState, NextTokenView, train_loop
+from oidkit.train.loop import LoopSettings, LoopState, train_loop
 from oidkit.train.optim import build_optimizer, build_scheduler
 from oidkit.train.packing import BatchSource, eval_batches, pack_examples, single_rows
 
@@ -40,28 +40,12 @@ def seed_everything(seed: int) -> None:
 
 
 def load_base(config: TrainConfig) -> tuple[Any, Any]:
-    """The base model in train mode and its tokenizer (pad falls back to eos).
+    """The base model and its tokenizer, as ``oidkit.models.load_model`` loads them (``model.impl: oidkit``: our
+    readable Llama in ``NextTokenView``); the loop puts it in train mode."""
+    from oidkit.models import load_model
 
-    ``model.impl: oidkit`` loads the same weights into our readable Llama (``oidkit.models.llama``), wrapped
-    in ``NextTokenView`` so the loop calls it as it calls a transformers model.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from oidkit.models import resolve_model
-
-    where = resolve_model(config.model.name)
-    tokenizer = AutoTokenizer.from_pretrained(where)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = getattr(torch, config.model.dtype)
-    if config.model.impl == "oidkit":
-        from oidkit.models.llama import LlamaModel
-
-        model = NextTokenView(LlamaModel.from_pretrained(where, dtype=dtype))
-        model.name_or_path = str(where)  # what transformers models carry; peft writes it into adapter_config
-    else:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
-    return model.to(config.train.device), tokenizer
+    return load_model(config.model.name, dtype=config.model.dtype, device=config.train.device,
+                      impl=config.model.impl)
 
 
 def apply_method(model: Any, config: TrainConfig) -> Any:
