@@ -6,8 +6,9 @@ so an installed oidkit runs ``oid curate default input=data.jsonl output=out`` w
 repository ``recipes/`` links there.
 
 ``oid curate`` (recipes with steps addressed by name) and ``oid train`` / ``oid pretrain`` (sectioned configs)
-read, override and validate through :func:`load_config`; each gives its own schema and, for curate, its own way
-to find where a dotted key points (``resolve``).
+read, override and validate through :func:`load_config`; each gives its own schema and, for curate, its own
+override (``apply``: a step by name or index, ``input=x`` shorthands) built on :func:`split_override` and
+:func:`set_key`.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from oidkit.errors import ConfigError
 
 PACKAGED = Path(__file__).parent.parent / "recipes"
 Schema = TypeVar("Schema", bound=BaseModel)
-# Where a dotted override key points: (the dict to descend from, the remaining key parts).
-Resolve = Callable[[dict, list[str]], tuple[dict, list[str]]]
 
 
 def packaged_recipes() -> list[str]:
