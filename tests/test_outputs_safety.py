@@ -16,9 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from oidkit.atomic import atomic_folder, atomic_path, write_atomic
 from oidkit.errors import ConfigError
 from oidkit.io import validate
-from oidkit.io.outputs import atomic_folder, atomic_path, incomplete_outputs, write_atomic
+from oidkit.io.outputs import incomplete_outputs
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = """steps:
@@ -138,10 +139,11 @@ def test_report_refuses_to_write_into_the_curation_folder_it_reads(data, tmp_pat
 def test_library_writers_refuse_outputs_that_are_inputs(data, tmp_path):
     """Review export, export, tokenizer, viz and train check their outputs the same way (no model needed: the
     check runs before any work)."""
+    from oidkit.models.export import export_run
+
     from oidkit.models.tokenizer import train_tokenizer
     from oidkit.review.export import export_reviewed
     from oidkit.train.config import TrainConfig, refuse_run_dir_holding_data
-    from oidkit.train.export import export_run
     from oidkit.viz.curves import write_curves
 
     run = tmp_path / "run"

@@ -151,7 +151,8 @@ def test_reservoir_sample_is_seeded_and_bounded():
 def curate_folder(tmp_path: Path) -> Path:
     """What `oid curate` writes: kept.jsonl, rejects.jsonl, stats.json, recipe.yaml (numbers consistent)."""
     folder = tmp_path / "curated"
-    kept = [make_record(conversation(f"Write a story about dragons. {ENGLISH} {i}", words(20)),
+    # English answers: a record's language is its answer's (oidkit.core.language)
+    kept = [make_record(conversation(f"Write a story about dragons. {ENGLISH} {i}", words(20, "the")),
                         source={"file": "in.jsonl", "format": "sharegpt", "index": i}) for i in range(12)]
     dropped_short = [make_record(conversation("hi", "yo")) for _ in range(3)]
     dropped_dup = [kept[0]] * 5
@@ -237,7 +238,8 @@ class Resources(HTMLParser):
 def test_html_is_self_contained_and_escapes_record_text(tmp_path):
     hostile = ('Write a page with <script src="https://cdn.example.com/x.js"></script> and '
                '<img src="http://example.com/a.png"> and <a href="//cdn.example.org/y">link</a>. ' + ENGLISH)
-    records = [make_record(conversation(hostile, "See https://example.com/docs")) for _ in range(3)]
+    answer = "See the documentation at https://example.com/docs for the whole story."  # English: the answer decides
+    records = [make_record(conversation(hostile, answer)) for _ in range(3)]
     write_jsonl(tmp_path / "data.jsonl", records)
     write_jsonl(tmp_path / "rejects.jsonl", [make_reject(hostile, stage="ingest", operator="read", reason="bad_json")])
     build_report(tmp_path / "data.jsonl", tmp_path / "out", rejects=tmp_path / "rejects.jsonl")

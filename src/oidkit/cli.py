@@ -75,14 +75,10 @@ def parse_role_map(pairs: list[str] | None) -> dict | None:
 
 def byte_progress(inputs: str, label: str) -> tuple:
     """``(rich progress bar over the input bytes, callback taking the bytes read so far)``."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
+    from oidkit.core.progress import byte_bar
     from oidkit.io.ingest import input_bytes
 
-    bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                   console=console, transient=True)
-    task = bar.add_task(label, total=input_bytes(inputs))
-    return bar, lambda done: bar.update(task, completed=done)
+    return byte_bar(label, input_bytes(inputs), console)
 
 
 def print_rejected(summary: dict) -> None:
@@ -293,7 +289,7 @@ def ops(name: str = typer.Argument(None, help="show one operator only")) -> None
     """
     from rich.table import Table
 
-    from oidkit.curate.base import describe_operators
+    from oidkit.curate.ops import describe_operators
 
     shown = [d for d in describe_operators() if name in (None, d["name"])]
     if not shown:
@@ -402,9 +398,9 @@ def train_command(
 
     Example:  oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
     """
-    from oidkit.train.config import load_config
+    from oidkit.train.config import load_train_config
 
-    validated = load_config(config, overrides or [])  # before any work (or before starting processes)
+    validated = load_train_config(config, overrides or [])  # before any work (or before starting processes)
     if nproc_per_node > 1:
         from oidkit.train.distributed import launch
 
@@ -442,7 +438,7 @@ def export_command(
         result = export_run_gguf(run_dir, out, quant=quant, which=which)
         console.print(f"wrote {result['path']} ({result['tensors']} tensors, {result['bytes'] / 1e6:.1f} MB, {quant})")
         return
-    from oidkit.train.export import export_run
+    from oidkit.models.export import export_run
 
     console.print(f"wrote {export_run(run_dir, out, format=format, which=which, merge=merge)}")
 
@@ -478,8 +474,7 @@ def eval_command(
       oid eval held_out.jsonl ../shared/data/cmmlu/test/nutrition.csv --compare smollm2-135m-instruct \\
           demo-out/tuned --limit 20 --max-new-tokens 64 -o demo-out/eval
     """
-    from rich.progress import Progress
-
+    from oidkit.core.progress import LabelBars
     from oidkit.evaluate.judge import judge_from_backend
     from oidkit.evaluate.run import EvalOptions, compare_models, evaluate_model, markdown_report, write_report
     from oidkit.evaluate.tasks import TASKS, load_task
@@ -495,14 +490,7 @@ def eval_command(
     options = EvalOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, perplexity_tokens=tokens,
                           generate=generate, chinese_rouge=chinese_rouge)
     judge = judge_from_backend(judge_model, judge_endpoint, judge_key_env) if judge_model else None
-    with Progress(console=console, transient=True) as bar:
-        bars: dict[str, int] = {}
-
-        def progress(what: str, advance: int, total: int) -> None:
-            if what not in bars:
-                bars[what] = bar.add_task(what, total=total)
-            bar.advance(bars[what], advance)
-
+    with LabelBars(console, transient=True) as progress:
         if len(models) == 2:
             report = compare_models(models[0], models[1], tasks, options, judge=judge, progress=progress)
         else:

@@ -19,15 +19,18 @@ import os
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import ray
 
+from oidkit.atomic import atomic_folder
 from oidkit.curate.base import GlobalOp, Operator
-from oidkit.curate.runner import ProgressFn, Tally, apply_decisions, run_batch
-from oidkit.io.outputs import atomic_folder
+from oidkit.curate.batch import Tally, apply_decisions, run_batch
+
+if TYPE_CHECKING:  # rich loads only when bars are shown
+    from oidkit.core.progress import ProgressFn
 
 
 def _records(column: Any) -> list[dict]:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import orjson
 
+from oidkit.atomic import atomic_path
 from oidkit.errors import InputError
 from oidkit.io.formats import READ_FORMATS
 from oidkit.io.ingest import convert, inspect, validate
-from oidkit.io.outputs import atomic_path
 from oidkit.io.read import INGEST_REASONS, ReadStats, read_records
 from oidkit.io.writers import WRITE_FORMATS, write_records
 

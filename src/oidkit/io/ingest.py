@@ -12,16 +12,17 @@ from typing import Any
 
 import orjson
 
+from oidkit.atomic import atomic_path
+from oidkit.core.language import LanguageIdentifier, record_language
 from oidkit.io.files import expand_paths
 from oidkit.io.formats import RowProblem
-from oidkit.io.outputs import atomic_path, incomplete_outputs, refuse_overwriting_inputs
+from oidkit.io.outputs import incomplete_outputs, refuse_overwriting_inputs
 from oidkit.io.read import ReadStats, read_records
 from oidkit.io.repair import REPAIRS
 from oidkit.io.writers import shard_path, write_records
-from oidkit.records import make_reject, text
+from oidkit.records import make_reject
 
 LANGUAGE_SAMPLE = 300
-LANGUAGE_CHARS = 500
 PROBLEM_EXAMPLES = 5
 
 
@@ -102,7 +103,7 @@ def inspect(
     stats, problems = ReadStats(), []
     turns, roles, spellings = 0, Counter(), Counter()
     examples: list[dict] = []
-    texts: list[str] = []
+    sampled: list[dict] = []
     rng = random.Random(0)
 
     def note_problem(reject: dict) -> None:
@@ -119,22 +120,22 @@ def inspect(
                 spellings[message["source_role"]] += 1
         if len(examples) < samples:
             examples.append(record)
-        sample_text = text(record)[:LANGUAGE_CHARS]
-        if len(texts) < LANGUAGE_SAMPLE:  # reservoir sampling: a uniform sample without knowing the total
-            texts.append(sample_text)
+        if len(sampled) < LANGUAGE_SAMPLE:  # reservoir sampling: a uniform sample without knowing the total
+            sampled.append(record)
         elif (slot := rng.randrange(n + 1)) < LANGUAGE_SAMPLE:
-            texts[slot] = sample_text
+            sampled[slot] = record
     incomplete = incomplete_outputs(expand_paths(inputs))
     return {**stats.as_dict(), "turns": turns, "roles": dict(roles.most_common()),
             "role_spellings": dict(spellings.most_common()),
-            "languages": _languages(texts) if languages else {}, "language_sample": len(texts) if languages else 0,
+            "languages": _languages(sampled) if languages else {},
+            "language_sample": len(sampled) if languages else 0,
             "examples": examples, "problem_examples": incomplete + problems, "incomplete": incomplete}
 
 
-def _languages(texts: list[str]) -> dict[str, int]:
-    import py3langid
-
-    return dict(Counter(py3langid.classify(t)[0] for t in texts if t.strip()).most_common())
+def _languages(records: list[dict]) -> dict[str, int]:
+    """Records per language by the one rule (oidkit.core.language); too little text counts as unknown."""
+    identifier = LanguageIdentifier()
+    return dict(Counter(record_language(record, identifier) for record in records).most_common())
 
 
 def _problem_line(reject: dict) -> dict:

@@ -19,10 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from oidkit.atomic import fsync, remove_leftovers, temp_path
 from oidkit.errors import OidError
 from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
-from oidkit.io.outputs import fsync, publish_shards, remove_leftovers, temp_path
+from oidkit.io.outputs import publish_shards
 from oidkit.io.parts import PLACEHOLDERS, TOOL_CALL_PARTS, to_parts
+from oidkit.records import with_reasoning
 
 WRITE_FORMATS = ("jsonl", "parquet", "alpaca", "sharegpt", "openai")
 PARQUET_BATCH_ROWS = 1000
@@ -62,14 +64,6 @@ def _meta_fields(record: dict) -> dict:
 def _with_id(record: dict, row: dict) -> dict:
     layout = record.get("meta", {}).get(LAYOUT, {})
     return row if layout.get("id") == "generated" else {"id": record["id"], **row}
-
-
-def with_reasoning(message: dict) -> str:
-    """The content with the message's reasoning inline before it as ``<think>...</think>``, for formats
-    without a place of their own for reasoning (the convention of R1-style distilled data)."""
-    if not message.get("reasoning"):
-        return message["content"]
-    return f"<think>\n{message['reasoning']}\n</think>\n\n{message['content']}"
 
 
 def to_alpaca(record: dict) -> dict:

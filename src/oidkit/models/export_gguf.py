@@ -19,8 +19,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from oidkit.atomic import atomic_path
 from oidkit.errors import ConfigError
-from oidkit.io.outputs import atomic_path, refuse_overwriting_inputs
+from oidkit.io.outputs import refuse_overwriting_inputs
 
 Quant = Literal["f16", "q8_0"]
 
@@ -171,7 +172,7 @@ def export_run_gguf(run_or_model: str | Path, out_file: str | Path, *, quant: Qu
     """GGUF of an ``oid train`` run (LoRA merged first, in a temporary folder) or of a model folder / alias."""
     import tempfile
 
-    from oidkit.train.export import export_run
+    from oidkit.models.export import export_run
 
     path = Path(run_or_model)
     if not (path / "config.yaml").exists():  # not a training run: a model folder or alias

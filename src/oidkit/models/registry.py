@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oidkit.errors import ConfigError
+from oidkit.models.gguf_convert import convert_gguf, is_converted
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,6 @@ def cached_model_dir(alias: str) -> Path:
     return cache_root() / alias
 
 
-def is_converted(folder: Path) -> bool:
-    """True when ``folder`` holds a complete converted model (the conversion writes ``config.json`` last)."""
-    return (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
-
-
 def package_gguf(alias: str) -> Path:
     """Path of the GGUF file an alias names, found without importing its package.
 
@@ -71,8 +67,6 @@ def package_gguf(alias: str) -> Path:
 
 def pull_model(alias: str, *, dtype: str = "float32", force: bool = False) -> Path:
     """Convert an alias's packaged GGUF to a cached safetensors folder once; return the folder."""
-    from oidkit.models.gguf_convert import convert_gguf
-
     folder = cached_model_dir(alias)
     if is_converted(folder) and not force:
         return folder

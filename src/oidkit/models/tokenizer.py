@@ -17,8 +17,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from oidkit.atomic import atomic_folder
 from oidkit.errors import InputError
-from oidkit.io.outputs import atomic_folder, refuse_overwriting_inputs
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.text import script_language
 
 TEXT_SUFFIXES = {".txt", ".md", ".text"}

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import orjson
 
+from oidkit.atomic import write_atomic
 from oidkit.errors import InputError
 from oidkit.io import read_jsonl, read_records
-from oidkit.io.outputs import refuse_overwriting_inputs, write_atomic
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.report.card import dataset_card
 from oidkit.report.html import render_html
 from oidkit.report.stats import collect, curation_funnel, reject_summary

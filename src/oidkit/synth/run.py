@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oidkit.atomic import write_atomic
 from oidkit.errors import InputError
 from oidkit.io import read_records, write_jsonl
-from oidkit.io.outputs import refuse_overwriting_inputs, write_atomic
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.models.backends import make_backend
 from oidkit.records import first_user
 from oidkit.synth.evol import EvolConfig, evolve

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from oidkit.atomic import atomic_folder
 from oidkit.errors import ConfigError
-from oidkit.io.outputs import atomic_folder
 from oidkit.train.loop import LoopState
 
 

@@ -20,12 +20,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from oidkit.atomic import atomic_path, write_atomic
+from oidkit.core.chat import encode_record
 from oidkit.errors import InputError
 from oidkit.io import read_records
 from oidkit.io.files import expand_paths
-from oidkit.io.outputs import atomic_path, write_atomic
 from oidkit.io.repair import REPAIRS
-from oidkit.train.templates import encode_record
 
 CHUNK_SIZE = 512  # records per task handed to a worker process
 

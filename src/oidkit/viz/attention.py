@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from oidkit.io.outputs import atomic_path, write_atomic
+from oidkit.atomic import atomic_path, write_atomic
 from oidkit.viz.page import html_page, matplotlib_pyplot
 
 SCRIPT = """

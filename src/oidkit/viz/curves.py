@@ -1,4 +1,4 @@
-"""Training curves from a run's ``metrics.csv`` (the file ``oidkit.train.logging.MetricsLog`` writes).
+"""Training curves from a run's ``metrics.csv`` (the file ``oidkit.core.runs.MetricsLog`` writes).
 
 Rows carry ``step``, ``split`` (train / eval), ``loss``, ``lr``, ``tokens_per_s``, ``grad_norm``; the page
 shows loss (train and eval, with eval perplexity), learning rate, gradient norm and throughput.
@@ -11,8 +11,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from oidkit.atomic import atomic_path, write_atomic
 from oidkit.errors import InputError
-from oidkit.io.outputs import atomic_path, refuse_overwriting_inputs, write_atomic
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.viz.page import html_page, matplotlib_pyplot, png_data_uri
 
 PANELS = (("loss", "loss (nats / token)"), ("lr", "learning rate"), ("grad_norm", "gradient norm"),
@@ -26,7 +27,7 @@ def series(rows: list[dict], split: str, key: str) -> list[tuple[float, float]]:
 
 def write_curves(metrics_csv: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Write ``curves.png`` and ``curves.html`` (the figure embedded, plus a summary table) to ``out_dir``."""
-    from oidkit.train.logging import read_metrics
+    from oidkit.core.runs import read_metrics
 
     metrics_csv = Path(metrics_csv)
     if not metrics_csv.exists():

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from oidkit.atomic import write_atomic
 from oidkit.errors import InputError
-from oidkit.io.outputs import write_atomic
 from oidkit.viz.page import html_page
 
 RED_AT_LOSS = 8.0  # nats; losses at or above this are drawn fully red (a uniform guess over 3000 tokens is 8)
@@ -40,8 +40,8 @@ def token_losses(model: Any, tokenizer: Any, text: str, *, max_tokens: int = 102
 
 def record_text(data: str | Path, index: int, tokenizer: Any) -> str:
     """Record ``index`` of ``data`` rendered with the tokenizer's chat template (its messages joined if none)."""
+    from oidkit.core.chat import plain_messages
     from oidkit.io import read_records
-    from oidkit.train.templates import plain_messages
 
     record = next(islice(read_records(data, salvage=True), index, None), None)
     if record is None:

@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from oidkit.errors import ConfigError
-from oidkit.io.writers import with_reasoning
+from oidkit.records import with_reasoning
 
 IGNORE_INDEX = -100
+# ChatML, the layout SmolLM2 uses; data.chat_template=chatml and the tiny test model take it.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 TrainOn = Literal["assistant", "all", "last_assistant"]
 # What training does with an assistant turn's ``reasoning``: learn it (the point of reasoning data), keep it
 # as context without loss, or leave it out of the text.
@@ -29,8 +36,6 @@ def resolve_chat_template(tokenizer: Any, chat_template: str | None) -> str:
             raise ConfigError("the tokenizer has no chat template; set data.chat_template to 'chatml' or a .jinja file")
         return tokenizer.chat_template
     if chat_template == "chatml":
-        from oidkit.models.tiny import CHATML_TEMPLATE
-
         return CHATML_TEMPLATE
     if chat_template.endswith(".jinja"):
         path = Path(chat_template)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import yaml
 
+from oidkit.atomic import atomic_folder
 from oidkit.errors import ConfigError
-from oidkit.io.outputs import atomic_folder, refuse_overwriting_inputs
+from oidkit.io.outputs import refuse_overwriting_inputs
 
 
 def run_weights(run_dir: str | Path, which: str = "best") -> Path:
@@ -30,7 +31,7 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "bes
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from oidkit.models import resolve_model
+    from oidkit.models.loading import resolve_model
 
     weights, out_dir = run_weights(run_dir, which), Path(out_dir)
     refuse_overwriting_inputs([], [run_dir], folders=[out_dir])
