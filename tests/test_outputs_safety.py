@@ -140,7 +140,6 @@ def test_library_writers_refuse_outputs_that_are_inputs(data, tmp_path):
     """Review export, export, tokenizer, viz and train check their outputs the same way (no model needed: the
     check runs before any work)."""
     from oidkit.models.export import export_run
-
     from oidkit.models.tokenizer import train_tokenizer
     from oidkit.review.export import export_reviewed
     from oidkit.train.config import TrainConfig, refuse_run_dir_holding_data
