@@ -50,7 +50,7 @@ def cn_id_valid(candidate: str) -> bool:
 
 
 # Words that say the number after them is a version, a section or an order, not an address or a phone.
-_VERSION_BEFORE = re.compile(r"(?i)(?:versions?|\bver\.?|\brelease|\bbuild|\bv|\bsection|\bchapter|\bsee|§|"
+_VERSION_BEFORE = re.compile(r"(?i)(?:versions?|\bver\.?|\brelease|\bbuild|\bv|\bsection|\bchapter|§|"
                              r"版本号?|章节|第)[\s\"':：=]*$")
 _PHONE_BEFORE = re.compile(r"(?i)phone|\btel\b|\bcall|mobile|\bfax|whatsapp|\bcell|电话|手机|致电|联系|微信")
 _NOT_PHONE_BEFORE = re.compile(r"(?i)(?:order|tracking|parcel|package|invoice|shipment|waybill|serial|account|"
@@ -130,7 +130,6 @@ class Detector(NamedTuple):
     check: Callable[[re.Match], bool] | None  # decides on the match, its digits and the text before it
 
 
-# Order matters: longer digit runs (IDs, cards) are replaced before phone numbers.
 # Boundaries are ASCII on purpose: Chinese text puts digits right after characters ("电话13812345678").
 # A phone is not the tail of a dashed code (parcel PIN 11-21-212-046-0000, bank reference D-14840620000).
 _NOT_AFTER_CODE = r"(?<![0-9A-Za-z+])(?<![0-9A-Za-z][-.])"
@@ -138,6 +137,7 @@ _CHINA_MOBILE = r"(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}(?![-.]?\d)"
 _NORTH_AMERICA = r"(?:\+1[-. ]?)?\(?[2-9]\d{2}\)?[-. ]\d{3}[-. ]\d{4}(?![-.]?\d)"
 _INTERNATIONAL = r"(?<![0-9A-Za-z])\+\d{1,3}(?:[-. ]?\(?\d{1,4}\)?){2,6}(?![\d)])"  # 8-15 digits: checked
 _DIGIT_RUN = re.compile(r"\d[\d .()-]{5}\d")
+# Order matters: longer digit runs (IDs, cards) are replaced before phone numbers.
 DETECTORS: list[Detector] = [
     Detector("email", re.compile("@"),
              re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
