@@ -523,6 +523,7 @@ def serve_command(
     max_batch_size: int = typer.Option(8, min=1, help="completions decoded together, one forward pass per step; "
                                        "more requests wait for a free place"),
     max_queue: int = typer.Option(64, help="requests waiting for the model beyond this are answered 429"),
+    max_body_mb: float = typer.Option(8.0, min=0.001, help="request bodies over this many MB are answered 413"),
     quantize: Quantize = typer.Option(None, help=QUANTIZE_HELP),
 ) -> None:
     """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions.
@@ -535,7 +536,7 @@ def serve_command(
     from oidkit.serve.app import run_server
 
     run_server(with_quantize(model, quantize), host=host, port=port, served_name=name, max_batch_size=max_batch_size,
-               max_queue=max_queue)
+               max_queue=max_queue, max_body_bytes=int(max_body_mb * 1024 * 1024))
 
 
 @app.command("chat")
