@@ -9,19 +9,59 @@ from __future__ import annotations
 
 from enum import Enum
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from oidkit import __version__
 
+console = Console(stderr=True)
+
+
+class ClearErrors(TyperGroup):
+    """Every exception a command raises ends as one message and exit 2 (130 for Ctrl-C), never a traceback
+    or click's bare "Aborted!"; ``--debug`` / ``OIDKIT_DEBUG=1`` lets the traceback through."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+            raise  # a chosen exit code, or a usage error typer already explains
+        except KeyboardInterrupt:
+            if ctx.params.get("debug"):
+                raise
+            console.print("[bold red]interrupted[/] (outputs are written atomically; `oid curate` resumes "
+                          "after its last finished step)")
+            raise typer.Exit(130) from None
+        except Exception as error:  # the one place every error is turned into a message
+            if ctx.params.get("debug"):
+                raise
+            from rich.text import Text
+
+            from oidkit.errors import describe_exception
+
+            message = Text.assemble(("error: ", "bold red"), describe_exception(error))  # Text: no markup in paths
+            console.print(message, soft_wrap=True)  # not wrapped: paths stay whole for copying
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
     name="oid",
+    cls=ClearErrors,
     help="oidkit: open instruction datasets -> curated data -> tuned, evaluated, served model.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
 )
-console = Console(stderr=True)
+
+
+@app.callback()
+def global_options(
+    debug: bool = typer.Option(False, "--debug", envvar="OIDKIT_DEBUG",
+                               help="show the full traceback of an error (also OIDKIT_DEBUG=1)"),
+) -> None:
+    """oidkit: open instruction datasets -> curated data -> tuned, evaluated, served model."""
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -907,14 +947,8 @@ def annotate_command(
 
 
 def main() -> None:
-    """Console-script entry point: user mistakes print as messages, our own bugs as tracebacks."""
-    from oidkit.errors import OidError
-
-    try:
-        app()
-    except OidError as e:
-        console.print(f"[bold red]error:[/] {e}")
-        raise SystemExit(2) from None
+    """Console-script entry point; errors become messages in :class:`ClearErrors`."""
+    app()
 
 
 if __name__ == "__main__":
