@@ -130,7 +130,8 @@ def convert_command(
     to: str = typer.Option(None, "--to", help="output format: jsonl (canonical), parquet, alpaca, sharegpt, openai"),
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     shard_size: int = typer.Option(None, help="records per output shard (out-00000.parquet, out-00001.parquet, ...)"),
-    salvage: bool = typer.Option(False, help="keep the complete records of a truncated JSON array"),
+    salvage: bool = typer.Option(False, help="keep the complete records of a truncated JSON array or cut .gz/.zst "
+                                 "file; the cut tail becomes a reject"),
     strict: bool = typer.Option(False, help="stop at the first bad row instead of quarantining it"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     rejects: str = typer.Option(None, help="rejects file (default: OUT's name with .rejects.jsonl)"),
@@ -171,7 +172,8 @@ def convert_command(
 def inspect_command(
     inputs: str = typer.Argument(..., help="file, folder of shards, glob (quoted) or save_to_disk folder"),
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
-    salvage: bool = typer.Option(False, help="read the complete records of a truncated JSON array"),
+    salvage: bool = typer.Option(False, help="read the complete records of a truncated JSON array or cut .gz/.zst "
+                                 "file"),
     samples: int = typer.Option(2, help="records to print"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
@@ -200,7 +202,7 @@ def inspect_command(
         files.add_row(f["file"], f["container"], f["format"])
     out.print(files)
     counts = Table("what", "count", "meaning", title="counts")
-    counts.add_row("complete records read", f"{summary['rows']:,}", "rows of the input that could be read")
+    counts.add_row("rows read", f"{summary['rows']:,}", "rows of the input (a cut tail counts as one, rejected)")
     counts.add_row("valid records", f"{summary['records']:,}", "well-formed conversations")
     counts.add_row("turns", f"{summary['turns']:,}", "messages in the valid records")
     for reason, count in summary["rejected"].items():
@@ -258,6 +260,8 @@ def curate(
                                               "with --op: IN OUT \\[key=value ...]"),
     op: list[str] = typer.Option(None, "--op", help="run these operators (repeatable) on IN -> OUT, no recipe"),
     force: bool = typer.Option(False, "--force", help="run again even if OUT is up to date"),
+    salvage: bool = typer.Option(False, "--salvage", help="keep the complete records of a truncated input "
+                                 "(same as input.salvage=true); the cut tail goes to OUT/ingest_rejects.jsonl"),
 ) -> None:
     """Run a curation recipe: kept records, every reject with its reason, and per-operator stats.
 
@@ -276,12 +280,13 @@ def curate(
     from oidkit.curate.recipe import load_recipe, one_off_recipe
     from oidkit.curate.runner import run_recipe
 
+    salvaging = ["input.salvage=true"] if salvage else []
     if op:
         if len(args) < 2:
             fail("with --op give IN and OUT: oid curate --op pii data.jsonl out/")
-        recipe = one_off_recipe(op, args[0], args[1], args[2:])
+        recipe = one_off_recipe(op, args[0], args[1], args[2:] + salvaging)
     else:
-        recipe = load_recipe(args[0], args[1:])
+        recipe = load_recipe(args[0], args[1:] + salvaging)
     stats = run_recipe(recipe, force=force, show_progress=True)
     if stats.get("up_to_date"):
         console.print(f"{recipe.output.path} is up to date (same inputs and recipe); --force to run again")
@@ -290,8 +295,12 @@ def curate(
         extra = ", ".join(f"{k} {v}" for k, v in step["extra"].items())
         console.print(f"{step['name']:>16}: {step['in']} -> {step['out']}  modified {step['modified']}  "
                       f"{step['seconds']:.1f}s  {reasons}{'  [' + extra + ']' if extra else ''}", markup=False)
-    console.print(f"kept {stats['output']['records']} of {stats['input']['records']} records in "
-                  f"{stats['seconds']:.1f}s -> {stats['output']['path']}")
+    read = {"rows": stats["input"]["records"], "rejected_on_read": 0, "ingest_rejects": None,  # older stats.json
+            **stats["input"]}
+    console.print(f"read {read['rows']:,} rows: {read['rejected_on_read']:,} rejected on read"
+                  + (f" (-> {read['ingest_rejects']})" if read["ingest_rejects"] else "")
+                  + f", {read['records']:,} records; kept {stats['output']['records']:,} of {read['records']:,} "
+                  f"in {stats['seconds']:.1f}s -> {stats['output']['path']}", markup=False)
 
 
 @app.command()
