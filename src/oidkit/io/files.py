@@ -73,7 +73,7 @@ class Decompressed(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         while not self.pending and self.counter.cut is None:
-            data = self.decoder.unused_data or self.counter.read(1 << 20)
+            data = self.decoder.unused_data or self.counter.read(1 << 13)  # small: corruption loses little
             if not data:
                 if not self.decoder.eof and self.counter.bytes_read:
                     self.counter.cut = (f"the {self.kind} data ends before its end marker at compressed byte "
@@ -166,10 +166,23 @@ def is_hf_folder(path: Path) -> bool:
 def hf_arrow_files(folder: Path) -> list[tuple[Path, str | None]]:
     """``(arrow file, split)`` of a ``save_to_disk`` folder, in the order the dataset lists them."""
     if (folder / "dataset_dict.json").is_file():
-        splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
+        splits = _folder_index(folder / "dataset_dict.json", "splits")["splits"]
         return [(f, split) for split in splits for f, _ in hf_arrow_files(folder / split)]
-    state = json.loads((folder / "state.json").read_text())
+    state = _folder_index(folder / "state.json", "_data_files")
     return [(folder / entry["filename"], state.get("_split")) for entry in state["_data_files"]]
+
+
+def _folder_index(path: Path, key: str) -> dict:
+    """The parsed ``state.json`` / ``dataset_dict.json`` of a ``save_to_disk`` folder, checked for ``key``."""
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise InputError(f"not valid JSON ({error})", file=str(path),
+                         hint="the save_to_disk folder is damaged: save the dataset again") from None
+    if not isinstance(index, dict) or key not in index:
+        raise InputError(f"expected an object with {key!r}", file=str(path),
+                         hint="the save_to_disk folder is damaged: save the dataset again")
+    return index
 
 
 def open_binary(path: Path) -> tuple[BinaryIO, CountingReader]:
