@@ -37,7 +37,7 @@ OS_ERROR_FIXES: dict[str, str] = {
     "ELOOP": "a symbolic link points (through others) back to itself: fix or remove the link",
     "EISDIR": "a folder was given where a file is expected: name a file",
     "ENOTDIR": "a file was given where a folder is expected (or inside the path): check the path",
-    "EEXIST": "remove it or choose another name",
+    "EEXIST": "a file is where a folder would be created: choose another output folder",
     "ENAMETOOLONG": "the path is too long: use a shorter one",
     "EMFILE": "too many open files: raise the limit (ulimit -n) or read fewer shards at once",
 }

@@ -83,6 +83,10 @@ def convert(
             rejects_path.unlink(missing_ok=True)
             _remove_partial_output(Path(out), shard_size)
             raise
+        except OSError as error:  # a failed write (disk full, ...) does not name its file: name the output
+            if error.filename is None:
+                error.filename = str(out)
+            raise
     written = stats.records - stats.rejected.get("unsupported_by_format", 0)
     return {**stats.as_dict(), "written": written, "outputs": [str(p) for p in outputs],
             "rejects_file": str(rejects_path), "seconds": round(time.perf_counter() - started, 3)}
