@@ -70,7 +70,7 @@ def test_ctrl_c_exits_130_and_an_eof_is_not_a_bare_aborted(data, monkeypatch):
 
     monkeypatch.setattr("oidkit.io.inspect", ended)
     result = runner.invoke(app, ["inspect", str(data)])
-    assert result.exit_code == 2 and "Aborted" not in result.output and "cut or corrupt" in result.output
+    assert result.exit_code == 2 and "Aborted" not in result.output and "the input ended early" in result.output
 
 
 def test_a_missing_rubric_is_named_before_any_model_loads(data, tmp_path):
@@ -97,3 +97,18 @@ def test_the_salvage_hint_names_only_options_that_exist(tmp_path):
     salvaged = runner.invoke(app, ["curate", "--op", "exact_dedup", str(cut), str(tmp_path / "out"), "--salvage"])
     assert salvaged.exit_code == 0, salvaged.output
     assert "read 2 rows: 1 rejected on read" in one_line(salvaged.output) and "kept 1 of 1" in salvaged.output
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (PermissionError(13, "Permission denied", "/data/x.jsonl"), "/data/x.jsonl: Permission denied\nhint: check its"),
+    (OSError(30, "Read-only file system", "/ro/out"), "/ro/out: Read-only file system\nhint: the file system is"),
+    (OSError(40, "Too many levels of symbolic links", "a"), "a: Too many levels of symbolic links\nhint: a symbolic"),
+    (UnicodeDecodeError("utf-8", b"ab\xff", 2, 3, "invalid start byte"), "not valid utf-8 at byte 2"),
+    (__import__("zlib").error("invalid distance too far back"), "compressed data is cut or corrupt"),
+    (OSError("tokenizer file damaged"), "input/output error: tokenizer file damaged"),
+    (ValueError("x"), "unexpected ValueError: x\nhint: this is a bug in oidkit"),
+])
+def test_describe_exception_names_the_file_and_a_fix(error, expected):
+    from oidkit.errors import describe_exception
+
+    assert expected in describe_exception(error)

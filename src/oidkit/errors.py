@@ -66,9 +66,15 @@ def describe_exception(error: BaseException) -> str:
                 "hint: convert the file to UTF-8 first, e.g. iconv -f GB18030 -t UTF-8 in.txt > out.txt")
     if isinstance(error, MemoryError):
         return "out of memory\nhint: read fewer or smaller files at once, or use a machine with more memory"
-    if isinstance(error, (EOFError, OSError)) or type(error).__module__.startswith(("zstandard", "zlib", "gzip")):
+    if isinstance(error, EOFError):
+        return (f"the input ended early ({error or 'end of file'})\n"
+                "hint: a compressed file is cut (fetch it again), or standard input was closed")
+    if type(error).__module__.startswith(("zstandard", "zlib", "gzip")):
         return (f"compressed data is cut or corrupt ({error})\n"
                 "hint: check the download (sizes, checksums) or fetch the file again")
+    if isinstance(error, OSError):  # no errno: a library's own read or write failure
+        return (f"input/output error: {error}\n"
+                "hint: check the files and the disk; --debug shows where it happened")
     if type(error).__module__.startswith("pyarrow"):
         return (f"Arrow/Parquet data is corrupt or unsupported ({error})\n"
                 "hint: check that the file is complete (sizes, checksums) and was written by a Parquet/Arrow writer")
