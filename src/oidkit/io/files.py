@@ -95,7 +95,8 @@ class Transcoded(io.RawIOBase):
     """UTF-8 bytes of a UTF-16 or UTF-32 text stream (with a byte order mark), so every reader sees UTF-8."""
 
     def __init__(self, raw: BinaryIO, encoding: str):
-        self.text = io.TextIOWrapper(raw, encoding=encoding, errors="replace", newline="")
+        # bad code units become visible \xNN text, which no JSON or CSV row parses as: the row is rejected
+        self.text = io.TextIOWrapper(raw, encoding=encoding, errors="backslashreplace", newline="")
         self.pending = b""
 
     def readable(self) -> bool:
