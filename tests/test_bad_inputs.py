@@ -134,6 +134,7 @@ def test_every_reading_command_on_a_bad_input(corpus, name, tmp_path):
         if step(command, ["report", case.target, "-o", str(out), *extra]):
             stats = json.loads((out / "stats.json").read_text())
             assert stats["overview"]["records"] + (stats["rejects"] or {"total": 0})["total"] == rows
+            assert stats["read"]["rows"] == rows and f"read {rows:,} rows" in " ".join(outputs[command].split())
 
     assert fingerprint(folder) == before
 

@@ -31,8 +31,7 @@ class ClearErrors(TyperGroup):
         except KeyboardInterrupt:
             if ctx.params.get("debug"):
                 raise
-            console.print("[bold red]interrupted[/] (outputs are written atomically; `oid curate` resumes "
-                          "after its last finished step)")
+            console.print("[bold red]interrupted[/]")
             raise typer.Exit(130) from None
         except Exception as error:  # the one place every error is turned into a message
             if ctx.params.get("debug"):
@@ -360,8 +359,9 @@ def report_command(
         result = build_report(data, out, rejects=rejects, curate_stats=stats, recipe=recipe, tokenizer=tokenizer,
                               format=format, salvage=salvage, title=title, license=license, sample_size=samples,
                               seed=seed, progress=advance)
-    overview = result["overview"]
-    console.print(f"{overview['records']:,} records, {overview['languages']} languages, "
+    overview, read = result["overview"], result["read"]
+    console.print(f"read {read['rows']:,} rows: {read['rejected_on_read']:,} rejected on read, "
+                  f"{overview['records']:,} records, {overview['languages']} languages, "
                   f"{overview['user_tokens'] + overview['assistant_tokens']:,} tokens ({result['tokenizer']}) "
                   f"-> {out}/report.html, {out}/README.md, {out}/stats.json")
     for warning in result["warnings"]:
