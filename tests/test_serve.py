@@ -366,6 +366,13 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, tin
     assert client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2).choices[0].message
 
 
+def test_a_seed_beyond_int64_is_a_400_naming_the_field(client, tiny_server):
+    huge = httpx.post(f"{tiny_server}/chat/completions",
+                      json={"model": "tiny", "messages": MESSAGES, "max_tokens": 2, "seed": 2**64}, timeout=30)
+    assert huge.status_code == 400 and huge.json()["error"]["param"] == "seed"
+    assert client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2, seed=2**63 - 1).choices
+
+
 def test_burst_of_concurrent_requests_is_queued_and_all_answered(client):
     def one(i):
         if i % 2:
