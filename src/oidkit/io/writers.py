@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from oidkit.atomic import fsync, remove_leftovers, temp_path
+from oidkit.atomic import fsync, remove_leftovers, rename_target, temp_path, writes_in_place
 from oidkit.errors import OidError
 from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
 from oidkit.io.outputs import publish_shards
@@ -209,9 +209,13 @@ class _Shard:
 
     def __init__(self, path: Path, format: str):
         self.path, self.format, self.count, self.batch, self.batch_chars = path, format, 0, [], 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(path)
-        self.temp = temp_path(path)
+        target = rename_target(path)
+        if writes_in_place(target):  # /dev/stdout, a pipe: written directly (see oidkit.atomic)
+            self.temp = target
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(target)
+            self.temp = temp_path(target)
         if format == "parquet":
             self.parquet = pq.ParquetWriter(self.temp, PARQUET_SCHEMA)
         else:
@@ -298,13 +302,14 @@ def write_records(
         if shard_size:
             stale = itertools.takewhile(Path.exists, (shard_path(path, n) for n in itertools.count(len(shards))))
             publish_shards(path, [(s.temp, s.path, s.count) for s in shards], list(stale))
-        else:
+        elif not writes_in_place(shards[0].temp):
             fsync(shards[0].temp)
-            os.replace(shards[0].temp, path)
+            os.replace(shards[0].temp, rename_target(path))
     except BaseException:
         for shard in shards:
             with contextlib.suppress(Exception):
                 shard.close()
-            shard.temp.unlink(missing_ok=True)
+            if not writes_in_place(shard.temp):  # never unlink a device or pipe we were writing to
+                shard.temp.unlink(missing_ok=True)
         raise
     return [shard.path for shard in shards]
