@@ -9,10 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from oidkit.errors import InputError
-from oidkit.io.files import array_left_open, expand_paths, iter_rows, sniff_container
-from oidkit.io.formats import READ_FORMATS, SIGNATURES, RowProblem, detect_format, oasst_tree_from_messages, to_records
+from oidkit.io.files import archive_members, array_left_open, expand_paths, iter_rows, sniff_container, unwrap
+from oidkit.io.formats import (
+    READ_FORMATS,
+    SIGNATURES,
+    RowProblem,
+    column_spec,
+    detect_format,
+    oasst_tree_from_messages,
+    to_records,
+)
 from oidkit.io.jsonstream import Unreadable
-from oidkit.records import DEFAULT_ROLE_MAP, PROBLEM_CODES, conversation_problems, make_reject
+from oidkit.io.mapping import load_mapping
+from oidkit.records import DEFAULT_ROLE_MAP, PROBLEM_CODES, conversation_problems, extend_role_map, make_reject
 
 DETECT_SAMPLE_ROWS = 20
 PROGRESS_EVERY_ROWS = 512
@@ -55,8 +64,11 @@ def read_records(
     stats: ReadStats | None = None,
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
+    columns: str | Mapping[str, Any] | None = None,
+    field: str | None = None,
+    python_literals: bool = False,
 ) -> Iterator[dict]:
-    """Canonical records from files, folders (shards) or globs, streamed.
+    """Canonical records from files, folders (shards), globs or zip archives (every member), streamed.
 
     Rows that cannot become well-formed records go to ``on_reject`` as ``records.make_reject`` dicts
     (stage ``ingest``; without ``on_reject`` they are only counted in ``stats``), or raise
@@ -65,6 +77,11 @@ def read_records(
     filled while reading; ``on_progress(bytes)`` receives the input bytes read so far. ``allow`` names
     conversation problems to accept, e.g. ``{"no_assistant_turn", "empty_assistant_turn"}`` to read
     instruction-only records that a model will answer.
+
+    ``columns`` maps the fields of a file no known format names (see ``io.mapping.load_mapping``: inline
+    ``prompt=question,response=answer``, a YAML file or a ``dataset_info.json#name`` entry); ``field`` names
+    the key of a JSON object that holds the rows (found alone when exactly one key holds them);
+    ``python_literals`` reads JSONL lines written as Python dicts (``{'a': 1}``) safely.
     """
     if format is not None and format not in READ_FORMATS:
         raise InputError(f"unknown input format {format!r}; choose one of {', '.join(READ_FORMATS)}")
@@ -74,27 +91,55 @@ def read_records(
                          f"one of {', '.join(PROBLEM_CODES)}")
     stats = stats if stats is not None else ReadStats()
     role_map = role_map or DEFAULT_ROLE_MAP
+    spec = None
+    if columns is not None:
+        entry = load_mapping(columns)
+        try:
+            spec, tag_roles = column_spec(entry)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        role_map = extend_role_map(tag_roles, base=role_map)
+        field = field or entry.get("field")
+    layout = {"spec": spec, "field": field, "python_literals": python_literals}
     for path in expand_paths(paths):
-        yield from _read_file(path, format, salvage, strict, role_map, on_reject, stats, on_progress, set(allow))
+        for member in archive_members(path):
+            yield from _read_file(member, format, salvage, strict, role_map, on_reject, stats, on_progress,
+                                  set(allow), layout)
 
 
 def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role_map: Mapping[str, str],
                on_reject: Callable[[dict], None] | None, stats: ReadStats,
-               on_progress: Callable[[int], None] | None, allow: set[str]) -> Iterator[dict]:
+               on_progress: Callable[[int], None] | None, allow: set[str], layout: dict) -> Iterator[dict]:
     container = sniff_container(path)
-    if container == "json" and not salvage and array_left_open(path):
+    if container == "json" and not salvage and isinstance(path, Path) and array_left_open(path):
         _fail_fast_on_truncation(path)
     counters: list = []
-    rows = iter_rows(path, container, counters)
+    rows = iter_rows(path, container, counters, layout["python_literals"])
     head = list(islice(rows, DETECT_SAMPLE_ROWS))
     if not head:  # an empty shard: nothing to read, nothing wrong
         stats.files.append({"file": str(path), "container": container, "format": None})
         return
-    format = format or detect_format([row for row, _ in head])
+    if not layout["python_literals"]:
+        _refuse_python_literals(head, path)
+    spec, field, file_stats = layout["spec"], layout["field"], {"file": str(path), "container": container}
+    if field or (container in ("json_object", "jsonl") and len(head) == 1 and format is None
+                 and not _fits(head[0][0], spec)):
+        if field and not (container in ("json_object", "jsonl") and len(head) == 1):
+            raise InputError(f"--field {field}: expected a file holding one JSON object, found a {container} "
+                             "file of several rows", file=str(path), hint="drop --field for this file")
+        unwrapped = unwrap(head[0][0], field)
+        if unwrapped:
+            items, key, file_stats["note"] = unwrapped
+            file_stats["field"] = key
+            where = {"field": key} if key else {}  # rows keyed by id: the id names them
+            rows = ((row, {**where, "index": index}) for index, row in enumerate(items))
+            head = list(islice(rows, DETECT_SAMPLE_ROWS))
+    format = "columns" if spec else format or detect_format([row for row, _ in head])
     if format is None:
         raise InputError(_undetected(head, container), file=str(path), hint="force one with --format "
-                         + " | ".join(f"{name} ({'+'.join(sorted(keys))})" for name, keys in SIGNATURES.items()))
-    stats.files.append({"file": str(path), "container": container, "format": format})
+                         + " | ".join(f"{name} ({'+'.join(sorted(keys))})" for name, keys in SIGNATURES.items())
+                         + ", or map the fields with --columns, e.g. --columns prompt=question,response=answer")
+    stats.files.append({**file_stats, "format": format})
     bytes_before = stats.bytes_read
     rows = chain(head, rows)
     if format == "oasst":  # flat message rows: rebuild each tree from its consecutive rows
@@ -125,7 +170,7 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
             reject(row.reason, row.detail, row.raw, source, value=row.unreadable_bytes or None)
             continue
         try:
-            records = to_records(row, format, source, role_map)
+            records = to_records(row, format, source, role_map, spec)
         except RowProblem as problem:
             reject(problem.reason, problem.detail, row, source)
             continue
@@ -149,12 +194,31 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
 def _undetected(head: list[tuple[Any, dict]], container: str) -> str:
     """Why no format fits the first rows: their keys, or that they are not objects at all."""
     keys = sorted({k for row, _ in head if isinstance(row, dict) for k in row})
+    if keys and container == "json_object":
+        return (f"this file is one JSON object with keys {keys} and no key holds a list of rows alone: name "
+                "the one that does with --field KEY")
     if keys:
         return f"cannot tell the format of this {container} file: its rows have keys {keys}"
     if container == "jsonl":
-        return ("the first lines are not JSON objects: expected one object per line (JSONL) or a top-level "
-                "array of objects; a single JSON document holding the list must be unwrapped first")
+        return ("the first lines are not JSON objects: expected one object per line (JSONL), a top-level "
+                "array of objects, or one object holding the rows (--field KEY)")
     return f"cannot tell the format of this {container} file: its first rows are not objects"
+
+
+def _fits(row: Any, spec: Mapping[str, Any] | None) -> bool:
+    """Whether a row already is a record: a known format's keys, or the mapped columns."""
+    if spec is None:
+        return detect_format([row]) is not None
+    return isinstance(row, dict) and spec.get("messages", spec.get("prompt")) in row
+
+
+def _refuse_python_literals(head: list[tuple[Any, dict]], path: Path) -> None:
+    """Lines like ``{'a': 1}`` are Python's repr of a dict, not JSON: say so, and how to read them."""
+    for row, position in head:
+        if isinstance(row, Unreadable) and row.reason == "invalid_json" and str(row.raw).lstrip().startswith("{'"):
+            raise InputError("this line is a Python dict literal (single quotes), not JSON", file=str(path),
+                             line=position.get("line"), hint="--python-literals reads such lines safely with "
+                             "ast.literal_eval (it runs no code); or rewrite the file with json.dumps")
 
 
 def _fail_fast_on_truncation(path: Path) -> None:
