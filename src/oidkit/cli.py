@@ -41,6 +41,13 @@ def version() -> None:
 FORMAT_HELP = ("force the input format instead of detecting it: canonical, sharegpt, openai, alpaca, dolly, "
                "prompt_completion, oasst (message rows), oasst_tree")
 ROLE_MAP_HELP = "extra role name mapping NAME=ROLE (repeatable), e.g. --role-map narrator=system"
+COLUMNS_HELP = ("map the fields of a file no known format names, LLaMA-Factory's column/tag names: "
+                "prompt=question,response=answer[,query=,system=,history=] or messages=turns,role=speaker,"
+                "content=utterance,user_tag=USER,assistant_tag=SYSTEM; or a YAML/JSON file holding such an entry; "
+                "or dataset_info.json#NAME")
+FIELD_HELP = ("the key of a JSON object that holds the rows, e.g. data (a.b for nested keys); found alone when "
+              "only one key holds rows")
+LITERALS_HELP = "read JSONL lines written as Python dicts ({'a': 1}) with ast.literal_eval (safe: runs no code)"
 ALLOW_HELP = ("accept this conversation problem instead of rejecting (repeatable), e.g. --allow no_assistant_turn "
               "for instruction-only data a model will answer")
 
@@ -75,6 +82,13 @@ def byte_progress(inputs: str, label: str) -> tuple:
     return bar, lambda done: bar.update(task, completed=done)
 
 
+def print_notes(summary: dict) -> None:
+    """How a file was read when it took a guess, e.g. which key of a JSON object held the rows."""
+    for f in summary["files"]:
+        if f.get("note"):
+            console.print(f"  note: {f['file']}: {f['note']}")
+
+
 def print_rejected(summary: dict) -> None:
     """One line per reject reason with its count and meaning."""
     from oidkit.io import INGEST_REASONS
@@ -95,11 +109,17 @@ def convert_command(
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     rejects: str = typer.Option(None, help="rejects file (default: OUT's name with .rejects.jsonl)"),
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
+    columns: str = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    field: str = typer.Option(None, "--field", help=FIELD_HELP),
+    python_literals: bool = typer.Option(False, "--python-literals", help=LITERALS_HELP),
+    dataset_info: bool = typer.Option(False, "--dataset-info", help="also write OUT's entry in the dataset_info.json "
+                                      "beside it, so llamafactory-cli train reads OUT as is (alpaca/sharegpt/openai)"),
 ) -> None:
     """Convert between formats through the canonical record; bad rows go to a rejects file.
 
     Input formats are detected from content (Alpaca, ShareGPT, OpenAI chat, Dolly, OASST, prompt/completion,
-    canonical) in JSON, JSONL, CSV, Parquet or a `datasets` save_to_disk folder, plain or .gz/.zst.
+    canonical) in JSON, JSONL, CSV, Parquet or a `datasets` save_to_disk folder, plain or .gz/.zst, alone or in
+    a .zip; other field names are mapped with --columns.
 
     Examples:
 
@@ -108,6 +128,8 @@ def convert_command(
       oid convert alpaca_data.json demo-out/alpaca.sharegpt.json
 
       oid convert 'shards/*.jsonl.zst' demo-out/all.parquet --shard-size 100000 --role-map narrator=system
+
+      oid convert qa.csv demo-out/qa.alpaca.json --columns prompt=question,response=answer --dataset-info
     """
     from oidkit.io import convert
 
@@ -115,16 +137,20 @@ def convert_command(
     with bar:
         summary = convert(inputs, out, in_format=format, out_format=to, shard_size=shard_size, salvage=salvage,
                           strict=strict, role_map=parse_role_map(role_map), rejects=rejects, on_progress=advance,
-                          allow=allow or ())
+                          allow=allow or (), columns=columns, field=field, python_literals=python_literals,
+                          dataset_info=dataset_info)
     formats = ", ".join(sorted({f["format"] for f in summary["files"] if f["format"]})) or "empty"
     console.print(f"read {summary['rows']:,} rows from {len(summary['files'])} file(s) ({formats}); "
                   f"wrote [bold green]{summary['written']:,}[/] records in {summary['seconds']:.1f} s")
+    print_notes(summary)
     print_rejected(summary)
     if summary["unreadable_bytes"]:
         console.print(f"  unreadable bytes (truncated input): {summary['unreadable_bytes']:,}")
     for path in summary["outputs"]:
         console.print(f"  -> {path}")
     console.print(f"  rejects ({sum(summary['rejected'].values()):,}) -> {summary['rejects_file']}")
+    if summary["dataset_info"]:
+        console.print(f"  LLaMA-Factory entry -> {summary['dataset_info']}")
 
 
 @app.command("inspect")
@@ -136,6 +162,9 @@ def inspect_command(
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
+    columns: str = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    field: str = typer.Option(None, "--field", help=FIELD_HELP),
+    python_literals: bool = typer.Option(False, "--python-literals", help=LITERALS_HELP),
 ) -> None:
     """Detected format, record and turn counts, roles, languages, example records and problems.
 
@@ -150,7 +179,8 @@ def inspect_command(
     bar, advance = byte_progress(inputs, "inspecting")
     with bar:
         summary = inspect(inputs, format=format, salvage=salvage, samples=samples, role_map=parse_role_map(role_map),
-                          on_progress=advance, allow=allow or ())
+                          on_progress=advance, allow=allow or (), columns=columns, field=field,
+                          python_literals=python_literals)
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
         return
@@ -159,6 +189,7 @@ def inspect_command(
     for f in summary["files"]:
         files.add_row(f["file"], f["container"], f["format"])
     out.print(files)
+    print_notes(summary)
     counts = Table("what", "count", "meaning", title="counts")
     counts.add_row("complete records read", f"{summary['rows']:,}", "rows of the input that could be read")
     counts.add_row("valid records", f"{summary['records']:,}", "well-formed conversations")
@@ -188,6 +219,9 @@ def validate_command(
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     max_listed: int = typer.Option(1000, "--max", help="list at most this many problems (all are counted)"),
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
+    columns: str = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    field: str = typer.Option(None, "--field", help=FIELD_HELP),
+    python_literals: bool = typer.Option(False, "--python-literals", help=LITERALS_HELP),
 ) -> None:
     """List every problem with its file, line, byte offset and record index; exit 1 if there is any.
 
@@ -198,7 +232,8 @@ def validate_command(
     bar, advance = byte_progress(inputs, "validating")
     with bar:
         summary = validate(inputs, format=format, role_map=parse_role_map(role_map), max_listed=max_listed,
-                           on_progress=advance, allow=allow or ())
+                           on_progress=advance, allow=allow or (), columns=columns, field=field,
+                           python_literals=python_literals)
     for p in summary["problems"]:
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
         print(f"{p['file']}: {p['reason']}: {p['detail']} ({where})")

@@ -15,7 +15,7 @@ from oidkit.errors import OidError
 from oidkit.io.files import expand_paths
 from oidkit.io.formats import RowProblem
 from oidkit.io.read import ReadStats, read_records
-from oidkit.io.writers import shard_path, write_records
+from oidkit.io.writers import check_dataset_info, shard_path, write_dataset_info, write_records
 from oidkit.records import make_reject, text
 
 LANGUAGE_SAMPLE = 300
@@ -53,9 +53,15 @@ def convert(
     rejects: str | Path | None = None,
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
+    columns: str | Mapping[str, Any] | None = None,
+    field: str | None = None,
+    python_literals: bool = False,
+    dataset_info: bool = False,
 ) -> dict:
     """Read ``inputs`` in any format, write ``out``; bad rows to the rejects file. Returns a summary.
 
+    ``columns``, ``field`` and ``python_literals`` are as in ``read_records``. ``dataset_info`` also writes
+    (or updates) the LLaMA-Factory ``dataset_info.json`` entry of an Alpaca, ShareGPT or OpenAI ``out``.
     On an error (a truncated file without ``salvage``, any problem with ``strict``) the partial output
     is removed so that no half-written file looks complete.
     """
@@ -63,6 +69,8 @@ def convert(
     if Path(out).resolve() in {path.resolve() for path in expand_paths(inputs)}:
         raise OidError(f"{out}: the output is also an input and would be overwritten while it is read; "
                        "write to another file")
+    if dataset_info:
+        check_dataset_info(out, out_format, shard_size)
     rejects_path = Path(rejects) if rejects else rejects_path_for(out)
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with open(rejects_path, "wb") as rejects_file:
@@ -75,7 +83,8 @@ def convert(
                                     detail=problem.detail))
 
         records = read_records(inputs, format=in_format, salvage=salvage, strict=strict, role_map=role_map,
-                               on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow)
+                               on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow,
+                               columns=columns, field=field, python_literals=python_literals)
         try:
             outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
         except OidError:  # a failed run leaves nothing behind that could pass for a result
@@ -84,8 +93,9 @@ def convert(
             _remove_partial_output(Path(out), shard_size)
             raise
     written = stats.records - stats.rejected.get("unsupported_by_format", 0)
+    info = str(write_dataset_info(outputs[0], out_format)) if dataset_info else None
     return {**stats.as_dict(), "written": written, "outputs": [str(p) for p in outputs],
-            "rejects_file": str(rejects_path), "seconds": round(time.perf_counter() - started, 3)}
+            "rejects_file": str(rejects_path), "dataset_info": info, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _remove_partial_output(out: Path, shard_size: int | None) -> None:
@@ -108,6 +118,9 @@ def inspect(
     languages: bool = True,
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
+    columns: str | Mapping[str, Any] | None = None,
+    field: str | None = None,
+    python_literals: bool = False,
 ) -> dict:
     """Counts, roles, languages, example records and problems of a dataset, in one streaming pass."""
     stats, problems = ReadStats(), []
@@ -122,7 +135,8 @@ def inspect(
 
     for n, record in enumerate(read_records(inputs, format=format, salvage=salvage, role_map=role_map,
                                             on_reject=note_problem, stats=stats, on_progress=on_progress,
-                                            allow=allow)):
+                                            allow=allow, columns=columns, field=field,
+                                            python_literals=python_literals)):
         turns += len(record["messages"])
         for message in record["messages"]:
             roles[message["role"]] += 1
@@ -161,6 +175,9 @@ def validate(
     max_listed: int = 1000,
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
+    columns: str | Mapping[str, Any] | None = None,
+    field: str | None = None,
+    python_literals: bool = False,
 ) -> dict[str, Any]:
     """Every problem of a dataset with its position (the first ``max_listed`` listed, all counted).
 
@@ -173,6 +190,7 @@ def validate(
             problems.append(_problem_line(reject))
 
     for _ in read_records(inputs, format=format, salvage=True, role_map=role_map, on_reject=note_problem,
-                          stats=stats, on_progress=on_progress, allow=allow):
+                          stats=stats, on_progress=on_progress, allow=allow, columns=columns, field=field,
+                          python_literals=python_literals):
         pass
     return {**stats.as_dict(), "problems": problems, "ok": not stats.rejected}
