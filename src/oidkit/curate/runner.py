@@ -270,6 +270,8 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
         step_started = time.perf_counter()
         rejects, tally = engine.run_step(op, name)
         step_stats = tally.to_stats(name, op.name, time.perf_counter() - step_started)
+        if op.notes:
+            step_stats["notes"] = op.notes
         save_checkpoint(checkpoints, index, name, step_fingerprints[index], step_stats, engine, rejects,
                         input_count if index == 0 else None)
     return finish(recipe, resolved, operators, engine, out, fingerprint, time.perf_counter() - started)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -11,6 +13,7 @@ import orjson
 
 from oidkit.errors import InputError
 from oidkit.io import read_jsonl, read_records
+from oidkit.io.files import expand_paths
 from oidkit.report.card import dataset_card
 from oidkit.report.html import render_html
 from oidkit.report.stats import collect, curation_funnel, reject_summary
@@ -78,6 +81,31 @@ def kept_count_warnings(curation: dict | None, stats: dict, unreadable: list[dic
     why = (f" ({len(unreadable):,} rows of it were rejected on read: see the ingest rejects)" if unreadable
            else ": are they from the same run?")
     return [f"the curation stats say {claimed:,} records were kept, but the data has {found:,}{why}"]
+
+
+def link_data(data: list[Path], out: Path) -> list[str]:
+    """Put the data files in ``out/data/`` so that the card's folder loads with ``datasets.load_dataset(out)``;
+    returns their paths relative to ``out``.
+
+    A hard link costs no space and leaves the original as it is (a copy where links cannot cross file systems).
+    """
+    folder = out / "data"
+    files = [f for f in expand_paths(data) if f.is_file()]
+    names = [f.name for f in files]
+    linked = []
+    for i, source in enumerate(files):
+        target = folder / (source.name if names.count(source.name) == 1 else f"{i:03d}-{source.name}")
+        if target.exists() and target.samefile(source):
+            linked.append(target.relative_to(out).as_posix())
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        linked.append(target.relative_to(out).as_posix())
+    return linked
 
 
 def iter_rejects(paths: list[Path]) -> Iterator[dict]:
@@ -150,7 +178,7 @@ def build_report(
     (out / "report.html").write_text(page, encoding="utf-8")
     (out / "stats.json").write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     recipe_text = inputs.recipe.read_text(encoding="utf-8") if inputs.recipe else None
-    card = dataset_card(stats, title=title or inputs.data[0].stem, license=license, data_file=inputs.data[0].name,
-                        recipe=recipe_text)
+    card = dataset_card(stats, title=title or inputs.data[0].stem, license=license,
+                        data_files=link_data(inputs.data, out), recipe=recipe_text)
     (out / "README.md").write_text(card, encoding="utf-8")
     return stats
