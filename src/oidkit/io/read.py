@@ -130,8 +130,8 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
         unwrapped = unwrap(head[0][0], field)
         if unwrapped:
             items, key, file_stats["note"] = unwrapped
-            file_stats["field"] = key
             where = {"field": key} if key else {}  # rows keyed by id: the id names them
+            file_stats.update(where)
             rows = ((row, {**where, "index": index}) for index, row in enumerate(items))
             head = list(islice(rows, DETECT_SAMPLE_ROWS))
     format = "columns" if spec else format or detect_format([row for row, _ in head])
