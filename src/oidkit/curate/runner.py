@@ -194,7 +194,9 @@ def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> list[dict]:
         progress("read (bytes)", bytes_read - done[0], total_bytes)
         done[0] = bytes_read
 
-    records = list(read_records(recipe.input.paths, format=recipe.input.format, salvage=recipe.input.salvage,
+    spec = recipe.input
+    records = list(read_records(spec.paths, format=spec.format, salvage=spec.salvage, columns=spec.columns,
+                                field=spec.field, python_literals=spec.python_literals,
                                 on_reject=ingest_rejects.append, on_progress=advance))
     if ingest_rejects:
         write_jsonl(out / "ingest_rejects.jsonl", ingest_rejects)
