@@ -82,6 +82,11 @@ def test_a_wrapper_object_is_unwrapped_with_a_note_or_by_field(tmp_path):
     one_line = tmp_path / "one_line.json"  # one line: looks like JSONL of one row
     one_line.write_text(json.dumps({"data": rows}))
     assert len(list(read_records(one_line))) == 2
+    assert len(list(read_records(one_line, format="alpaca"))) == 2  # a forced format unwraps too
+    single = tmp_path / "single.jsonl"  # one row that is a record is not mistaken for a wrapper
+    single.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                               {"role": "assistant", "content": "hello"}]}) + "\n")
+    assert turns(read_records(single)) == [[("user", "hi"), ("assistant", "hello")]]
     nested = tmp_path / "nested.json"
     nested.write_text(json.dumps({"train": {"rows": rows}, "test": {"rows": rows[:1]}}, indent=1))
     assert len(list(read_records(nested, field="test.rows"))) == 1

@@ -100,30 +100,29 @@ def read_records(
             raise InputError(str(e)) from None
         role_map = extend_role_map(tag_roles, base=role_map)
         field = field or entry.get("field")
-    layout = {"spec": spec, "field": field, "python_literals": python_literals}
+    options = {"spec": spec, "field": field, "python_literals": python_literals}
     for path in expand_paths(paths):
         for member in archive_members(path):
             yield from _read_file(member, format, salvage, strict, role_map, on_reject, stats, on_progress,
-                                  set(allow), layout)
+                                  set(allow), options)
 
 
 def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role_map: Mapping[str, str],
                on_reject: Callable[[dict], None] | None, stats: ReadStats,
-               on_progress: Callable[[int], None] | None, allow: set[str], layout: dict) -> Iterator[dict]:
+               on_progress: Callable[[int], None] | None, allow: set[str], options: dict) -> Iterator[dict]:
     container = sniff_container(path)
     if container == "json" and not salvage and isinstance(path, Path) and array_left_open(path):
         _fail_fast_on_truncation(path)
     counters: list = []
-    rows = iter_rows(path, container, counters, layout["python_literals"])
+    rows = iter_rows(path, container, counters, options["python_literals"])
     head = list(islice(rows, DETECT_SAMPLE_ROWS))
     if not head:  # an empty shard: nothing to read, nothing wrong
         stats.files.append({"file": str(path), "container": container, "format": None})
         return
-    if not layout["python_literals"]:
+    if not options["python_literals"]:
         _refuse_python_literals(head, path)
-    spec, field, file_stats = layout["spec"], layout["field"], {"file": str(path), "container": container}
-    if field or (container in ("json_object", "jsonl") and len(head) == 1 and format is None
-                 and not _fits(head[0][0], spec)):
+    spec, field, file_stats = options["spec"], options["field"], {"file": str(path), "container": container}
+    if field or (container in ("json_object", "jsonl") and len(head) == 1 and not _fits(head[0][0], format, spec)):
         if field and not (container in ("json_object", "jsonl") and len(head) == 1):
             raise InputError(f"--field {field}: expected a file holding one JSON object, found a {container} "
                              "file of several rows", file=str(path), hint="drop --field for this file")
@@ -205,11 +204,13 @@ def _undetected(head: list[tuple[Any, dict]], container: str) -> str:
     return f"cannot tell the format of this {container} file: its first rows are not objects"
 
 
-def _fits(row: Any, spec: Mapping[str, Any] | None) -> bool:
-    """Whether a row already is a record: a known format's keys, or the mapped columns."""
-    if spec is None:
-        return detect_format([row]) is not None
-    return isinstance(row, dict) and spec.get("messages", spec.get("prompt")) in row
+def _fits(row: Any, format: str | None, spec: Mapping[str, Any] | None) -> bool:
+    """Whether a row already is a record: the mapped columns, the given format's keys, or any format's."""
+    if not isinstance(row, dict):
+        return False
+    if spec is not None:
+        return spec.get("messages", spec.get("prompt")) in row
+    return SIGNATURES[format] <= row.keys() if format else detect_format([row]) is not None
 
 
 def _refuse_python_literals(head: list[tuple[Any, dict]], path: Path) -> None:
