@@ -358,7 +358,7 @@ def test_decontaminate_skips_a_missing_benchmark_with_a_note_unless_required(tmp
     mine = {"name": "mine", "path": str(tmp_path / "bench.jsonl"), "fields": ["question"]}
     op = build("decontaminate", benchmarks=["gsm8k", mine], ngram=5)
     [note] = op.notes
-    assert note.startswith(f"benchmark gsm8k: no file at {tmp_path / 'empty' / 'gsm8k_test.jsonl'}")
+    assert note.startswith(f"benchmark gsm8k skipped: no file at {tmp_path / 'empty' / 'gsm8k_test.jsonl'}")
     assert "OIDKIT_SHARED_DATA" in note and "required: true" in note
     assert not op.keep(chat("please: one two three four five", "ok"))[0]  # the sets found still work
     with pytest.raises(ConfigError, match="benchmark gsm8k: no file at"):

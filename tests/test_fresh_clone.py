@@ -33,17 +33,19 @@ def test_demo_curate_report_and_synth_steps_without_shared_data(tmp_path, monkey
     result = runner.invoke(app, ["curate", str(ROOT / "recipes" / "default.yaml"), f"input={data}",
                                  f"output={curated}"])
     assert result.exit_code == 0, result.output
-    assert "note: benchmark gsm8k: no file at" in result.output.replace("\n", " ")
+    missing = tmp_path / "empty-shared" / "gsm8k_test.jsonl"
+    assert f"note: benchmark gsm8k skipped: no file at {missing}" in result.output  # one line, not wrapped
     stats = orjson.loads((curated / "stats.json").read_bytes())
     [decontam] = [s for s in stats["operators"] if s["op"] == "decontaminate"]
     assert [n.split(":")[0] for n in decontam["notes"]] == [
-        "benchmark gsm8k", "benchmark self_instruct_eval", "benchmark belle_eval", "benchmark cmmlu"]
+        "benchmark gsm8k skipped", "benchmark self_instruct_eval skipped", "benchmark belle_eval skipped",
+        "benchmark cmmlu skipped"]
     assert (curated / "splits" / "train.jsonl").exists() and stats["output"]["records"] > 0
 
     result = runner.invoke(app, ["report", str(curated), "-o", str(report)])
     assert result.exit_code == 0, result.output
     card = (report / "README.md").read_text()
-    assert "What curation could not do" in card and "benchmark cmmlu: no file at" in card
+    assert "What curation could not do" in card and "benchmark cmmlu skipped: no file at" in card
 
     seeds = tmp_path / "empty-shared" / "self_instruct_seed_tasks.jsonl"
     result = runner.invoke(app, ["synth", "self-instruct", "--seeds", str(seeds), "--model", "no-such-model",

@@ -205,7 +205,7 @@ def test_the_card_folder_loads_with_datasets_and_shows_skipped_work(curate_folde
     """The card sits beside the data it describes: `datasets.load_dataset(report folder)` gives the kept records."""
     datasets = pytest.importorskip("datasets")
     stats = orjson.loads((curate_folder / "stats.json").read_bytes())
-    stats["operators"][1]["notes"] = ["benchmark gsm8k: no file at /nowhere/gsm8k_test.jsonl (skipped)"]
+    stats["operators"][1]["notes"] = ["benchmark gsm8k skipped: no file at /nowhere/gsm8k_test.jsonl"]
     (curate_folder / "stats.json").write_bytes(orjson.dumps(stats))
     out = tmp_path / "report"
     build_report(curate_folder, out)
@@ -213,8 +213,9 @@ def test_the_card_folder_loads_with_datasets_and_shows_skipped_work(curate_folde
     assert (out / "data" / "kept.jsonl").samefile(kept) and kept.stat().st_nlink == 2  # linked, not copied
     loaded = datasets.load_dataset(str(out), split="train")
     assert loaded["id"] == [orjson.loads(line)["id"] for line in kept.open("rb")]
-    assert "exact_dedup: benchmark gsm8k: no file at /nowhere/gsm8k_test.jsonl" in (out / "README.md").read_text()
-    assert "benchmark gsm8k: no file at /nowhere" in (out / "report.html").read_text()
+    card = (out / "README.md").read_text()
+    assert "exact_dedup: benchmark gsm8k skipped: no file at /nowhere/gsm8k_test.jsonl" in card
+    assert "benchmark gsm8k skipped: no file at /nowhere" in (out / "report.html").read_text()
     build_report(curate_folder, out)  # again: the link is reused, not doubled
     assert kept.stat().st_nlink == 2
 

@@ -286,7 +286,7 @@ def curate(
         console.print(f"{step['name']:>16}: {step['in']} -> {step['out']}  modified {step['modified']}  "
                       f"{step['seconds']:.1f}s  {reasons}{'  [' + extra + ']' if extra else ''}", markup=False)
         for note in step.get("notes", []):
-            console.print(f"{'':>16}  note: {note}", markup=False)
+            console.print(f"{'':>16}  note: {note}", markup=False, soft_wrap=True)
     console.print(f"kept {stats['output']['records']} of {stats['input']['records']} records in "
                   f"{stats['seconds']:.1f}s -> {stats['output']['path']}")
 

@@ -80,12 +80,11 @@ class Decontaminate(Filter):
         super().__init__(config)
         self.specs, missing = resolve_benchmarks(config.benchmarks)
         for spec in missing:
-            problem = (f"benchmark {spec.name}: no file at {spec.path}; set OIDKIT_SHARED_DATA to the folder "
-                       "holding the evaluation sets or give {name, path, fields} for your copy")
             if config.required:
-                raise ConfigError(problem)
-            self.notes.append(f"{problem} (skipped: records were not checked against it; required: true "
-                              "makes this an error)")
+                raise ConfigError(f"benchmark {spec.name}: no file at {spec.path}; set OIDKIT_SHARED_DATA to the "
+                                  "folder holding the evaluation sets or give {name, path, fields} for your copy")
+            self.notes.append(f"benchmark {spec.name} skipped: no file at {spec.path} (set OIDKIT_SHARED_DATA; "
+                              "required: true makes this an error)")
 
     def setup(self) -> None:
         # n-gram (a tuple of tokens) -> (benchmark, item id). A plain dict of tuples: measured on the real
