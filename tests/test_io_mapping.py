@@ -92,6 +92,10 @@ def test_a_wrapper_object_is_unwrapped_with_a_note_or_by_field(tmp_path):
     assert len(list(read_records(nested, field="test.rows"))) == 1
     with pytest.raises(InputError, match="no key 'dev'"):
         list(read_records(nested, field="dev"))
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"data": rows}, indent=2)[:-5])
+    with pytest.raises(InputError, match="not valid JSON"):
+        list(read_records(broken))
 
 
 def test_an_object_of_rows_keyed_by_id_gives_each_its_key_as_id(tmp_path):

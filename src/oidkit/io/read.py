@@ -121,6 +121,9 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
         return
     if not options["python_literals"]:
         _refuse_python_literals(head, path)
+    if container == "json_object" and isinstance(head[0][0], Unreadable):  # one document: nothing to salvage
+        raise InputError(f"one JSON object over several lines, and it is not valid JSON: {head[0][0].detail}",
+                         file=str(path), hint="fix the file; JSONL has one complete object per line")
     spec, field, file_stats = options["spec"], options["field"], {"file": str(path), "container": container}
     if field or (container in ("json_object", "jsonl") and len(head) == 1 and not _fits(head[0][0], format, spec)):
         if field and not (container in ("json_object", "jsonl") and len(head) == 1):
