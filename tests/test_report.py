@@ -211,7 +211,7 @@ def test_the_card_folder_loads_with_datasets_and_shows_skipped_work(curate_folde
     build_report(curate_folder, out)
     kept = curate_folder / "kept.jsonl"
     assert (out / "data" / "kept.jsonl").samefile(kept) and kept.stat().st_nlink == 2  # linked, not copied
-    loaded = datasets.load_dataset(str(out), split="train")
+    loaded = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))  # not ~/.cache
     assert loaded["id"] == [orjson.loads(line)["id"] for line in kept.open("rb")]
     card = (out / "README.md").read_text()
     assert "exact_dedup: benchmark gsm8k skipped: no file at /nowhere/gsm8k_test.jsonl" in card
