@@ -1,0 +1,1 @@
+"""Code every stage may use: small, dependency-free helpers (statistics, ...)."""
