@@ -130,10 +130,9 @@ def training_config(settings: dict, quick: bool, out: Path, model: str | None) -
     tree["data"].update(train=str(out / "curated" / "splits" / "train.jsonl"),
                         validation=str(out / "curated" / "splits" / "validation.jsonl"))
     tree["train"]["output_dir"] = str(out / "train")
-    overrides = [f"{k}={v}" for k, v in (settings.get("train_quick") or {}).items()] if quick else []
-    if model:
-        overrides.append(f"model.name={model}")
-    return load_config(None, overrides, base=tree)
+    for section, values in (settings.get("train_quick") or {}).items() if quick else ():
+        tree.setdefault(section, {}).update(values)
+    return load_config(None, [f"model.name={model}"] if model else [], base=tree)
 
 
 def read_split(path: Path) -> list[dict]:
