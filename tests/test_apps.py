@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from oidkit.core.stats import paired_bootstrap
@@ -99,7 +97,8 @@ def test_summarise_ingest_on_the_real_dialogsum_files(shared_data):
 
 @pytest.mark.real
 def test_translate_runs_end_to_end_with_a_tiny_model(shared_data, tiny_model_path, tmp_path):
-    from oidkit.apps.pipeline import APP_FILE, run_app
+    from oidkit.apps.pipeline import run_app
+    from oidkit.core.app_prompt import read_app_prompt
 
     report = run_app("translate", quick=True, out=tmp_path / "app", model=str(tiny_model_path), log=lambda _: None,
                      overrides=["sizes.quick.train=40", "sizes.quick.test_zh_en=6", "sizes.quick.test_en_zh=4",
@@ -111,8 +110,7 @@ def test_translate_runs_end_to_end_with_a_tiny_model(shared_data, tiny_model_pat
     table = report["results"]["wmt22_zh_en"]["metrics"]["chrf_sentence"]
     assert table["n"] == 6 and set(table["tuned - base"]) == {"diff", "low", "high", "excludes_zero"}
     assert report["results"]["wmt21_en_zh_heldout"]["metrics"]["bleu_sentence"]["n"] == 4
-    saved = json.loads((tmp_path / "app" / "model" / APP_FILE).read_text())
-    assert "翻译" in saved["system_prompt"]
+    assert "翻译" in read_app_prompt(tmp_path / "app" / "model")
     markdown = (tmp_path / "app" / "report.md").read_text()
     assert "| chrf_sentence | 6 |" in markdown and "## Five examples" in markdown
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from oidkit.apps import APPS, Built
+from oidkit.core.app_prompt import write_app_prompt
 from oidkit.core.stats import paired_bootstrap
 from oidkit.errors import ConfigError
 from oidkit.io import write_jsonl
@@ -27,7 +28,6 @@ from oidkit.recipes import PACKAGED, read_recipe
 SYSTEMS = ("base", "few-shot", "tuned")
 COMPARISONS = (("tuned", "base"), ("tuned", "few-shot"), ("few-shot", "base"))
 RESAMPLES = 1000
-APP_FILE = "oidkit_app.json"  # beside the exported weights: the system prompt `oid serve` answers with
 
 
 def app_settings(name: str, overrides: list[str] = ()) -> dict:
@@ -80,8 +80,7 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
 
     training = run_training(train_config)
     model_dir = export_run(out / "train", out / "model")
-    (model_dir / APP_FILE).write_text(json.dumps({"app": name, "system_prompt": built.system_prompt},
-                                                 ensure_ascii=False, indent=2), encoding="utf-8")
+    write_app_prompt(model_dir, name, built.system_prompt)
     now = stage("train", now)
 
     train_records = read_split(out / "curated" / "splits" / "train.jsonl")

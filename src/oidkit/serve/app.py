@@ -197,9 +197,10 @@ class ModelWorker:
 
 
 def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-               max_queue: int = 64) -> FastAPI:
+               max_queue: int = 64, default_system: str | None = None) -> FastAPI:
     """The FastAPI application serving ``model`` under the name ``model_name``, decoding up to
-    ``max_batch_size`` completions together; ``app.state.worker`` is its ``ModelWorker``."""
+    ``max_batch_size`` completions together; ``app.state.worker`` is its ``ModelWorker``. ``default_system``
+    opens every chat that brings no system message (an application model's tuned prompt)."""
     app = FastAPI(title="oidkit OpenAI-compatible server")
     # An answer must not depend on which other requests share its steps: a model whose rows interact decodes alone.
     app.state.worker = worker = ModelWorker(model, max_batch_size if rows_independent(model) else 1, max_queue)
@@ -319,6 +320,8 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: i
             raise APIError(400, f"model '{model_name}' has no chat template; use /v1/completions", param="messages")
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                     for m in request.messages]
+        if default_system and not any(m["role"] == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": default_system})
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         params = check(request, prompt_ids, request.max_completion_tokens or request.max_tokens, "messages")
@@ -365,9 +368,13 @@ def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, 
     """Load the model and serve it with uvicorn until interrupted."""
     import uvicorn
 
+    from oidkit.core.app_prompt import read_app_prompt
+    from oidkit.models import resolve_model
+    from oidkit.models.loading import split_quantize
     from oidkit.serve.generation import load_serving_model, served_model_name
 
     model, tokenizer = load_serving_model(name_or_path)
+    default_system = read_app_prompt(resolve_model(split_quantize(name_or_path)[0]))
     app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_batch_size=max_batch_size,
-                     max_queue=max_queue)
+                     max_queue=max_queue, default_system=default_system)
     uvicorn.run(app, host=host, port=port, log_level="info")
