@@ -92,7 +92,7 @@ def test_summarise_ingest_on_the_real_dialogsum_files(shared_data):
     assert all(len(r["meta"]["references"]) == 3 for r in built.test) and len(built.test) == 200
     if train.rejected.get("invalid_json") == train.rows:
         pytest.skip("oidkit's JSONL reader does not read Python dict literal lines yet (the io change of issue h5)")
-    assert (train.rows, train.records) == (12459, 12459) and len(built.train) == 100
+    assert train.records == train.rows >= 12459 and len(built.train) == 100
 
 
 @pytest.mark.real

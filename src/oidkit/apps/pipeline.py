@@ -21,7 +21,7 @@ from typing import Any
 from oidkit.apps import APPS, Built
 from oidkit.core.app_prompt import write_app_prompt
 from oidkit.core.stats import paired_bootstrap
-from oidkit.errors import ConfigError
+from oidkit.errors import ConfigError, InputError
 from oidkit.io import write_jsonl
 from oidkit.recipes import PACKAGED, read_recipe
 
@@ -69,6 +69,11 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
     module = importlib.import_module(f"oidkit.apps.{name}")
     built: Built = module.build(files, settings["sizes"][size], settings["seed"])
     paths = write_app_data(built, out / "data")
+    if not built.train or not built.test:
+        reasons = {s.name: dict(s.rejected) for s in built.sources}
+        raise InputError(f"{name}: {len(built.train)} training conversations and {len(built.test)} test items "
+                         f"could be read; rejects by source and reason: {reasons}", file=str(paths["rejects"]),
+                         hint="the rejects file shows each dropped row with its reason")
     now = stage("ingest", started)
 
     curated = curate(settings, paths, out / "curated")
