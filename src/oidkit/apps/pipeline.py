@@ -44,7 +44,8 @@ def app_settings(name: str, overrides: list[str] = ()) -> dict:
 
 def list_apps() -> list[dict]:
     """Name, task, primary metric and sources of every packaged application."""
-    return [{"app": name, **{k: app_settings(name)[k] for k in ("task", "primary", "sources")}} for name in APPS]
+    return [{"app": name, **{k: settings[k] for k in ("task", "primary", "sources")}}
+            for name, settings in ((name, app_settings(name)) for name in APPS)]
 
 
 def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, model: str | None = None,
