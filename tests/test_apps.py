@@ -18,7 +18,7 @@ def test_paired_bootstrap_against_hand_computed_cases():
     worse = paired_bootstrap([0.9] * 50 + [0.5] * 50, [0.1] * 50 + [0.5] * 50)
     assert worse["diff"] == pytest.approx(-0.4) and worse["high"] < 0 and worse["excludes_zero"]
     assert paired_bootstrap([0.3, 0.1], [0.2, 0.6], seed=3) == paired_bootstrap([0.3, 0.1], [0.2, 0.6], seed=3)
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(ValueError):
         paired_bootstrap([1, 2], [1])
 
 

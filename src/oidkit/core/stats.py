@@ -1,29 +1,37 @@
-"""Paired bootstrap of a difference of means: is system B better than system A on the same items?
-
-Both systems are scored on the same items; each resample draws item indices with replacement and takes
-the mean of ``b - a`` over them (Koehn 2004, "Statistical significance tests for machine translation
-evaluation", applied to per-item scores). The 95% interval is the 2.5th and 97.5th percentile of the
-resampled differences; it "excludes zero" when both ends lie on the same side of 0.
-"""
+"""Small statistics the stages share: a confidence interval for a proportion, a paired bootstrap."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import random
 
-import numpy as np
+
+def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default); ``(0, 1)`` when there are no trials."""
+    if total == 0:
+        return 0.0, 1.0
+    p = successes / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int = 1000, seed: int = 0) -> dict:
-    """``{diff, low, high, excludes_zero}``: mean(b) - mean(a) with its seeded 95% bootstrap interval."""
-    first, second = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if first.shape != second.shape or first.ndim != 1:
-        raise ValueError(f"paired scores need two lists of the same length, got {first.shape} and {second.shape}")
-    if first.size == 0:
-        return {"diff": 0.0, "low": 0.0, "high": 0.0, "excludes_zero": False}
-    differences = second - first
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, differences.size, size=(resamples, differences.size))
-    means = differences[indices].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {"diff": float(differences.mean()), "low": float(low), "high": float(high),
-            "excludes_zero": bool(low > 0 or high < 0)}
+def paired_bootstrap(a: list[float], b: list[float], *, resamples: int = 1000, seed: int = 0,
+                     confidence: float = 0.95) -> dict:
+    """Mean of ``b - a`` over paired per-item scores, with a percentile bootstrap interval.
+
+    Items are resampled with replacement (the same items for both systems, so the pairing holds);
+    ``excludes_zero`` says the interval lies wholly on one side of 0. Seeded: the same inputs give the
+    same interval.
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_bootstrap needs two equally long, non-empty score lists (got {len(a)}, {len(b)})")
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    rng = random.Random(seed)
+    n = len(diffs)
+    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    low = means[math.floor(tail * (resamples - 1))]
+    high = means[math.ceil((1 - tail) * (resamples - 1))]
+    return {"diff": sum(diffs) / n, "low": low, "high": high, "excludes_zero": low > 0 or high < 0}
