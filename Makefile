@@ -1,4 +1,5 @@
-# oidkit: `make demo` runs the whole loop on real data, `make test` the checks, `make bench` the benchmarks.
+# oidkit: `make demo` runs the whole loop on real data, `make apps` the three applications (quick size),
+# `make test` the checks, `make bench` the benchmarks.
 # Every target creates or reuses .venv and installs what it needs (re-installs when pyproject.toml changes).
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ OID    := $(VENV)/bin/oid
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 
-.PHONY: venv test lint demo demo-theory bench clean
+.PHONY: venv test lint demo demo-theory apps bench clean
 
 venv: $(STAMP)
 
@@ -36,6 +37,10 @@ demo: $(STAMP)
 
 demo-theory: $(STAMP)
 	OUT=$(OUT) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo_theory.sh
+
+# The three applications end to end in quick size (docs/apps.md): service assistant, summarisation, translation.
+apps: $(STAMP)
+	for name in translate summarise service; do $(OID) app run $$name --quick --out $(OUT)/apps/$$name || exit 1; done
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh

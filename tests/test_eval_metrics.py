@@ -123,3 +123,23 @@ def test_generation_metrics_come_from_the_registry_in_report_order(monkeypatch):
     monkeypatch.setitem(scores.TASK_METRICS, "generation", ["length"])
     assert score_generations("generation", examples, ["abcd", "ab"], EvalOptions())["metrics"] == {
         "mean_length": 3.0, "n": 2}
+
+
+def test_compare_gives_every_per_item_metric_a_paired_interval():
+    from oidkit.evaluate.intervals import compare_intervals, intervals_markdown
+
+    def result(outputs, correct):
+        return {"qa": {"kind": "generation", "metrics": {}, "examples": [
+            {"id": str(i), "prompt": "p", "reference": "the cat sat on the mat", "output": o, "f1": c, "correct": k}
+            for i, (o, c, k) in enumerate(zip(outputs, correct, [True, False] * 20, strict=False))]}}
+
+    a = result(["a dog"] * 20, [0.0] * 20)
+    b = result(["the cat sat on the mat"] * 20, [1.0] * 20)
+    report = {"models": ["A", "B"], "results": {"A": a, "B": b}}
+    intervals = compare_intervals(report)["qa"]
+    assert set(intervals) == {"bleu_sentence", "chrf_sentence", "f1", "correct"}
+    assert intervals["f1"] == {"diff": 1.0, "low": 1.0, "high": 1.0, "excludes_zero": True, "n": 20}
+    assert intervals["correct"]["diff"] == 0.0 and not intervals["correct"]["excludes_zero"]
+    assert intervals["bleu_sentence"]["low"] > 50
+    table = intervals_markdown(compare_intervals(report), ["A", "B"])
+    assert "| f1 | 20 | +1.0000 | [+1.0000, +1.0000] | yes |" in table

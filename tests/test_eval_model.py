@@ -215,6 +215,10 @@ def test_compare_writes_side_by_side_reports(tiny_model_path, tmp_path):
     assert saved["judge"]["held_out"]["summary"]["tie"] == 2
     markdown = md_path.read_text()
     assert "| perplexity |" in markdown and "| rougeL |" in markdown and "| r2 |" in markdown
+    same = saved["intervals"]["held_out"]  # the same model twice: every paired difference is exactly zero
+    assert {"rougeL", "perplexity", "bleu_sentence", "chrf_sentence"} <= set(same)
+    assert all(row["diff"] == 0 and not row["excludes_zero"] for row in same.values())
+    assert "paired bootstrap 95% interval" in markdown
 
 
 def test_eval_command_writes_reports_and_rejects_a_missing_model(tiny_model_path, tmp_path):

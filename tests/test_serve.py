@@ -451,3 +451,17 @@ def test_smollm2_batched_greedy_equals_alone(smollm2_gguf):
     end_ids = end_token_ids(model, tokenizer)
     assert alone[3].tokens == [t for t in hf_greedy_ids(model, tokenizer, prompts[3], 24) if t not in end_ids]
     assert [c.tokens for c in together] == [c.tokens for c in alone]
+
+
+def test_an_application_model_answers_with_its_stored_system_prompt(tiny_model):
+    model, tokenizer = tiny_model
+    prompt = "Translate the user's Chinese text into English."
+    with_system = [{"role": "system", "content": prompt}, *MESSAGES]
+    with serving(create_app(model, tokenizer, "app", default_system=prompt)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+        bare = client.chat.completions.create(model="app", messages=MESSAGES, max_tokens=2, temperature=0)
+        own = client.chat.completions.create(model="app", messages=[{"role": "system", "content": "Be brief."},
+                                                                    *MESSAGES], max_tokens=2, temperature=0)
+    assert bare.usage.prompt_tokens == len(chat_ids(tokenizer, with_system))  # the stored prompt came first
+    assert own.usage.prompt_tokens == len(chat_ids(tokenizer, [{"role": "system", "content": "Be brief."},
+                                                               *MESSAGES]))  # a client's own system message wins

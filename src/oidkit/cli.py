@@ -532,6 +532,54 @@ def export_command(
     console.print(f"wrote {export_run(run_dir, out, format=format, which=which, merge=merge)}")
 
 
+# --- applications ------------------------------------------------------------------------------------
+
+app_app = typer.Typer(help="Applications end to end: service assistant, dialogue summarisation, zh<->en "
+                      "translation.", no_args_is_help=True)
+app.add_typer(app_app, name="app")
+
+
+@app_app.command("run", context_settings={"allow_interspersed_args": True})
+def app_run(
+    name: str = typer.Argument(..., help="service, summarise or translate"),
+    overrides: list[str] = typer.Argument(None, help="key=value overrides of recipes/apps/NAME.yaml, e.g. "
+                                          "sizes.quick.test=50 train.lora.r=8"),
+    quick: bool = typer.Option(False, "--quick", help="the small size: fits 2 CPU cores in under 20 minutes"),
+    out: str = typer.Option(None, "--out", "-o", help="output folder (default apps-out/NAME)"),
+    model: str = typer.Option(None, "--model", "-m", help="base model instead of the recipe's (folder or alias)"),
+) -> None:
+    """Real public data -> task conversations -> curate -> LoRA fine-tune -> base / few-shot / tuned measured
+    on the held-out test set with paired bootstrap intervals -> OUT/report.md.
+
+    Example:  oid app run translate --quick --out apps-out/translate
+    """
+    from oidkit.apps.pipeline import run_app
+
+    report = run_app(name, quick=quick, out=out, model=model, overrides=overrides or [],
+                     log=lambda line: console.print(line, markup=False))
+    primary, result = report["primary"], report["primary_result"]
+    if result:
+        cell = result["tuned - base"]
+        console.print(f"{primary['metric']} on {primary['test_set']}: base {result['base']:.4f}, few-shot "
+                      f"{result['few-shot']:.4f}, tuned {result['tuned']:.4f}; tuned - base {cell['diff']:+.4f} "
+                      f"[{cell['low']:+.4f}, {cell['high']:+.4f}]", markup=False)
+    console.print(f"report {report['out']}/report.md; tuned model {report['model']}; curated data "
+                  f"{report['out']}/curated; total {report['seconds']['total']:.0f}s", markup=False)
+
+
+@app_app.command("list")
+def app_list() -> None:
+    """The packaged applications with their task, primary metric and sources.
+
+    Example:  oid app list
+    """
+    from oidkit.apps.pipeline import list_apps
+
+    for row in list_apps():
+        print(f"{row['app']:>10}  {row['task']:<12} primary {row['primary']['metric']} on {row['primary']['test_set']}"
+              f"  sources: {', '.join(row['sources'].values())}")
+
+
 # --- evaluate / serve / chat -----------------------------------------------------------------------
 
 

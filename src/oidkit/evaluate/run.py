@@ -18,6 +18,7 @@ from typing import Any
 from oidkit.atomic import write_atomic
 from oidkit.evaluate import scores
 from oidkit.evaluate.choice import evaluate_choices
+from oidkit.evaluate.intervals import compare_intervals, intervals_markdown
 from oidkit.evaluate.judge import JudgeFn, pairwise
 from oidkit.evaluate.perplexity import perplexity
 from oidkit.evaluate.tasks import GenerationExample, Task
@@ -104,6 +105,7 @@ def compare_models(model_a: str, model_b: str, tasks: list[Task], options: EvalO
     report: dict = {"models": [model_a, model_b], "results": {}}
     report["results"][model_a] = evaluate_model(model_a, tasks, options, progress)
     report["results"][model_b] = evaluate_model(model_b, tasks, options, progress)
+    report["intervals"] = compare_intervals(report)
     if judge is not None:
         report["judge"] = {}
         for task in tasks:
@@ -155,6 +157,8 @@ def markdown_report(report: dict, with_examples: bool = True) -> str:
                 lines.append(f"| {_cell(example['id'])} | {_cell(example['prompt'])} | {_cell(example['reference'])} | "
                              + " | ".join(outputs) + " |")
         lines.append("")
+    if report.get("intervals"):
+        lines.append(intervals_markdown(report["intervals"], models))
     return "\n".join(lines)
 
 

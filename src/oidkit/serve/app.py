@@ -260,6 +260,7 @@ class Served:
     end_ids: set[int]
     context_length: int
     max_prompt_chars: int  # a longer prompt cannot fit the context whatever it says: refused without tokenizing
+    default_system: str | None = None  # opens every chat that brings no system message (an application's prompt)
     created: int = field(default_factory=lambda: int(time.time()))
 
     def card(self) -> dict:
@@ -413,6 +414,8 @@ async def chat_completion(served: Served, request: ChatRequest, http: Request) -
     check_request(served, request, ["".join(m.text() for m in request.messages)], "messages")
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                 for m in request.messages]
+    if served.default_system and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": served.default_system})
     text = await run_in_threadpool(served.tokenizer.apply_chat_template, messages, tokenize=False,
                                    add_generation_prompt=True)
     [prompt_ids] = await tokenize(served, [text])
@@ -476,17 +479,19 @@ def add_routes(app: FastAPI, served: Served) -> None:
 
 
 def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-               max_queue: int = 64, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+               max_queue: int = 64, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               default_system: str | None = None) -> FastAPI:
     """The FastAPI application serving ``model`` under the name ``model_name``, decoding up to
     ``max_batch_size`` completions together and refusing bodies over ``max_body_bytes`` (413);
-    ``app.state.worker`` is its ``ModelWorker``."""
+    ``app.state.worker`` is its ``ModelWorker``. ``default_system`` opens every chat that brings no system
+    message (an application model's tuned prompt)."""
     app = FastAPI(title="oidkit OpenAI-compatible server")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     # An answer must not depend on which other requests share its steps: a model whose rows interact decodes alone.
     worker = ModelWorker(model, max_batch_size if rows_independent(model) else 1, max_queue)
     context_length = int(getattr(model.config, "max_position_embeddings", 2048))
     served = Served(model_name, tokenizer, worker, end_token_ids(model, tokenizer), context_length,
-                    context_length * longest_token_chars(tokenizer))
+                    context_length * longest_token_chars(tokenizer), default_system)
     app.state.worker = worker
     add_error_handlers(app)
     add_routes(app, served)
@@ -499,9 +504,13 @@ def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, 
     """Load the model and serve it with uvicorn until interrupted."""
     import uvicorn
 
+    from oidkit.core.app_prompt import read_app_prompt
+    from oidkit.models import resolve_model
+    from oidkit.models.loading import split_quantize
     from oidkit.serve.generation import load_serving_model, served_model_name
 
     model, tokenizer = load_serving_model(name_or_path)
+    default_system = read_app_prompt(resolve_model(split_quantize(name_or_path)[0]))
     app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_batch_size=max_batch_size,
-                     max_queue=max_queue, max_body_bytes=max_body_bytes)
+                     max_queue=max_queue, max_body_bytes=max_body_bytes, default_system=default_system)
     uvicorn.run(app, host=host, port=port, log_level="info")
