@@ -426,10 +426,19 @@ def export_command(
     which: str = typer.Option("best", help="best (lowest eval loss; falls back to last) or last"),
     format: str = typer.Option("hf", help="output format: hf (a standalone Hugging Face folder), gguf (one file)"),
     quant: str = typer.Option("f16", help="with --format gguf: f16 or q8_0 (half the size, ~8.5 bits/weight)"),
+    eval_report: str = typer.Option(None, help="an `oid eval` report.json (or its folder): its tables go into "
+                                    "the model card"),
+    base_model: str = typer.Option(None, help="hub id of the base model for the card, when the run used a local "
+                                   "folder (aliases are known)"),
+    license: str = typer.Option(None, help="license of the card (default: the base model's)"),
+    data_card: str = typer.Option(None, help="the training data's card (default: README.md beside the data)"),
 ) -> None:
     """Export a training run as a standalone model folder that plain `transformers` loads.
 
-    Example:  oid export --merge demo-out/train demo-out/model
+    The folder (or the bare adapter, --no-merge) gets a model card, README.md: base model as a hub id,
+    license, the data's card, training settings and, with --eval-report, the evaluation tables.
+
+    Example:  oid export --merge demo-out/train demo-out/model --eval-report demo-out/eval
 
     GGUF (llama.cpp, Ollama; RUN_DIR may also be a model folder or alias):
     oid export --format gguf --quant q8_0 demo-out/train demo-out/model-q8_0.gguf
@@ -442,7 +451,9 @@ def export_command(
         return
     from oidkit.train.export import export_run
 
-    console.print(f"wrote {export_run(run_dir, out, format=format, which=which, merge=merge)}")
+    result = export_run(run_dir, out, format=format, which=which, merge=merge, eval_report=eval_report,
+                        base_model=base_model, license=license, data_card=data_card)
+    console.print(f"wrote {result} (model card: {result / 'README.md'})")
 
 
 # --- evaluate / serve / chat -----------------------------------------------------------------------
