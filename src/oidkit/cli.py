@@ -805,6 +805,49 @@ def review_command(
     serve(data, rejects=rejects, log_path=log, host=host, port=port, token=token, labels=labels,
           annotator=annotator, sample=sample, seed=seed, salvage=salvage)
 
+@app.command("arena")
+def arena_command(
+    model_a: str = typer.Argument(..., metavar="MODEL_A|report", help="first model (folder, alias, .gguf)"),
+    model_b: str = typer.Argument(..., metavar="MODEL_B|LOG", help="second model; after `report`: the arena log"),
+    prompts: str = typer.Option(None, help="prompts: records (turns before the last answer), Self-Instruct/BELLE "
+                                "eval or GSM8K file; without it, type prompts on the page"),
+    limit: int = typer.Option(None, help="only the first N prompts of --prompts"),
+    log: str = typer.Option(None, help="vote log (default: PROMPTS's name with .arena.jsonl, beside it)"),
+    annotator: str = typer.Option(None, help="your name in the log (asked on the page when not given)"),
+    port: int = typer.Option(8766),
+    max_tokens: int = typer.Option(256, help="answer length"),
+    temperature: float = typer.Option(0.0, help="0: greedy, the same answers after a restart"),
+    endpoint_a: str = typer.Option(None, help="MODEL_A is served at this OpenAI-compatible URL"),
+    endpoint_b: str = typer.Option(None, help="MODEL_B is served at this OpenAI-compatible URL"),
+    as_json: bool = typer.Option(False, "--json", help="report: print JSON"),
+) -> None:
+    """Compare two models blind in the browser: same prompt, two answers in random order, you pick A, B, tie
+    or both bad. Names are shown only after the vote; votes are appended (fsynced) to a log with who and when.
+
+    Examples:
+
+      oid arena smollm2-135m-instruct demo-out/model --prompts demo-out/curated/splits/test.jsonl --limit 50
+
+      oid arena report demo-out/curated/splits/test.arena.jsonl      # win rates, 95% intervals, agreement
+    """
+    if model_a == "report":
+        import json
+        from pathlib import Path
+
+        from oidkit.review.arena import arena_report, report_text
+        from oidkit.review.log import ReviewLog
+
+        if not Path(model_b).is_file():
+            fail(f"{model_b}: no arena log there; usage: oid arena report LOG")
+        report = arena_report(ReviewLog(model_b, read_only=True))
+        print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else report_text(report))
+        return
+    from oidkit.review.arena import serve_arena
+
+    serve_arena(model_a, model_b, prompts=prompts, limit=limit, log_path=log, annotator=annotator, port=port,
+                max_tokens=max_tokens, temperature=temperature, endpoint_a=endpoint_a, endpoint_b=endpoint_b)
+
+
 # --- synth -----------------------------------------------------------------------------------------
 
 synth_app = typer.Typer(help="Make instruction data with a model: self-instruct, evol, respond.", no_args_is_help=True)

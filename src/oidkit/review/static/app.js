@@ -79,15 +79,6 @@ async function loadItem(key) {
   renderItem();
 }
 
-function turns(messages) {
-  return el("div", { class: "chat" }, ...messages.map((m) => {
-    const body = el("div", { class: "content" });
-    body.innerHTML = renderMarkdown(String(m.content ?? ""));  // escaped inside renderMarkdown
-    const calls = m.tool_calls ? el("pre", { class: "tool-calls", text: JSON.stringify(m.tool_calls, null, 2) }) : null;
-    return el("div", { class: `turn ${m.role}` }, el("div", { class: "role", text: m.name ? `${m.role} · ${m.name}` : m.role }), body, calls);
-  }));
-}
-
 function myDecision() {
   return (state.item.decisions[state.annotator] || {}).decision || null;
 }
@@ -210,11 +201,6 @@ function showConflict(data) {
 }
 
 // ---- progress, filters, annotator, keyboard --------------------------------------------------------
-
-function table(headers, rows) {
-  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { text: h })))),
-    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", { text: c == null ? "–" : String(c) }))))));
-}
 
 async function showProgress() {
   const { data } = await api(`/api/progress?sample=${state.filters.sample ? "true" : "false"}`);

@@ -60,6 +60,21 @@ function renderMarkdown(text) {
   return out.join("");
 }
 
+// A conversation as turns, each rendered with renderMarkdown (tool calls shown as JSON text).
+function turns(messages) {
+  return el("div", { class: "chat" }, ...messages.map((m) => {
+    const body = el("div", { class: "content" });
+    body.innerHTML = renderMarkdown(String(m.content ?? ""));  // escaped inside renderMarkdown
+    const calls = m.tool_calls ? el("pre", { class: "tool-calls", text: JSON.stringify(m.tool_calls, null, 2) }) : null;
+    return el("div", { class: `turn ${m.role}` }, el("div", { class: "role", text: m.name ? `${m.role} · ${m.name}` : m.role }), body, calls);
+  }));
+}
+
+function table(headers, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { text: h })))),
+    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", { text: c == null ? "–" : String(c) }))))));
+}
+
 // ---- server calls ----------------------------------------------------------------------------------
 
 async function api(path, body) {
