@@ -167,6 +167,11 @@ def report_text(report: dict) -> str:
             lines.append(f"  {row['model']}: wins {row['wins']} ({100 * row['win_rate']:.1f}%, 95% CI "
                          f"{100 * low:.1f}-{100 * high:.1f}%)")
         lines.append(f"  tie {pair['ties']}, both bad {pair['both_bad']}")
+        preferred = pair["first_preferred_when_decided"]
+        if preferred["n"]:
+            low, high = preferred["rate_95"]
+            lines.append(f"  of {preferred['n']} decided votes, {pair['models'][0]} preferred in "
+                         f"{100 * preferred['rate']:.1f}% (95% CI {100 * low:.1f}-{100 * high:.1f}%)")
     for row in report["agreement"]:
         a, b = row["annotators"]
         if row["n"]:

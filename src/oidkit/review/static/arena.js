@@ -18,7 +18,9 @@ function showItem(item) {
   ["a", "b"].forEach((side, i) => {
     const box = $(`#answer-${side}`);
     box.classList.remove("won");
-    box.querySelector(".body").innerHTML = renderMarkdown(item.answers[i]);  // escaped inside renderMarkdown
+    const body = box.querySelector(".body");
+    if (item.answers[i]) body.innerHTML = renderMarkdown(item.answers[i]);  // escaped inside renderMarkdown
+    else body.replaceChildren(el("p", { class: "empty", text: "(empty answer)" }));
     box.querySelector(".model-name").textContent = "";
   });
   document.querySelectorAll("#vote-bar .actions button").forEach((b) => b.classList.remove("on"));
