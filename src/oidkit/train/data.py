@@ -24,7 +24,7 @@ from oidkit.errors import InputError
 from oidkit.io import read_records
 from oidkit.io.files import expand_paths
 from oidkit.io.repair import REPAIRS
-from oidkit.train.templates import encode_record
+from oidkit.train.templates import RENDERING_VERSION, encode_record
 
 CHUNK_SIZE = 512  # records per task handed to a worker process
 
@@ -113,7 +113,7 @@ def load_tokenized(
     """
     # the repairs read_records applies shape the records too: a cache from before them must not be reused
     key_parts = [tokenizer_digest(tokenizer), template, sorted(options.items()), max_examples, file_digest(paths),
-                 REPAIRS]
+                 REPAIRS, RENDERING_VERSION]
     key = hashlib.blake2b(orjson.dumps(key_parts, default=str), digest_size=16).hexdigest()
     folder = tokenized_cache_root(cache_dir) / key
     if (folder / "counts.json").exists():

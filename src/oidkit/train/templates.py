@@ -14,12 +14,16 @@ from typing import Any, Literal
 
 from oidkit.errors import ConfigError
 from oidkit.io.writers import with_reasoning
+from oidkit.models.tool_calls import template_message, template_supports_tools, template_tools
 
 IGNORE_INDEX = -100
 TrainOn = Literal["assistant", "all", "last_assistant"]
 # What training does with an assistant turn's ``reasoning``: learn it (the point of reasoning data), keep it
 # as context without loss, or leave it out of the text.
 Reasoning = Literal["train", "mask", "drop"]
+# How records become template input; part of the tokenisation cache key, so a change here is not served stale.
+# 2: tool calls in the template's shape, and the record's tools given to templates that read them.
+RENDERING_VERSION = 2
 
 
 def resolve_chat_template(tokenizer: Any, chat_template: str | None) -> str:
@@ -45,12 +49,12 @@ def plain_messages(record: dict, template: str = "", reasoning: Reasoning = "tra
 
     Reasoning goes where the template reads it, ``reasoning_content`` (Qwen3, DeepSeek-R1 templates);
     a template without it gets the reasoning inline before the answer as ``<think>...</think>``.
-    ``reasoning="drop"`` leaves it out.
+    ``reasoning="drop"`` leaves it out. Tool calls take the shape templates read (as ``oid serve`` renders them).
     """
     keep = ("role", "content", "tool_calls", "name")
     messages = []
     for m in record["messages"]:
-        message = {k: m[k] for k in keep if m.get(k) is not None}
+        message = template_message({k: m[k] for k in keep if m.get(k) is not None})
         if m.get("reasoning") and reasoning != "drop":
             if "reasoning_content" in template:
                 message["reasoning_content"] = m["reasoning"]
@@ -77,21 +81,28 @@ def reasoning_char_spans(full: str, messages: list[dict], record: dict, spans: l
     return found
 
 
-def render(tokenizer: Any, template: str, messages: list[dict], generation_prompt: bool = False) -> str:
-    """The template's text for ``messages``."""
-    return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False,
+def render(tokenizer: Any, template: str, messages: list[dict], generation_prompt: bool = False,
+           tools: list[dict] | None = None) -> str:
+    """The template's text for ``messages`` (and the tool definitions, for templates that read them)."""
+    return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, tools=tools,
                                          add_generation_prompt=generation_prompt)
 
 
-def assistant_char_spans(tokenizer: Any, template: str, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+def record_tools(record: dict, template: str) -> list[dict] | None:
+    """The record's tool definitions when the template reads ``tools`` (others would drop them anyway)."""
+    return template_tools(record.get("tools")) if template_supports_tools(template) else None
+
+
+def assistant_char_spans(tokenizer: Any, template: str, messages: list[dict], tools: list[dict] | None = None
+                         ) -> tuple[str, list[tuple[int, int]]]:
     """The full text and the ``(start, end)`` character span of every assistant turn in it."""
-    full = render(tokenizer, template, messages)
+    full = render(tokenizer, template, messages, tools=tools)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = len(render(tokenizer, template, messages[:i], generation_prompt=True)) if i else 0
-        end_text = render(tokenizer, template, messages[: i + 1])
+        start = len(render(tokenizer, template, messages[:i], generation_prompt=True, tools=tools)) if i else 0
+        end_text = render(tokenizer, template, messages[: i + 1], tools=tools)
         if not full.startswith(end_text):
             raise ConfigError("the chat template does not render conversation prefixes as prefixes of the whole "
                               "conversation, so assistant turns cannot be located; use data.train_on=all or "
@@ -114,7 +125,7 @@ def encode_record(
     text without loss, ``drop`` leaves them out.
     """
     messages = plain_messages(record, template, reasoning)
-    full, spans = assistant_char_spans(tokenizer, template, messages)
+    full, spans = assistant_char_spans(tokenizer, template, messages, record_tools(record, template))
     masked = reasoning_char_spans(full, messages, record, spans) if reasoning == "mask" else []
     encoding = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
