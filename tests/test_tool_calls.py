@@ -74,3 +74,18 @@ def test_training_renders_tool_call_turns_through_a_tools_template_and_learns_on
     learned = tokenizer.decode([t for t, label in zip(example["input_ids"][1:], example["labels"][:-1], strict=True)
                                 if label != IGNORE_INDEX])
     assert learned == CALL_TEXT + "<|im_end|>\n" + "It is 21 °C in Paris.<|im_end|>\n"
+
+
+def test_streamed_text_sends_content_at_once_and_holds_the_calls_until_the_end():
+    from oidkit.models.tool_calls import ToolCallStream
+
+    stream = ToolCallStream()
+    pieces = ["I will ", "check.\n<to", "ol_call>\n{\"name\": \"get_weather\", ",
+              "\"arguments\": {\"city\": \"Paris\"}}", "\n</tool_call>"]
+    sent = [stream.feed(p) for p in pieces]
+    assert sent == ["I will ", "check.\n", "", "", ""]
+    content, calls = stream.finish()
+    assert content == "" and calls[0]["function"]["name"] == "get_weather"
+    plain = ToolCallStream()
+    assert plain.feed("a < b and <t") == "a < b and " and plain.feed("able>") == "<table>"
+    assert plain.finish() == ("", [])

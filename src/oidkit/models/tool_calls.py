@@ -84,3 +84,34 @@ def parse_tool_calls(text: str) -> tuple[str, list[dict]]:
 
     content = TOOL_CALL_BLOCK.sub(take, text)
     return (content.strip() if calls else content), calls
+
+
+class ToolCallStream:
+    """Streamed text split into content to send at once and tool calls parsed at the end.
+
+    Text before the first ``<tool_call>`` goes out as it arrives (minus a tail that could be the start of
+    the tag); from the tag on it is held, and ``finish`` parses it: the calls, and any text that was not one.
+    """
+
+    def __init__(self) -> None:
+        self.pending, self.calling = "", False
+
+    def feed(self, text: str) -> str:
+        """Take new model text; return the content that can be sent now."""
+        self.pending += text
+        if self.calling:
+            return ""
+        at = self.pending.find(TOOL_CALL_OPEN)
+        if at >= 0:
+            self.calling = True
+            content, self.pending = self.pending[:at], self.pending[at:]
+            return content
+        keep = next((n for n in range(min(len(TOOL_CALL_OPEN) - 1, len(self.pending)), 0, -1)
+                     if TOOL_CALL_OPEN.startswith(self.pending[-n:])), 0)
+        content, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep:]
+        return content
+
+    def finish(self) -> tuple[str, list[dict]]:
+        """The held text that is not a call, and the calls."""
+        text, self.pending = self.pending, ""
+        return parse_tool_calls(text)
