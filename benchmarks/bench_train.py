@@ -63,11 +63,11 @@ def parameter_count(model: str) -> int:
 
 def run_ours(model: str, data: Path, work: Path, args: argparse.Namespace, packing: bool,
              impl: str = "transformers") -> dict:
-    from oidkit.train.config import load_config
+    from oidkit.train.config import load_train_config
     from oidkit.train.run import run_training
 
     out = work / f"ours-{impl}-{'packed' if packing else 'padded'}"
-    config = load_config(None, [
+    config = load_train_config(None, [
         f"model.name={model}", f"model.impl={impl}", f"data.train={data}", f"data.max_seq_len={args.seq_len}",
         "data.overlong=truncate",
         f"data.packing={packing}", f"data.cache_dir={work / 'cache'}", "data.train_on=all", "method=lora",

@@ -58,8 +58,7 @@ def smollm2_gguf() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_model_dir(smollm2_gguf, tmp_path_factory) -> Path:
     """The packaged SmolLM2 GGUF converted once per session into ``<tmp>/oidkit-cache/models/<alias>``."""
-    from oidkit.models.gguf_convert import convert_gguf
-    from oidkit.models.registry import is_converted
+    from oidkit.models.gguf_convert import convert_gguf, is_converted
 
     folder = tmp_path_factory.getbasetemp() / "oidkit-cache" / "models" / "smollm2-135m-instruct"
     return folder if is_converted(folder) else convert_gguf(smollm2_gguf, folder)

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from oidkit.cli import app
+from oidkit.core.stats import wilson_interval
 from oidkit.errors import ConfigError
-from oidkit.evaluate.metrics import wilson_interval
 from oidkit.io import write_jsonl
 from oidkit.models.backends import LocalBackend
 from oidkit.review.agreement import cohen_kappa
@@ -48,10 +48,12 @@ def test_prompts_are_the_turns_before_the_last_answer(prompts_file, tmp_path):
     assert [p.key for p in prompts] == ["held_out:p0", "held_out:p1", "held_out:p2", "held_out:p3"]
     assert prompts[1].messages == [{"role": "system", "content": "Be brief."},
                                    {"role": "user", "content": "Question 1?"}]
-    choice = tmp_path / "mmlu.jsonl"
-    write_jsonl(choice, [{"question": "q", "choices": ["a", "b"], "answer": 0}])
-    with pytest.raises(ConfigError, match="multiple-choice file has no open answers"):
-        load_prompts(choice)
+    assert [p.key for p in load_prompts(prompts_file, limit=2)] == ["held_out:p0", "held_out:p1"]
+    answers_only = tmp_path / "answers.jsonl"
+    write_jsonl(answers_only, [{"messages": [{"role": "system", "content": "s"},
+                                             {"role": "assistant", "content": "a"}]}])
+    with pytest.raises(ConfigError, match="no conversation with a user turn"):
+        load_prompts(answers_only)
 
 
 def test_the_side_each_model_is_shown_on_is_random_across_prompts_and_stable_for_one(arena):

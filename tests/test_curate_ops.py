@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from oidkit.curate.base import REGISTRY, operator_class
+from oidkit.curate.base import REGISTRY
+from oidkit.curate.ops import operator_class
 from oidkit.curate.ops.heuristics import dup_line_char_ratio, dup_ngram_ratio, top_ngram_ratio
 from oidkit.curate.ops.pii import cn_id_valid, luhn_valid, redact
 from oidkit.records import make_record

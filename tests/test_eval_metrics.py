@@ -8,6 +8,7 @@ import pytest
 import sacrebleu
 from rouge_score.rouge_scorer import RougeScorer
 
+from oidkit.core.stats import wilson_interval
 from oidkit.evaluate import metrics
 
 EN_PRED = ["The cat sat on the mat.", "A quick brown fox jumps over the dog!", ""]
@@ -79,10 +80,46 @@ def test_gsm8k_numbers():
 
 
 def test_wilson_interval_matches_hand_computed_values():
-    low, high = metrics.wilson_interval(5, 10)
+    low, high = wilson_interval(5, 10)
     assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
     # 0 of 10: centre = z^2/20 / (1 + z^2/10), upper = 2 * centre
     z2 = 1.959964**2
-    assert metrics.wilson_interval(0, 10) == (0.0, pytest.approx(2 * (z2 / 20) / (1 + z2 / 10)))
-    assert metrics.wilson_interval(0, 0) == (0.0, 1.0)
-    assert not math.isnan(metrics.wilson_interval(10, 10)[0])
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(2 * (z2 / 20) / (1 + z2 / 10)))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert not math.isnan(wilson_interval(10, 10)[0])
+
+
+def test_paired_bootstrap_against_hand_computed_cases():
+    from oidkit.core.stats import paired_bootstrap
+
+    # Every difference is 1: every resample's mean is 1, so is the interval.
+    assert paired_bootstrap([0.0, 0.5, 1.0], [1.0, 1.5, 2.0]) == {"diff": 1.0, "low": 1.0, "high": 1.0,
+                                                                 "excludes_zero": True}
+    # Differences 2 and 0: a resample of two has mean 0, 1 or 2 with chance 1/4, 1/2, 1/4, so the 2.5% and 97.5%
+    # points of 1000 resamples are 0 and 2 and the interval holds 0.
+    result = paired_bootstrap([0.0, 1.0], [2.0, 1.0], resamples=1000, seed=3)
+    assert result == {"diff": 1.0, "low": 0.0, "high": 2.0, "excludes_zero": False}
+    assert paired_bootstrap([0.0, 1.0], [2.0, 1.0], seed=3) == result  # seeded
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap([1.0], [1.0, 2.0])
+
+
+def test_generation_metrics_come_from_the_registry_in_report_order(monkeypatch):
+    from oidkit.evaluate import scores
+    from oidkit.evaluate.run import EvalOptions, score_generations
+    from oidkit.evaluate.scores.base import REGISTRY, register
+    from oidkit.evaluate.tasks import GenerationExample
+
+    examples = [GenerationExample("a", [{"role": "user", "content": "q"}], "the cat sat"),
+                GenerationExample("b", [{"role": "user", "content": "q"}], "a dog")]
+    result = score_generations("generation", examples, ["the cat sat", "no"], EvalOptions())
+    assert list(result["metrics"]) == ["bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match", "f1", "n"]
+    assert result["metrics"]["exact_match"] == 0.5 and result["metrics"]["n"] == 2
+    assert [list(row)[4:] for row in result["examples"]] == [["rougeL", "exact_match", "f1"]] * 2
+
+    # A new metric is one registered function and one entry in TASK_METRICS.
+    monkeypatch.setitem(REGISTRY, "length", None)  # so the entry goes again after the test
+    register("length")(lambda rows, options: {"mean_length": sum(len(r["output"]) for r in rows) / len(rows)})
+    monkeypatch.setitem(scores.TASK_METRICS, "generation", ["length"])
+    assert score_generations("generation", examples, ["abcd", "ab"], EvalOptions())["metrics"] == {
+        "mean_length": 3.0, "n": 2}

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from oidkit.core.chat import encode_record
 from oidkit.errors import InputError
 from oidkit.evaluate.choice import ChoiceExample, continuation_logprobs, evaluate_choices
 from oidkit.evaluate.judge import pairwise, parse_verdict
@@ -15,7 +16,6 @@ from oidkit.evaluate.perplexity import perplexity
 from oidkit.evaluate.run import EvalOptions, compare_models, write_report
 from oidkit.evaluate.tasks import load_task
 from oidkit.models import load_model
-from oidkit.train.templates import encode_record
 
 RECORDS = [
     {"id": "r1", "messages": [{"role": "user", "content": "What is two plus two?"},

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from oidkit.cli import app
 from oidkit.errors import ConfigError
 from oidkit.io import write_jsonl
+from oidkit.models.card import model_card
+from oidkit.models.export import export_run
 from oidkit.models.registry import cached_model_dir, hub_id
-from oidkit.train.card import model_card
-from oidkit.train.export import export_run
 
 
 def test_hub_id_of_aliases_cached_folders_hub_downloads_and_ids_but_never_a_local_path(tmp_path, monkeypatch):
@@ -36,7 +36,7 @@ def test_hub_id_of_aliases_cached_folders_hub_downloads_and_ids_but_never_a_loca
 @pytest.fixture(scope="module")
 def trained_run(tiny_model_path, tmp_path_factory):
     """A 2-step LoRA run of the tiny model on records that have a data card beside them."""
-    from oidkit.train.config import load_config
+    from oidkit.train.config import load_train_config
     from oidkit.train.run import run_training
 
     root = tmp_path_factory.mktemp("card")
@@ -45,9 +45,9 @@ def trained_run(tiny_model_path, tmp_path_factory):
     write_jsonl(data, [{"id": str(i), "messages": [{"role": "user", "content": f"{i} + {i}?"},
                                                    {"role": "assistant", "content": str(2 * i)}]} for i in range(8)])
     (data.parent / "README.md").write_text("---\npretty_name: Arithmetic SFT\nlicense: cc-by-4.0\n---\n# Arithmetic\n")
-    run_training(load_config(None, [f"model.name={tiny_model_path}", f"data.train={data}", "train.max_steps=2",
-                                    f"train.output_dir={root / 'run'}", f"data.cache_dir={root / 'cache'}",
-                                    "data.max_seq_len=64", "train.batch_size=2", "train.threads=1"]))
+    run_training(load_train_config(None, [
+        f"model.name={tiny_model_path}", f"data.train={data}", "train.max_steps=2", f"train.output_dir={root / 'run'}",
+        f"data.cache_dir={root / 'cache'}", "data.max_seq_len=64", "train.batch_size=2", "train.threads=1"]))
     return root / "run"
 
 

@@ -78,7 +78,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     from typer.testing import CliRunner
 
     from oidkit.cli import app
-    from oidkit.train.logging import read_metrics
+    from oidkit.core.runs import read_metrics
 
     recipe = counting_recipe(tmp_path)
     short = ["train.max_steps=6", "train.eval_every=2", "train.threads=1"]

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from oidkit.core.config import packaged_recipes
 from oidkit.curate.recipe import load_recipe
 from oidkit.errors import ConfigError
-from oidkit.recipes import packaged_recipes
-from oidkit.train.config import load_config
+from oidkit.train.config import load_train_config
 from oidkit.train.pretrain import load_pretrain_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,12 +23,12 @@ def test_recipes_load_by_name_from_any_folder(tmp_path, monkeypatch):
     assert packaged_recipes() == ["default", "pretrain_tiny", "train_demo"]
     recipe = load_recipe("default", ["input=data.jsonl", "output=out"])
     assert [step.op for step in recipe.steps][:3] == ["normalise", "heuristics", "language"]
-    assert load_config("train_demo.yaml").method == "lora"
+    assert load_train_config("train_demo.yaml").method == "lora"
     assert load_pretrain_config("pretrain_tiny").model.n_layers == 4
     with pytest.raises(ConfigError, match="packaged recipes: default, pretrain_tiny, train_demo"):
         load_recipe("defualt")
     with pytest.raises(ConfigError, match="packaged recipes: default, pretrain_tiny, train_demo"):
-        load_config("configs/train_demo.yaml")  # a path is never swapped for a packaged recipe
+        load_train_config("configs/train_demo.yaml")  # a path is never swapped for a packaged recipe
 
 
 def test_a_local_file_wins_over_the_packaged_recipe(tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ import yaml
 from typer.testing import CliRunner
 
 from oidkit.cli import app
-from oidkit.errors import InputError, OidError
+from oidkit.errors import ConfigError, InputError, OidError
 from oidkit.io import read_jsonl, write_jsonl
 from oidkit.records import make_record, make_reject
 from oidkit.report.build import build_report
@@ -151,7 +151,8 @@ def test_reservoir_sample_is_seeded_and_bounded():
 def curate_folder(tmp_path: Path) -> Path:
     """What `oid curate` writes: kept.jsonl, rejects.jsonl, stats.json, recipe.yaml (numbers consistent)."""
     folder = tmp_path / "curated"
-    kept = [make_record(conversation(f"Write a story about dragons. {ENGLISH} {i}", words(20)),
+    # English answers: a record's language is its answer's (oidkit.core.language)
+    kept = [make_record(conversation(f"Write a story about dragons. {ENGLISH} {i}", words(20, "the")),
                         source={"file": "in.jsonl", "format": "sharegpt", "index": i}) for i in range(12)]
     dropped_short = [make_record(conversation("hi", "yo")) for _ in range(3)]
     dropped_dup = [kept[0]] * 5
@@ -237,7 +238,8 @@ class Resources(HTMLParser):
 def test_html_is_self_contained_and_escapes_record_text(tmp_path):
     hostile = ('Write a page with <script src="https://cdn.example.com/x.js"></script> and '
                '<img src="http://example.com/a.png"> and <a href="//cdn.example.org/y">link</a>. ' + ENGLISH)
-    records = [make_record(conversation(hostile, "See https://example.com/docs")) for _ in range(3)]
+    answer = "See the documentation at https://example.com/docs for the whole story."  # English: the answer decides
+    records = [make_record(conversation(hostile, answer)) for _ in range(3)]
     write_jsonl(tmp_path / "data.jsonl", records)
     write_jsonl(tmp_path / "rejects.jsonl", [make_reject(hostile, stage="ingest", operator="read", reason="bad_json")])
     build_report(tmp_path / "data.jsonl", tmp_path / "out", rejects=tmp_path / "rejects.jsonl")
@@ -255,7 +257,7 @@ def test_cli_report_and_errors(curate_folder, tmp_path):
     result = runner.invoke(app, ["report", str(curate_folder), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.html", "README.md", "stats.json", "figures"}
-    with pytest.raises(InputError, match="would overwrite"):
+    with pytest.raises(ConfigError, match="holds the input"):
         build_report(curate_folder, curate_folder)
     with pytest.raises(InputError, match="not found"):
         build_report(tmp_path / "missing.jsonl", tmp_path / "x")

@@ -8,8 +8,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from oidkit.core.stats import wilson_interval
 from oidkit.errors import ConfigError
-from oidkit.evaluate.metrics import wilson_interval
 from oidkit.io import read_records, write_jsonl
 from oidkit.records import conversation_problems, make_reject
 from oidkit.review.agreement import cohen_kappa
@@ -319,12 +319,12 @@ def test_real_sharegpt_pages_searches_and_opens(sharegpt_file, tmp_path):
     assert opened["record"]["messages"] == records[-1]["messages"]
 
 
-def test_review_languages_are_the_reports_including_curations_stamp():
-    from oidkit.report.stats import LanguageGuesser
+def test_review_languages_follow_the_one_rule_including_curations_stamp():
+    from oidkit.core.language import LanguageIdentifier, record_language
     from oidkit.review.languages import identify_languages
 
     records = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}],
                 "meta": {"lang": "en"}},  # stamped by curate's language step: py3langid alone says otherwise
                {"messages": [{"role": "user", "content": "请解释一下什么是机器学习，用几句话说明。"}], "meta": {}}]
-    guess = LanguageGuesser()
-    assert identify_languages(records) == [guess(r) for r in records] == ["en", "zh"]
+    identifier = LanguageIdentifier()
+    assert identify_languages(records) == [record_language(r, identifier) for r in records] == ["en", "zh"]

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from oidkit.core.chat import CHATML_TEMPLATE, IGNORE_INDEX, encode_record
+from oidkit.core.chat import CHATML_TOOLS_TEMPLATE as TOOLS_TEMPLATE
+from oidkit.core.tool_calls import parse_tool_calls, template_message, template_supports_tools, template_tools
 from oidkit.io import read_records
-from oidkit.models.tiny import CHATML_TEMPLATE, TOOLS_TEMPLATE, build_tokenizer
-from oidkit.models.tool_calls import parse_tool_calls, template_message, template_supports_tools, template_tools
-from oidkit.train.templates import IGNORE_INDEX, encode_record
+from oidkit.models.tiny import build_tokenizer
 
 WEATHER = {"name": "get_weather", "description": "Current weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
@@ -77,7 +78,7 @@ def test_training_renders_tool_call_turns_through_a_tools_template_and_learns_on
 
 
 def test_streamed_text_sends_content_at_once_and_holds_the_calls_until_the_end():
-    from oidkit.models.tool_calls import ToolCallStream
+    from oidkit.core.tool_calls import ToolCallStream
 
     stream = ToolCallStream()
     pieces = ["I will ", "check.\n<to", "ol_call>\n{\"name\": \"get_weather\", ",

@@ -12,11 +12,11 @@ import sys
 import pytest
 import torch
 
+from oidkit.core.runs import read_metrics
 from oidkit.errors import ConfigError
 from oidkit.io import write_jsonl
-from oidkit.train.config import load_config
-from oidkit.train.export import export_merged
-from oidkit.train.logging import read_metrics
+from oidkit.models.export import export_merged
+from oidkit.train.config import load_train_config
 from oidkit.train.optim import lr_multiplier
 from oidkit.train.run import run_training
 
@@ -36,22 +36,22 @@ def tiny_config(model_path, data_path, out_dir, *overrides: str):
     base = [f"model.name={model_path}", f"data.train={data_path}", f"data.cache_dir={out_dir.parent / 'cache'}",
             f"train.output_dir={out_dir}", "data.max_seq_len=128", "train.batch_size=2", "optim.lr=3e-3",
             "optim.warmup_steps=2", "lora.dropout=0.1", "train.threads=1"]
-    return load_config(None, [*base, *overrides])
+    return load_train_config(None, [*base, *overrides])
 
 
 def test_config_overrides_and_validation_messages(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: {name: m}\ndata: {train: d.jsonl}\ntrain: {output_dir: out}\n")
-    config = load_config(path, ["optim.lr=1e-4", "lora.target_modules=[q_proj, v_proj]", "method=full"])
+    config = load_train_config(path, ["optim.lr=1e-4", "lora.target_modules=[q_proj, v_proj]", "method=full"])
     assert config.optim.lr == 1e-4 and config.lora.target_modules == ["q_proj", "v_proj"] and config.method == "full"
     with pytest.raises(ConfigError, match=r"optim.lrr: Extra inputs are not permitted"):
-        load_config(path, ["optim.lrr=1"])
+        load_train_config(path, ["optim.lrr=1"])
     with pytest.raises(ConfigError, match=r"train.batch_size: Input should be greater than 0"):
-        load_config(path, ["train.batch_size=0"])
+        load_train_config(path, ["train.batch_size=0"])
     with pytest.raises(ConfigError, match=r"need data\.validation or data\.val_fraction"):
-        load_config(path, ["train.eval_every=5"])
+        load_train_config(path, ["train.eval_every=5"])
     with pytest.raises(ConfigError, match="not key=value"):
-        load_config(path, ["optim.lr"])
+        load_train_config(path, ["optim.lr"])
 
 
 def test_schedules_warm_up_then_decay_to_the_floor():
@@ -88,6 +88,16 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_model_path, rec
     assert len(resumed) == 6  # steps 4-6 of the first attempt were replaced, not appended
     assert resumed == pytest.approx(train_losses(tmp_path / "straight"), abs=1e-5)
     assert resumed[0] != pytest.approx(resumed[-1], abs=1e-3)  # it trained: the comparison is not vacuous
+    if precision == "fp32":  # the files read the same, kept rows included (step 1, not 1.0), timings aside
+        assert metrics_text(tmp_path / "resumed") == metrics_text(tmp_path / "straight")
+        assert metrics_text(tmp_path / "resumed")[1].startswith("1,train,")
+
+
+def metrics_text(run_dir) -> list[str]:
+    """The lines of metrics.csv without the timing columns (tokens_per_s, elapsed_s)."""
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    drop = {lines[0].split(",").index(name) for name in ("tokens_per_s", "elapsed_s")}
+    return [",".join(v for i, v in enumerate(line.split(",")) if i not in drop) for line in lines]
 
 
 def test_lora_run_learns_evaluates_and_exports_a_plain_transformers_model(tiny_model_path, records_file, tmp_path):

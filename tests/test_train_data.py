@@ -7,13 +7,13 @@ import random
 import pytest
 import torch
 
+from oidkit.core.chat import IGNORE_INDEX, encode_record
 from oidkit.errors import InputError
 from oidkit.io import write_jsonl
 from oidkit.train import data as data_module
 from oidkit.train.data import load_tokenized
 from oidkit.train.loop import token_loss_sum
 from oidkit.train.packing import collate_rows, pack_examples
-from oidkit.train.templates import IGNORE_INDEX, encode_record
 
 CONVERSATION = {"id": "c1", "messages": [
     {"role": "system", "content": "Be brief."},

@@ -92,7 +92,7 @@ def test_token_page_needs_exactly_one_input(tiny_model_path, tmp_path):
 
 
 def test_curves_from_a_metrics_csv(tmp_path):
-    from oidkit.train.logging import MetricsLog
+    from oidkit.core.runs import MetricsLog
 
     log = MetricsLog(tmp_path / "run", tensorboard=False)
     for step in range(1, 11):

@@ -75,14 +75,10 @@ def parse_role_map(pairs: list[str] | None) -> dict | None:
 
 def byte_progress(inputs: str, label: str) -> tuple:
     """``(rich progress bar over the input bytes, callback taking the bytes read so far)``."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
+    from oidkit.core.progress import byte_bar
     from oidkit.io.ingest import input_bytes
 
-    bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                   console=console, transient=True)
-    task = bar.add_task(label, total=input_bytes(inputs))
-    return bar, lambda done: bar.update(task, completed=done)
+    return byte_bar(label, input_bytes(inputs), console)
 
 
 def print_rejected(summary: dict) -> None:
@@ -103,7 +99,7 @@ def convert_command(
     out: str = typer.Argument(..., help="output file; format from its name unless --to is given"),
     to: str = typer.Option(None, "--to", help="output format: jsonl (canonical), parquet, alpaca, sharegpt, openai"),
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
-    shard_size: int = typer.Option(None, help="records per output shard (out-00000.parquet, out-00001.parquet, ...)"),
+    shard_size: int = typer.Option(None, help="records per shard (out-00000.parquet, ...; then out.shards.json)"),
     salvage: bool = typer.Option(False, help="keep the complete records of a truncated JSON array"),
     strict: bool = typer.Option(False, help="stop at the first bad row instead of quarantining it"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
@@ -205,7 +201,8 @@ def inspect_command(
         out.print_json(json.dumps(shown, ensure_ascii=False))
     for p in summary["problem_examples"]:
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
-        out.print(f"[yellow]problem[/] {p['file']} ({where}): {p['reason']}: {p['detail'][:200]}")
+        out.print(f"[yellow]problem[/] {p['file']}" + (f" ({where})" if where else "") +
+                  f": {p['reason']}: {p['detail'][:200]}")
 
 
 @app.command("validate")
@@ -230,11 +227,12 @@ def validate_command(
                            on_progress=advance, allow=allow or (), repairs=repairs_option(repair, no_repair))
     for p in summary["problems"]:
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
-        print(f"{p['file']}: {p['reason']}: {p['detail']} ({where})")
+        print(f"{p['file']}: {p['reason']}: {p['detail']}" + (f" ({where})" if where else ""))
     total = sum(summary["rejected"].values())
+    total += len(summary["incomplete"])
     console.print(f"{summary['rows']:,} rows, {summary['records']:,} valid, {total:,} problems")
     print_rejected(summary)
-    if total:
+    if not summary["ok"]:
         raise typer.Exit(1)
 
 
@@ -291,7 +289,7 @@ def ops(name: str = typer.Argument(None, help="show one operator only")) -> None
     """
     from rich.table import Table
 
-    from oidkit.curate.base import describe_operators
+    from oidkit.curate.ops import describe_operators
 
     shown = [d for d in describe_operators() if name in (None, d["name"])]
     if not shown:
@@ -400,9 +398,9 @@ def train_command(
 
     Example:  oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
     """
-    from oidkit.train.config import load_config
+    from oidkit.train.config import load_train_config
 
-    validated = load_config(config, overrides or [])  # before any work (or before starting processes)
+    validated = load_train_config(config, overrides or [])  # before any work (or before starting processes)
     if nproc_per_node > 1:
         from oidkit.train.distributed import launch
 
@@ -449,7 +447,7 @@ def export_command(
         result = export_run_gguf(run_dir, out, quant=quant, which=which)
         console.print(f"wrote {result['path']} ({result['tensors']} tensors, {result['bytes'] / 1e6:.1f} MB, {quant})")
         return
-    from oidkit.train.export import export_run
+    from oidkit.models.export import export_run
 
     result = export_run(run_dir, out, format=format, which=which, merge=merge, eval_report=eval_report,
                         base_model=base_model, license=license, data_card=data_card)
@@ -487,8 +485,7 @@ def eval_command(
       oid eval held_out.jsonl ../shared/data/cmmlu/test/nutrition.csv --compare smollm2-135m-instruct \\
           demo-out/tuned --limit 20 --max-new-tokens 64 -o demo-out/eval
     """
-    from rich.progress import Progress
-
+    from oidkit.core.progress import LabelBars
     from oidkit.evaluate.judge import judge_from_backend
     from oidkit.evaluate.run import EvalOptions, compare_models, evaluate_model, markdown_report, write_report
     from oidkit.evaluate.tasks import TASKS, load_task
@@ -504,14 +501,7 @@ def eval_command(
     options = EvalOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, perplexity_tokens=tokens,
                           generate=generate, chinese_rouge=chinese_rouge)
     judge = judge_from_backend(judge_model, judge_endpoint, judge_key_env) if judge_model else None
-    with Progress(console=console, transient=True) as bar:
-        bars: dict[str, int] = {}
-
-        def progress(what: str, advance: int, total: int) -> None:
-            if what not in bars:
-                bars[what] = bar.add_task(what, total=total)
-            bar.advance(bars[what], advance)
-
+    with LabelBars(console, transient=True) as progress:
         if len(models) == 2:
             report = compare_models(models[0], models[1], tasks, options, judge=judge, progress=progress)
         else:
@@ -809,8 +799,8 @@ def review_command(
 def arena_command(
     model_a: str = typer.Argument(..., metavar="MODEL_A|report", help="first model (folder, alias, .gguf)"),
     model_b: str = typer.Argument(..., metavar="MODEL_B|LOG", help="second model; after `report`: the arena log"),
-    prompts: str = typer.Option(None, help="prompts: records (turns before the last answer), Self-Instruct/BELLE "
-                                "eval or GSM8K file; without it, type prompts on the page"),
+    prompts: str = typer.Option(None, help="prompts: records in any format oid reads (the turns before the last "
+                                "answer, e.g. a held-out split); without it, type prompts on the page"),
     limit: int = typer.Option(None, help="only the first N prompts of --prompts"),
     log: str = typer.Option(None, help="vote log (default: PROMPTS's name with .arena.jsonl, beside it)"),
     annotator: str = typer.Option(None, help="your name in the log (asked on the page when not given)"),

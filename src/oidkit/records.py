@@ -211,3 +211,11 @@ def make_reject(
     }
     reject.update(extra)
     return reject
+
+
+def with_reasoning(message: dict) -> str:
+    """The content with the message's reasoning inline before it as ``<think>...</think>``, for formats
+    without a place of their own for reasoning (the convention of R1-style distilled data)."""
+    if not message.get("reasoning"):
+        return message["content"]
+    return f"<think>\n{message['reasoning']}\n</think>\n\n{message['content']}"

@@ -22,8 +22,6 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from oidkit.errors import ConfigError
-
 
 class OpConfig(BaseModel):
     """Base of every operator config: unknown parameters are an error, not silently ignored."""
@@ -100,30 +98,3 @@ def register(cls: type[Operator]) -> type[Operator]:
     """Class decorator: make an operator available to recipes and ``oid ops`` under ``cls.name``."""
     REGISTRY[cls.name] = cls
     return cls
-
-
-def operator_class(name: str) -> type[Operator]:
-    """The registered operator called ``name``; a ConfigError listing the valid names otherwise."""
-    import oidkit.curate.ops  # noqa: F401  (registers the built-in operators)
-
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown operator {name!r}; valid operators: {', '.join(sorted(REGISTRY))} "
-                          "(see `oid ops`)")
-    return REGISTRY[name]
-
-
-def describe_operators() -> list[dict[str, Any]]:
-    """Every registered operator with its kind, help, parameters (type, default, help) and reason codes."""
-    import oidkit.curate.ops  # noqa: F401  (registers the built-in operators)
-
-    described = []
-    for name, cls in sorted(REGISTRY.items()):
-        params = []
-        for param, info in cls.Config.model_fields.items():
-            annotation = info.annotation
-            kind = annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
-            default = "(required)" if info.is_required() else info.get_default(call_default_factory=True)
-            params.append({"name": param, "type": kind, "default": default, "help": info.description or ""})
-        described.append({"name": name, "kind": cls.kind, "help": (cls.__doc__ or "").strip().splitlines()[0],
-                          "params": params, "reasons": cls.reasons})
-    return described

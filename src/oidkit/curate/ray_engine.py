@@ -19,14 +19,18 @@ import os
 import pickle
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
 import ray
 
+from oidkit.atomic import atomic_folder
 from oidkit.curate.base import GlobalOp, Operator
-from oidkit.curate.runner import ProgressFn, Tally, apply_decisions, run_batch
+from oidkit.curate.batch import Tally, apply_decisions, run_batch
+
+if TYPE_CHECKING:  # rich loads only when bars are shown
+    from oidkit.core.progress import ProgressFn
 
 
 def _records(column: Any) -> list[dict]:
@@ -140,7 +144,8 @@ class RayEngine:
         return [reject for _, reject in sorted(rejects, key=lambda pair: pair[0])], tally
 
     def save(self, folder: Path) -> None:
-        self.dataset.write_parquet(str((folder / "records").resolve()))
+        with atomic_folder(folder / "records", owned=True) as temp:
+            self.dataset.write_parquet(str(temp.resolve()))
 
     @staticmethod
     def saved(folder: Path) -> bool:

@@ -19,12 +19,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator, model_validator
 
-from oidkit.curate.base import OpConfig, Operator, operator_class
+from oidkit.core.config import load_config, set_key, split_override
+from oidkit.curate.base import OpConfig, Operator
+from oidkit.curate.ops import operator_class
 from oidkit.errors import ConfigError
-from oidkit.recipes import read_recipe
 
 
 class InputSpec(BaseModel):
@@ -109,42 +109,24 @@ def build_operators(recipe: Recipe) -> list[tuple[str, Operator]]:
 
 def apply_override(data: dict, override: str) -> None:
     """Apply ``key.path=value`` (value parsed as YAML) to the raw recipe dict; steps by name or index."""
-    key, sep, raw = override.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {override!r} is not key=value (e.g. output=out2 or heuristics.min_chars=100)")
-    parts = key.split(".")
+    parts, value = split_override(override, "output=out2 or heuristics.min_chars=100")
     steps = data.get("steps") or []
     by_name = {s.get("name") or s.get("op"): s for s in steps if isinstance(s, dict)}
+    target = data
     if parts[0] not in data and parts[0] in by_name:
         target, parts = by_name[parts[0]], parts[1:]
-    else:
-        target = data
-    for part in parts[:-1]:
-        if isinstance(target, list) and part.isdigit() and int(part) < len(target):
-            target = target[int(part)]
-        elif isinstance(target, dict):
-            if isinstance(target.get(part), (str, list)) and part in SHORTHANDS:
-                target[part] = SHORTHANDS[part](target[part])  # input=x then input.salvage=true
-            target = target.setdefault(part, {})
-        else:
-            raise ConfigError(f"override {override!r}: cannot descend into {part!r}; steps are "
-                              f"{', '.join(by_name) or 'none'}")
-    if not isinstance(target, dict) or not parts:
-        raise ConfigError(f"override {override!r} does not name a recipe key")
-    target[parts[-1]] = yaml.safe_load(raw)
+
+    def expand_shorthand(node: dict, part: str) -> None:
+        if part in SHORTHANDS and isinstance(node.get(part), (str, list)):
+            node[part] = SHORTHANDS[part](node[part])  # input=x then input.salvage=true
+
+    set_key(target, parts, value, override, descend=expand_shorthand)
 
 
 def load_recipe(path: str | Path | None = None, overrides: list[str] = (), *, base: dict | None = None) -> Recipe:
     """Read, override and validate a recipe (from ``path`` or a ready dict); operators are checked too."""
-    data = read_recipe(path) if path is not None else dict(base or {})
-    for override in overrides:
-        apply_override(data, override)
-    try:
-        recipe = Recipe(**data)
-    except ValidationError as e:
-        lines = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise ConfigError(f"invalid recipe {path or ''}:\n  " + "\n  ".join(lines) +
-                          "\n  (keys: input, output, engine, batch_size, steps)") from None
+    recipe = load_config(path, overrides, Recipe, label="recipe", base=base, apply=apply_override,
+                         hint="keys: input, output, engine, batch_size, steps")
     build_operators(recipe)
     return recipe
 

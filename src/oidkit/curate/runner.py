@@ -10,123 +10,30 @@ last finished step; a finished run whose fingerprint matches ``stats.json`` is n
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
 
-from oidkit.curate.base import Decision, Filter, GlobalOp, Mapper, Operator
+from oidkit.atomic import atomic_folder, atomic_path, write_atomic
+from oidkit.curate.base import GlobalOp, Operator
+from oidkit.curate.batch import Tally, apply_decisions, batches, run_batch
 from oidkit.curate.recipe import Recipe, build_operators, resolved_recipe
 from oidkit.curate.text import digest
 from oidkit.io import read_jsonl, read_records, write_jsonl, write_records
 from oidkit.io.files import expand_paths
-from oidkit.records import canonical_json, conversation_problems, make_reject
+from oidkit.io.outputs import refuse_overwriting_inputs
+from oidkit.records import canonical_json
+
+if TYPE_CHECKING:  # rich loads only when bars are shown
+    from oidkit.core.progress import ProgressFn
 
 CHECKPOINTS = ".steps"
-
-
-@dataclass
-class Tally:
-    """What one step did: counts in and out, reasons, per-type extras (PII per type, fixes per kind)."""
-
-    seen: int = 0
-    kept: int = 0
-    modified: int = 0
-    reasons: Counter = field(default_factory=Counter)
-    extra: Counter = field(default_factory=Counter)
-
-    def add(self, other: Tally) -> None:
-        self.seen += other.seen
-        self.kept += other.kept
-        self.modified += other.modified
-        self.reasons.update(other.reasons)
-        self.extra.update(other.extra)
-
-    def to_stats(self, name: str, op: str, seconds: float) -> dict:
-        return {"name": name, "op": op, "in": self.seen, "out": self.kept, "dropped": self.seen - self.kept,
-                "modified": self.modified, "seconds": round(seconds, 3), "reasons": dict(self.reasons),
-                "extra": dict(self.extra)}
-
-
-def reject_of(record: dict, step: str, reason: str, value: Any, detail: str = "",
-              duplicate_of: str | None = None) -> dict:
-    extra = {"duplicate_of": duplicate_of} if duplicate_of is not None else {}
-    return make_reject(record, stage="curate", operator=step, reason=reason, value=value, detail=detail, **extra)
-
-
-def broken_by_rewrite(before: dict, after: dict) -> tuple[str, str] | None:
-    """The first conversation problem ``after`` has that ``before`` did not, or ``None``."""
-    known = {code for code, _ in conversation_problems(before["messages"])}
-    for code, detail in conversation_problems(after["messages"]):
-        if code not in known:
-            return code, detail
-    return None
-
-
-def filter_decision(op: Filter, keep: bool, reason: str, value: Any) -> Decision | None:
-    """A filter's verdict as a global operator's decision: drop, stamp ``meta[op.stamp]``, or keep as is."""
-    if not keep:
-        return Decision(reason, value, op.reasons.get(reason, ""))
-    return Decision(meta={op.stamp: value}) if op.stamp and value is not None else None
-
-
-def run_batch(op: Operator, step: str, batch: list[dict]) -> tuple[list[dict], list[dict], Tally]:
-    """Apply a filter or mapper to one batch: (kept records, rejects, tally). Used by every engine."""
-    if isinstance(op, Filter):
-        return apply_decisions(step, batch, [filter_decision(op, *verdict) for verdict in op.keep_batch(batch)])
-    if not isinstance(op, Mapper):
-        raise TypeError(f"{type(op).__name__} is neither a Filter nor a Mapper")
-    tally = Tally(seen=len(batch))
-    kept, rejects = [], []
-    for record in batch:
-        new, counts = op.map(record)
-        tally.extra.update(counts)
-        if new is not record:
-            # A rewrite must not break the conversation (e.g. HTML stripping emptying an answer):
-            # such a record leaves as a reject, in its original form, instead of passing on broken.
-            introduced = broken_by_rewrite(record, new)
-            if introduced:
-                code, detail = introduced
-                rejects.append(reject_of(record, step, code, detail, f"{op.name} would leave: {detail}"))
-                tally.reasons[code] += 1
-                continue
-            tally.modified += 1
-        kept.append(new)
-    tally.kept = len(kept)
-    return kept, rejects, tally
-
-
-def apply_decisions(step: str, batch: list[dict], decisions: list[Decision | None]) -> tuple[list, list, Tally]:
-    """Apply decisions (aligned with ``batch``) of a global operator or a filter: drop, annotate ``meta`` or keep."""
-    tally = Tally(seen=len(batch))
-    kept, rejects = [], []
-    for record, decision in zip(batch, decisions, strict=True):
-        if decision is None:
-            kept.append(record)
-        elif decision.reason is not None:
-            rejects.append(reject_of(record, step, decision.reason, decision.value, decision.detail,
-                                     decision.duplicate_of))
-            tally.reasons[decision.reason] += 1
-        else:
-            kept.append({**record, "meta": {**record.get("meta", {}), **decision.meta}})
-            tally.modified += 1
-    tally.kept = len(kept)
-    return kept, rejects, tally
-
-
-def batches(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-ProgressFn = Callable[[str, int, int | None], None]  # (label, advance, total) -> None
 
 
 class LocalEngine:
@@ -164,8 +71,7 @@ class LocalEngine:
         return rejects, tally
 
     def save(self, folder: Path) -> None:
-        write_jsonl(folder / "records.jsonl.tmp", self.records)
-        os.replace(folder / "records.jsonl.tmp", folder / "records.jsonl")
+        write_jsonl(folder / "records.jsonl", self.records)
 
     @staticmethod
     def saved(folder: Path) -> bool:
@@ -201,36 +107,16 @@ def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> list[dict]:
     return records
 
 
-class Bars:
-    """Rich progress bars on stderr, one per label, created on first use (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=Console(stderr=True), disable=not enabled)
-        self.tasks: dict[str, Any] = {}
-
-    def __call__(self, label: str, advance: int, total: int | None) -> None:
-        if label not in self.tasks:
-            self.tasks[label] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[label], advance=advance)
-
-    def __enter__(self) -> Bars:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-
 def run_recipe(recipe: Recipe, *, force: bool = False, show_progress: bool = False) -> dict:
     """Run ``recipe`` and return its stats (also written to ``OUT/stats.json``).
 
     ``stats["up_to_date"]`` is True when an identical finished run was found and nothing was done.
     """
-    with Bars(show_progress) as progress:
+    from rich.console import Console
+
+    from oidkit.core.progress import LabelBars
+
+    with LabelBars(Console(stderr=True), enabled=show_progress) as progress:
         return _run(recipe, force, progress)
 
 
@@ -241,6 +127,7 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
     fingerprint = digest(canonical_json([input_fingerprint(recipe.input.paths),
                                          {k: v for k, v in resolved.items() if k not in ("engine", "batch_size")}]
                                         ).decode())
+    refuse_overwriting_inputs([], recipe.input.paths, folders=[out])
     stats_path = out / "stats.json"
     if not force and stats_path.exists():
         previous = orjson.loads(stats_path.read_bytes())
@@ -300,7 +187,7 @@ def save_checkpoint(checkpoints: Path, index: int, name: str, fingerprint: str, 
     state = {"fingerprint": fingerprint, "stats": stats}
     if input_count is not None:
         state["input_records"] = input_count
-    (folder / "done.json").write_bytes(orjson.dumps(state))
+    write_atomic(folder / "done.json", orjson.dumps(state))  # last: marks the step finished
     for older in checkpoints.iterdir():
         if older != folder:
             for saved in older.glob("records*"):
@@ -339,13 +226,13 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
                           shard_size=recipe.output.shard_size)
     step_states = [orjson.loads((step_dir(checkpoints, i, name) / "done.json").read_bytes())
                    for i, (name, _) in enumerate(operators)]
-    with open(out / "rejects.jsonl", "wb") as target:
+    with atomic_path(out / "rejects.jsonl") as temp, open(temp, "wb") as target:
         for i, (name, _) in enumerate(operators):
             with open(step_dir(checkpoints, i, name) / "rejects.jsonl", "rb") as source:
                 shutil.copyfileobj(source, target)
     splits = write_splits(engine.iter_records(), out / "splits") if "split" in [s["op"] for s in resolved["steps"]] \
         else {}
-    (out / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    write_atomic(out / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     operator_stats = [state["stats"] for state in step_states]
     input_records = step_states[0].get("input_records") if step_states else kept_count
     stats = {
@@ -358,16 +245,19 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
         "operators": operator_stats,
         "fingerprint": fingerprint,
     }
-    (out / "stats.json").write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2))
+    write_atomic(out / "stats.json", orjson.dumps(stats, option=orjson.OPT_INDENT_2))  # last: marks the run done
     shutil.rmtree(checkpoints)
     return stats
 
 
 def write_splits(records: Iterable[dict], folder: Path) -> dict[str, int]:
-    """One JSONL file per ``meta.split`` value (set by the split operator); returns the counts."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    """One JSONL file per ``meta.split`` value (set by the split operator); returns the counts. The folder
+    is filled under a temporary name and replaces the old one when complete."""
+    with atomic_folder(folder, owned=True) as temp:
+        return _write_split_files(records, temp)
+
+
+def _write_split_files(records: Iterable[dict], folder: Path) -> dict[str, int]:
     files: dict[str, Any] = {}
     counts: Counter = Counter()
     try:

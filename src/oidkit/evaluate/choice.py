@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from oidkit.evaluate.metrics import wilson_interval
+from oidkit.core.stats import wilson_interval
 from oidkit.text import has_cjk
 
 LETTERS = "ABCDEFGHIJ"

@@ -1,6 +1,6 @@
 """Perplexity of a causal language model on canonical records, over assistant tokens only or all tokens.
 
-Records are tokenized exactly as training tokenizes them (``oidkit.train.templates.encode_record``: the
+Records are tokenized exactly as training tokenizes them (``oidkit.core.chat.encode_record``: the
 tokenizer's chat template, assistant turns located by character spans, labels already shifted), so the
 perplexity measured here is the one the training loss optimises.
 """
@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from oidkit.train.templates import IGNORE_INDEX, encode_record, resolve_chat_template
+from oidkit.core.chat import IGNORE_INDEX, encode_record, resolve_chat_template
 
 
 def scored_logits(model: Any, input_ids: Any, attention: Any, scored: Any) -> Any:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oidkit.evaluate import metrics
+from oidkit.atomic import write_atomic
+from oidkit.evaluate import scores
 from oidkit.evaluate.choice import evaluate_choices
 from oidkit.evaluate.judge import JudgeFn, pairwise
 from oidkit.evaluate.perplexity import perplexity
@@ -47,35 +48,11 @@ def generate_answers(model: Any, tokenizer: Any, conversations: list[list[dict]]
     return [g.text.strip() for g in generations]
 
 
-def score_generations(kind: str, examples: list[GenerationExample], outputs: list[str], chinese_rouge: str) -> dict:
-    """Corpus metrics and per-example scores of generated answers against the references."""
-    references = [e.reference for e in examples]
+def score_generations(kind: str, examples: list[GenerationExample], outputs: list[str], options: EvalOptions) -> dict:
+    """Corpus metrics (the task kind's registered metrics, ``evaluate/scores``) and per-example scores."""
     rows = [{"id": e.id, "prompt": e.messages[-1]["content"], "reference": e.reference, "output": o}
             for e, o in zip(examples, outputs, strict=True)]
-    if kind == "gsm8k":
-        correct = 0
-        for row in rows:
-            row["reference_number"] = metrics.gsm8k_reference(row["reference"])
-            row["predicted_number"] = metrics.extract_number(row["output"])
-            row["correct"] = metrics.numbers_equal(row["predicted_number"], row["reference_number"])
-            correct += row["correct"]
-        low, high = metrics.wilson_interval(correct, len(rows))
-        return {"metrics": {"accuracy": correct / max(len(rows), 1), "ci95_low": low, "ci95_high": high,
-                            "n": len(rows)}, "examples": rows}
-    for row in rows:
-        row["rougeL"] = metrics.rouge([row["output"]], [row["reference"]], chinese_rouge)["rougeL"]
-        row["exact_match"] = metrics.exact_match(row["output"], row["reference"])
-        row["f1"] = metrics.token_f1(row["output"], row["reference"])
-    n = max(len(rows), 1)
-    corpus = {
-        "bleu": metrics.bleu(outputs, references),
-        "chrf": metrics.chrf(outputs, references),
-        **metrics.rouge(outputs, references, chinese_rouge),
-        "exact_match": sum(r["exact_match"] for r in rows) / n,
-        "f1": sum(r["f1"] for r in rows) / n,
-        "n": len(rows),
-    }
-    return {"metrics": corpus, "examples": rows}
+    return {"metrics": scores.score(kind, rows, options), "examples": rows}
 
 
 def run_task(model: Any, tokenizer: Any, task: Task, options: EvalOptions, progress: Progress | None = None) -> dict:
@@ -93,7 +70,7 @@ def run_task(model: Any, tokenizer: Any, task: Task, options: EvalOptions, progr
             outputs = generate_answers(model, tokenizer, conversations, max_new_tokens=options.max_new_tokens,
                                        batch_size=options.batch_size,
                                        progress=advance("generate", len(conversations)))
-            result = score_generations(task.kind, task.examples, outputs, options.chinese_rouge)
+            result = score_generations(task.kind, task.examples, outputs, options)
         if task.kind == "records":
             ppl = perplexity(model, tokenizer, task.records, assistant_only=options.perplexity_tokens == "assistant",
                              batch_size=options.batch_size, progress=advance("perplexity", len(task.records)))
@@ -184,8 +161,7 @@ def markdown_report(report: dict, with_examples: bool = True) -> str:
 def write_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into ``out_dir``; returns their paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "report.json", out / "report.md"
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    md_path.write_text(markdown_report(report), encoding="utf-8")
+    write_atomic(json_path, json.dumps(report, indent=2, ensure_ascii=False))
+    write_atomic(md_path, markdown_report(report))
     return json_path, md_path

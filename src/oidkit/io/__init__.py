@@ -20,6 +20,7 @@ from pathlib import Path
 
 import orjson
 
+from oidkit.atomic import atomic_path
 from oidkit.errors import InputError
 from oidkit.io.formats import READ_FORMATS
 from oidkit.io.ingest import convert, inspect, validate
@@ -43,10 +44,9 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
-    """Write rows as JSONL (UTF-8, non-ASCII kept readable); returns the number written."""
+    """Write rows as JSONL (UTF-8, non-ASCII kept readable), atomically; returns the number written."""
     n = 0
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
+    with atomic_path(path) as temp, open(temp, "wb") as f:
         for row in rows:
             f.write(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY))
             f.write(b"\n")

@@ -63,12 +63,13 @@ def expand_paths(paths: str | Path | list) -> list[Path]:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    """Data files of a folder of shards, skipping hidden files and rejects side files (``*rejects.jsonl``)."""
+    """Data files of a folder of shards, skipping hidden files (temporary files of unfinished writes among them),
+    rejects side files (``*rejects.jsonl``) and shard manifests (``*.shards.json``)."""
     if is_hf_folder(folder):
         return [folder]
     files = []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith((".", "_")) or path.name.endswith("rejects.jsonl"):  # any stage's side file
+        if path.name.startswith((".", "_")) or path.name.endswith(("rejects.jsonl", ".shards.json")):  # side files
             continue
         files.extend([path] if path.is_file() else _folder_files(path))
     return files

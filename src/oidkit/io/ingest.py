@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import Counter
@@ -11,16 +12,17 @@ from typing import Any
 
 import orjson
 
-from oidkit.errors import OidError
+from oidkit.atomic import atomic_path
+from oidkit.core.language import LanguageIdentifier, record_language
 from oidkit.io.files import expand_paths
 from oidkit.io.formats import RowProblem
+from oidkit.io.outputs import incomplete_outputs, refuse_overwriting_inputs
 from oidkit.io.read import ReadStats, read_records
 from oidkit.io.repair import REPAIRS
 from oidkit.io.writers import shard_path, write_records
-from oidkit.records import make_reject, text
+from oidkit.records import make_reject
 
 LANGUAGE_SAMPLE = 300
-LANGUAGE_CHARS = 500
 PROBLEM_EXAMPLES = 5
 
 
@@ -58,16 +60,16 @@ def convert(
 ) -> dict:
     """Read ``inputs`` in any format, write ``out``; bad rows to the rejects file. Returns a summary.
 
-    On an error (a truncated file without ``salvage``, any problem with ``strict``) the partial output
-    is removed so that no half-written file looks complete.
+    Outputs are refused before anything is written when one of them is an input, and appear only when
+    complete (``io.outputs``): on an error or a kill nothing half-written is left under a final name.
     """
     started, stats = time.perf_counter(), ReadStats()
-    if Path(out).resolve() in {path.resolve() for path in expand_paths(inputs)}:
-        raise OidError(f"{out}: the output is also an input and would be overwritten while it is read; "
-                       "write to another file")
+    out = Path(out)
     rejects_path = Path(rejects) if rejects else rejects_path_for(out)
-    rejects_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(rejects_path, "wb") as rejects_file:
+    existing_shards = itertools.takewhile(Path.exists, (shard_path(out, n) for n in itertools.count())) \
+        if shard_size else ()
+    refuse_overwriting_inputs([out, rejects_path, *existing_shards], inputs)
+    with atomic_path(rejects_path) as rejects_temp, open(rejects_temp, "wb") as rejects_file:
         def keep_reject(reject: dict) -> None:
             rejects_file.write(orjson.dumps(reject, option=orjson.OPT_NON_STR_KEYS) + b"\n")
 
@@ -79,26 +81,10 @@ def convert(
         records = read_records(inputs, format=in_format, salvage=salvage, strict=strict, role_map=role_map,
                                on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow,
                                repairs=repairs)
-        try:
-            outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
-        except OidError:  # a failed run leaves nothing behind that could pass for a result
-            rejects_file.close()
-            rejects_path.unlink(missing_ok=True)
-            _remove_partial_output(Path(out), shard_size)
-            raise
+        outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
     written = stats.records - stats.rejected.get("unsupported_by_format", 0)
     return {**stats.as_dict(), "written": written, "outputs": [str(p) for p in outputs],
             "rejects_file": str(rejects_path), "seconds": round(time.perf_counter() - started, 3)}
-
-
-def _remove_partial_output(out: Path, shard_size: int | None) -> None:
-    if not shard_size:
-        out.unlink(missing_ok=True)
-        return
-    number = 0
-    while shard_path(out, number).exists():
-        shard_path(out, number).unlink()
-        number += 1
 
 
 def inspect(
@@ -117,7 +103,7 @@ def inspect(
     stats, problems = ReadStats(), []
     turns, roles, spellings = 0, Counter(), Counter()
     examples: list[dict] = []
-    texts: list[str] = []
+    sampled: list[dict] = []
     rng = random.Random(0)
 
     def note_problem(reject: dict) -> None:
@@ -134,21 +120,22 @@ def inspect(
                 spellings[message["source_role"]] += 1
         if len(examples) < samples:
             examples.append(record)
-        sample_text = text(record)[:LANGUAGE_CHARS]
-        if len(texts) < LANGUAGE_SAMPLE:  # reservoir sampling: a uniform sample without knowing the total
-            texts.append(sample_text)
+        if len(sampled) < LANGUAGE_SAMPLE:  # reservoir sampling: a uniform sample without knowing the total
+            sampled.append(record)
         elif (slot := rng.randrange(n + 1)) < LANGUAGE_SAMPLE:
-            texts[slot] = sample_text
+            sampled[slot] = record
+    incomplete = incomplete_outputs(expand_paths(inputs))
     return {**stats.as_dict(), "turns": turns, "roles": dict(roles.most_common()),
             "role_spellings": dict(spellings.most_common()),
-            "languages": _languages(texts) if languages else {}, "language_sample": len(texts) if languages else 0,
-            "examples": examples, "problem_examples": problems}
+            "languages": _languages(sampled) if languages else {},
+            "language_sample": len(sampled) if languages else 0,
+            "examples": examples, "problem_examples": incomplete + problems, "incomplete": incomplete}
 
 
-def _languages(texts: list[str]) -> dict[str, int]:
-    import py3langid
-
-    return dict(Counter(py3langid.classify(t)[0] for t in texts if t.strip()).most_common())
+def _languages(records: list[dict]) -> dict[str, int]:
+    """Records per language by the one rule (oidkit.core.language); too little text counts as unknown."""
+    identifier = LanguageIdentifier()
+    return dict(Counter(record_language(record, identifier) for record in records).most_common())
 
 
 def _problem_line(reject: dict) -> dict:
@@ -169,7 +156,9 @@ def validate(
 ) -> dict[str, Any]:
     """Every problem of a dataset with its position (the first ``max_listed`` listed, all counted).
 
-    A truncated file is one more problem here, not an error: validation reports, it does not stop.
+    A truncated file is one more problem here, not an error: validation reports, it does not stop. So is a
+    file that is not a complete output (``incomplete``): a leftover temporary file, a shard set without its
+    manifest.
     """
     stats, problems = ReadStats(), []
 
@@ -180,4 +169,6 @@ def validate(
     for _ in read_records(inputs, format=format, salvage=True, role_map=role_map, on_reject=note_problem,
                           stats=stats, on_progress=on_progress, allow=allow, repairs=repairs):
         pass
-    return {**stats.as_dict(), "problems": problems, "ok": not stats.rejected}
+    incomplete = incomplete_outputs(expand_paths(inputs))
+    return {**stats.as_dict(), "problems": incomplete + problems, "incomplete": incomplete,
+            "ok": not stats.rejected and not incomplete}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import itertools
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -17,9 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
+from oidkit.atomic import fsync, remove_leftovers, temp_path
 from oidkit.errors import OidError
 from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
+from oidkit.io.outputs import publish_shards
 from oidkit.io.parts import PLACEHOLDERS, TOOL_CALL_PARTS, to_parts
+from oidkit.records import with_reasoning
 
 WRITE_FORMATS = ("jsonl", "parquet", "alpaca", "sharegpt", "openai")
 PARQUET_BATCH_ROWS = 1000
@@ -59,14 +64,6 @@ def _meta_fields(record: dict) -> dict:
 def _with_id(record: dict, row: dict) -> dict:
     layout = record.get("meta", {}).get(LAYOUT, {})
     return row if layout.get("id") == "generated" else {"id": record["id"], **row}
-
-
-def with_reasoning(message: dict) -> str:
-    """The content with the message's reasoning inline before it as ``<think>...</think>``, for formats
-    without a place of their own for reasoning (the convention of R1-style distilled data)."""
-    if not message.get("reasoning"):
-        return message["content"]
-    return f"<think>\n{message['reasoning']}\n</think>\n\n{message['content']}"
 
 
 def to_alpaca(record: dict) -> dict:
@@ -198,24 +195,28 @@ ROW_MAKERS: dict[str, Callable[[dict], dict]] = {
 }
 
 
-def _open_output(path: Path) -> BinaryIO:
-    if path.suffix == ".gz":
-        return gzip.open(path, "wb")
-    if path.suffix == ".zst":
-        return zstandard.ZstdCompressor().stream_writer(open(path, "wb"))
-    return open(path, "wb")
+def _open_output(raw: BinaryIO, name: str) -> BinaryIO:
+    """``raw`` compressed as the output ``name`` says. gzip gets mtime 0 so reruns are byte-identical."""
+    if name.endswith(".gz"):
+        return gzip.GzipFile(filename=name[:-3], mode="wb", fileobj=raw, mtime=0)
+    if name.endswith(".zst"):
+        return zstandard.ZstdCompressor().stream_writer(raw)
+    return raw
 
 
 class _Shard:
-    """One output file being written: JSONL, a JSON array, or Parquet in row batches."""
+    """One output file being written under its temporary name: JSONL, a JSON array, or Parquet in row batches."""
 
     def __init__(self, path: Path, format: str):
         self.path, self.format, self.count, self.batch, self.batch_chars = path, format, 0, [], 0
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(path)
+        self.temp = temp_path(path)
         if format == "parquet":
-            self.parquet = pq.ParquetWriter(path, PARQUET_SCHEMA)
+            self.parquet = pq.ParquetWriter(self.temp, PARQUET_SCHEMA)
         else:
-            self.file = _open_output(path)
+            self.raw = open(self.temp, "wb")  # noqa: SIM115 - closed in close()
+            self.file = _open_output(self.raw, path.name)
             self.array = format in ("alpaca", "sharegpt")
             if self.array:
                 self.file.write(b"[")
@@ -246,6 +247,7 @@ class _Shard:
             if self.array:
                 self.file.write(b"\n]\n")
             self.file.close()
+            self.raw.close()  # gzip leaves the file it wraps open
 
 
 def shard_path(path: Path, number: int) -> Path:
@@ -265,6 +267,8 @@ def write_records(
 ) -> list[Path]:
     """Write records to ``path`` (or ``shard_size``-record shards beside it); returns the files written.
 
+    Nothing appears under a final name before every record is written: files are written under temporary
+    names and renamed at the end; shards are published with a manifest written last (see ``io.outputs``).
     A record the format cannot hold (e.g. tool turns in Alpaca) goes to ``on_reject(record, problem)``, or
     raises :class:`RowProblem` when no ``on_reject`` is given.
     """
@@ -273,8 +277,7 @@ def write_records(
     if format not in WRITE_FORMATS:
         raise OidError(f"unknown output format {format!r}; choose one of {', '.join(WRITE_FORMATS)}")
     make_row = to_parquet_row if format == "parquet" else ROW_MAKERS[format]
-    written: list[Path] = []
-    shard: _Shard | None = None
+    shards: list[_Shard] = []
     try:
         for record in records:
             try:
@@ -284,16 +287,24 @@ def write_records(
                     raise
                 on_reject(record, problem)
                 continue
-            if shard is None or (shard_size and shard.count >= shard_size):
-                if shard:
-                    shard.close()
-                shard = _Shard(shard_path(path, len(written)) if shard_size else path, format)
-                written.append(shard.path)
-            shard.write(row)
-        if shard is None:  # no records: still leave a valid, empty output
-            shard = _Shard(shard_path(path, 0) if shard_size else path, format)
-            written.append(shard.path)
-    finally:
-        if shard:
-            shard.close()
-    return written
+            if not shards or (shard_size and shards[-1].count >= shard_size):
+                if shards:
+                    shards[-1].close()
+                shards.append(_Shard(shard_path(path, len(shards)) if shard_size else path, format))
+            shards[-1].write(row)
+        if not shards:  # no records: still leave a valid, empty output
+            shards.append(_Shard(shard_path(path, 0) if shard_size else path, format))
+        shards[-1].close()
+        if shard_size:
+            stale = itertools.takewhile(Path.exists, (shard_path(path, n) for n in itertools.count(len(shards))))
+            publish_shards(path, [(s.temp, s.path, s.count) for s in shards], list(stale))
+        else:
+            fsync(shards[0].temp)
+            os.replace(shards[0].temp, path)
+    except BaseException:
+        for shard in shards:
+            with contextlib.suppress(Exception):
+                shard.close()
+            shard.temp.unlink(missing_ok=True)
+        raise
+    return [shard.path for shard in shards]

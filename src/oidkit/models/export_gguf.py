@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from oidkit.atomic import atomic_path
 from oidkit.errors import ConfigError
+from oidkit.io.outputs import refuse_overwriting_inputs
 
 Quant = Literal["f16", "q8_0"]
 
@@ -136,31 +138,32 @@ def export_gguf(model: str | Path, out_file: str | Path, *, quant: Quant = "f16"
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
 
     out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    writer = gguf.GGUFWriter(out_file, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    writer.add_name(name or folder.name)
-    add_hyperparameters(writer, config, quant)
-    add_tokenizer(writer, folder, config["vocab_size"])
-    count = 0
-    for file in sorted(folder.glob("*.safetensors")):
-        for name, tensor in load_file(file).items():
-            if name.endswith("rotary_emb.inv_freq"):
-                continue
-            data = tensor.float().numpy()  # via torch: numpy has no bfloat16
-            if name.endswith("q_proj.weight"):
-                data = permute_for_rope(data, n_heads)
-            elif name.endswith("k_proj.weight"):
-                data = permute_for_rope(data, n_kv_heads)
-            gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
-            if gguf_name is None:
-                raise ConfigError(f"{file}: tensor {name!r} has no GGUF name in the Llama architecture")
-            encoded, kind = encode_tensor(data, quant)
-            writer.add_tensor(gguf_name, encoded, raw_dtype=kind)
-            count += 1
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    refuse_overwriting_inputs([out_file], [folder])
+    with atomic_path(out_file) as temp:
+        writer = gguf.GGUFWriter(temp, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+        writer.add_name(name or folder.name)
+        add_hyperparameters(writer, config, quant)
+        add_tokenizer(writer, folder, config["vocab_size"])
+        count = 0
+        for file in sorted(folder.glob("*.safetensors")):
+            for name, tensor in load_file(file).items():
+                if name.endswith("rotary_emb.inv_freq"):
+                    continue
+                data = tensor.float().numpy()  # via torch: numpy has no bfloat16
+                if name.endswith("q_proj.weight"):
+                    data = permute_for_rope(data, n_heads)
+                elif name.endswith("k_proj.weight"):
+                    data = permute_for_rope(data, n_kv_heads)
+                gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+                if gguf_name is None:
+                    raise ConfigError(f"{file}: tensor {name!r} has no GGUF name in the Llama architecture")
+                encoded, kind = encode_tensor(data, quant)
+                writer.add_tensor(gguf_name, encoded, raw_dtype=kind)
+                count += 1
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
     return {"path": str(out_file), "tensors": count, "bytes": out_file.stat().st_size, "quant": quant}
 
 
@@ -169,7 +172,7 @@ def export_run_gguf(run_or_model: str | Path, out_file: str | Path, *, quant: Qu
     """GGUF of an ``oid train`` run (LoRA merged first, in a temporary folder) or of a model folder / alias."""
     import tempfile
 
-    from oidkit.train.export import export_run
+    from oidkit.models.export import export_run
 
     path = Path(run_or_model)
     if not (path / "config.yaml").exists():  # not a training run: a model folder or alias

@@ -12,7 +12,11 @@ import shutil
 from pathlib import Path
 
 from oidkit.errors import InputError
-from oidkit.models.registry import is_converted
+
+
+def is_converted(folder: Path) -> bool:
+    """True when ``folder`` holds a complete converted model (the conversion writes ``config.json`` last)."""
+    return (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
 
 
 def gguf_cache_name(gguf_path: Path) -> str:

@@ -28,6 +28,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -461,6 +462,25 @@ def adapter_to_hf(folder: str | Path) -> None:
     config["target_modules"] = sorted(HF_LINEAR_NAMES[t] for t in config["target_modules"])
     config["task_type"] = "CAUSAL_LM"
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+class NextTokenView(torch.nn.Module):
+    """Our readable Llama (``oidkit.models.llama``) called the way the loop calls a transformers model:
+    ``model(input_ids=, position_ids=).logits``. Packed rows restart their positions at 0 per example; each
+    restart opens a new segment, so the block-diagonal mask keeps examples apart.
+
+    The attribute is named ``model`` on purpose: module paths then read ``model.layers.N...`` as in
+    transformers' ``LlamaForCausalLM``, so a LoRA adapter trained on our model renames cleanly to one
+    that peft loads onto the transformers model (``models.llama.hf_adapter_key``).
+    """
+
+    def __init__(self, model: LlamaModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, use_cache: bool = False) -> Any:
+        segment_ids = (position_ids == 0).cumsum(dim=-1)
+        return SimpleNamespace(logits=self.model(input_ids, position_ids=position_ids, segment_ids=segment_ids))
 
 
 def load_llama(name_or_path: str | Path, *, dtype: torch.dtype = torch.float32) -> tuple[LlamaModel, Any]:

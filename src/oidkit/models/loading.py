@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from oidkit.models.registry import KNOWN_MODELS, cache_root, is_converted, pull_model
+from oidkit.models.gguf_convert import convert_gguf, gguf_cache_name, is_converted
+from oidkit.models.registry import KNOWN_MODELS, cache_root, pull_model
 
 
 def resolve_model(name_or_path: str | Path) -> Path | str:
@@ -18,8 +19,6 @@ def resolve_model(name_or_path: str | Path) -> Path | str:
     """
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        from oidkit.models.gguf_convert import convert_gguf, gguf_cache_name
-
         folder = cache_root() / gguf_cache_name(path)
         return folder if is_converted(folder) else convert_gguf(path, folder)
     if path.exists():
@@ -43,11 +42,13 @@ def split_quantize(name_or_path: str | Path) -> tuple[str | Path, str | None]:
     return name_or_path, None
 
 
-def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:
+def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str = "cpu",
+               impl: str = "transformers") -> tuple[Any, Any]:
     """``(model, tokenizer)`` in eval mode; a tokenizer without pad token gets its eos as pad.
 
     ``name_or_path`` is a folder, alias, ``.gguf`` file or hub id, optionally ending in ``@int8`` or
-    ``@int8-dynamic`` for int8 weights (CPU, float32 activations).
+    ``@int8-dynamic`` for int8 weights (CPU, float32 activations). ``impl="oidkit"`` loads the weights into
+    our readable Llama, wrapped in ``NextTokenView`` so callers use it as a transformers model.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -57,7 +58,14 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str 
     tokenizer = AutoTokenizer.from_pretrained(where)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype)).to(device)
+    if impl == "oidkit":
+        from oidkit.models.llama import LlamaModel, NextTokenView
+
+        model = NextTokenView(LlamaModel.from_pretrained(where, dtype=getattr(torch, dtype)))
+        model.name_or_path = str(where)  # what transformers models carry; peft writes it into adapter_config
+    else:
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))
+    model = model.to(device)
     if int8:
         from oidkit.models.quantize import quantize_int8
 

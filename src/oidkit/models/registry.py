@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from oidkit.errors import ConfigError
+from oidkit.models.gguf_convert import convert_gguf, is_converted
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,6 @@ def cache_root() -> Path:
 def cached_model_dir(alias: str) -> Path:
     """The folder an alias converts to (it may not exist yet)."""
     return cache_root() / alias
-
-
-def is_converted(folder: Path) -> bool:
-    """True when ``folder`` holds a complete converted model (the conversion writes ``config.json`` last)."""
-    return (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
 
 
 def package_gguf(alias: str) -> Path:
@@ -110,8 +106,6 @@ def hub_id(name_or_path: str | Path) -> str | None:
 
 def pull_model(alias: str, *, dtype: str = "float32", force: bool = False) -> Path:
     """Convert an alias's packaged GGUF to a cached safetensors folder once; return the folder."""
-    from oidkit.models.gguf_convert import convert_gguf
-
     folder = cached_model_dir(alias)
     if is_converted(folder) and not force:
         return folder

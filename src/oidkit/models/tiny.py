@@ -9,42 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-# ChatML with tools the way Qwen2.5 and Hermes templates do it: tool signatures in the system turn, calls as
-# <tool_call>{json}</tool_call> in the assistant turn, results as <tool_response> in a user turn.
-TOOLS_TEMPLATE = (
-    "{% if tools %}"
-    "{{ '<|im_start|>system\\n' }}"
-    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
-    "{{ '# Tools\\n\\nFunction signatures are inside <tools></tools>:\\n<tools>' }}"
-    "{% for tool in tools %}{{ '\\n' + (tool | tojson) }}{% endfor %}"
-    "{{ '\\n</tools>\\n\\nFor each function call, return a JSON object inside <tool_call></tool_call>:\\n"
-    "<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call><|im_end|>\\n' }}"
-    "{% elif messages[0]['role'] == 'system' %}"
-    "{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}"
-    "{{ '<|im_start|>assistant\\n' + (message['content'] or '') }}"
-    "{% for call in message['tool_calls'] or [] %}"
-    "{% if message['content'] or not loop.first %}{{ '\\n' }}{% endif %}"
-    "{{ '<tool_call>\\n{\"name\": ' + (call['function']['name'] | tojson) + ', \"arguments\": '"
-    " + (call['function']['arguments'] | tojson) + '}\\n</tool_call>' }}"
-    "{% endfor %}"
-    "{{ '<|im_end|>\\n' }}"
-    "{% elif message['role'] == 'tool' %}"
-    "{{ '<|im_start|>user\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}"
-    "{% elif message['role'] != 'system' or not loop.first %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+from oidkit.core.chat import CHATML_TEMPLATE
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 _DEFAULT_CORPUS = [
@@ -58,7 +24,7 @@ _DEFAULT_CORPUS = [
 
 def build_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None, chat_template: str = CHATML_TEMPLATE):
     """A byte-level BPE ``PreTrainedTokenizerFast`` with ChatML special tokens and a ChatML chat template
-    (``TOOLS_TEMPLATE`` for one that supports tool calls)."""
+    (``oidkit.core.chat.CHATML_TOOLS_TEMPLATE`` for one that supports tool calls)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

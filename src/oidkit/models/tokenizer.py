@@ -17,7 +17,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from oidkit.atomic import atomic_folder
 from oidkit.errors import InputError
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.text import script_language
 
 TEXT_SUFFIXES = {".txt", ".md", ".text"}
@@ -49,12 +51,14 @@ def train_tokenizer(corpus: list[str | Path], out_dir: str | Path, *, vocab_size
     """
     from oidkit.models.tiny import build_tokenizer
 
+    refuse_overwriting_inputs([], list(corpus), folders=[out_dir])
     texts = list(corpus_texts(corpus, limit=limit))
     if not texts:
         raise InputError("the corpus holds no text", file=", ".join(map(str, corpus)),
                          hint="pass text files or record files with message contents")
     tokenizer = build_tokenizer(vocab_size, texts)
-    tokenizer.save_pretrained(out_dir)
+    with atomic_folder(out_dir) as temp:
+        tokenizer.save_pretrained(temp)
     return {"out_dir": str(out_dir), "vocab_size": len(tokenizer), "texts": len(texts),
             "characters": sum(map(len, texts))}
 

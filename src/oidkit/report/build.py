@@ -9,8 +9,10 @@ from pathlib import Path
 
 import orjson
 
+from oidkit.atomic import write_atomic
 from oidkit.errors import InputError
 from oidkit.io import read_jsonl, read_records
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.report.card import dataset_card
 from oidkit.report.html import render_html
 from oidkit.report.stats import collect, curation_funnel, reject_summary
@@ -115,9 +117,8 @@ def build_report(
 
     inputs = find_inputs(data, rejects, curate_stats, recipe)
     out = Path(out_dir)
-    if inputs.curate_stats and (out / "stats.json").resolve() == inputs.curate_stats.resolve():
-        raise InputError("the report would overwrite the curation stats.json it reads", file=str(out),
-                         hint="write the report to another folder, e.g. -o report-out")
+    read = [*inputs.data, *inputs.rejects, *filter(None, [inputs.curate_stats, inputs.recipe])]
+    refuse_overwriting_inputs([], read, folders=[out])  # the report writes stats.json, README.md, ... into it
     curation = load_curate_stats(inputs.curate_stats)  # validated before the long pass, not after
     count_tokens, tokenizer_name = token_counter(tokenizer)
     unreadable: list[dict] = []
@@ -143,14 +144,14 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     for name, png in figures.items():
-        (out / "figures" / f"{name}.png").write_bytes(png)
+        write_atomic(out / "figures" / f"{name}.png", png)
     token_rule = WHITESPACE_RULE if tokenizer_name == WHITESPACE_CJK else f"Tokens counted with {tokenizer_name}."
     page = render_html(stats, figures, title=page_title, inputs=stats["inputs"]["data"], token_rule=token_rule,
                        kept_samples=kept_sample, rejected_samples=reject_sample)
-    (out / "report.html").write_text(page, encoding="utf-8")
-    (out / "stats.json").write_bytes(orjson.dumps(stats, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+    write_atomic(out / "report.html", page)
+    write_atomic(out / "stats.json", orjson.dumps(stats, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     recipe_text = inputs.recipe.read_text(encoding="utf-8") if inputs.recipe else None
     card = dataset_card(stats, title=title or inputs.data[0].stem, license=license, data_file=inputs.data[0].name,
                         recipe=recipe_text)
-    (out / "README.md").write_text(card, encoding="utf-8")
+    write_atomic(out / "README.md", card)
     return stats

@@ -4,9 +4,8 @@ Definitions (the report and docs/report.md use the same words):
 
 - *turns* of a record: its messages other than system (user, assistant and tool turns);
 - *token length*: per message, by the tokenizer named in ``tokenizer`` (see :mod:`oidkit.report.tokens`);
-- *language*: ``meta["lang"]`` when curation set it, else py3langid on the first user turn, or on all
-  user turns when the first is shorter than :data:`SHORT_TURN_CHARS` ("continue", "hi" say nothing about
-  the language); ``"unknown"`` when there is no user text;
+- *language*: the one rule of :mod:`oidkit.core.language` (``meta["lang"]`` when curation set it, else
+  the answer's language, else the user's; ``"unknown"`` when there is too little text);
 - percentiles: numpy's default (linear interpolation between the closest ranks).
 """
 
@@ -22,14 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from oidkit.records import first_user, text
+from oidkit.core.language import LanguageIdentifier, record_language
+from oidkit.records import first_user
 from oidkit.report.tokens import TokenCounter
 from oidkit.report.verbs import first_word_zh, verb_object
 
 PERCENTILES = (10, 25, 50, 75, 90, 99)
 BATCH = 512
-LANGID_CHARS = 500  # enough for a confident guess; langid cost grows with the length
-SHORT_TURN_CHARS = 40
 TOP_VERBS, TOP_OBJECTS, TOP_ZH_WORDS = 20, 4, 20
 
 
@@ -58,28 +56,6 @@ def batches(items: Iterable[dict], size: int) -> Iterator[list[dict]]:
     iterator = iter(items)
     while chunk := list(islice(iterator, size)):
         yield chunk
-
-
-class LanguageGuesser:
-    """py3langid on the user's text as defined above, loaded on first use (meta["lang"] wins when present)."""
-
-    def __init__(self) -> None:
-        self.identifier = None
-
-    def __call__(self, record: dict) -> str:
-        lang = (record.get("meta") or {}).get("lang")
-        if isinstance(lang, str) and lang:
-            return lang
-        sample = first_user(record)[:LANGID_CHARS]
-        if len(sample.strip()) < SHORT_TURN_CHARS:
-            sample = text(record, ("user",))[:LANGID_CHARS]
-        if not sample.strip():
-            return "unknown"
-        if self.identifier is None:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-            self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE)
-        return self.identifier.classify(sample)[0]
 
 
 def source_name(record: dict) -> tuple[str, str]:
@@ -137,7 +113,7 @@ def collect(
     seed: int = 0,
 ) -> tuple[dict, list[dict]]:
     """Statistics of ``records`` and a random sample of them (reservoir sampling: one pass, any size)."""
-    guess_language = LanguageGuesser()
+    identifier = LanguageIdentifier()
     rng = random.Random(seed)
     sample: list[dict] = []
     tally = Tally()
@@ -150,7 +126,7 @@ def collect(
                 sample.append(record)
             elif (slot := rng.randrange(seen)) < sample_size:
                 sample[slot] = record
-            tally.add(record, guess_language(record), texts)
+            tally.add(record, record_language(record, identifier), texts)
         for role, role_texts in texts.items():  # a tokenizer is much faster on a batch than text by text
             tally.lengths[role].extend(count_tokens(role_texts))
     return summarise(tally), sample

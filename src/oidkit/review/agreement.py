@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from itertools import combinations
 
-from oidkit.evaluate.metrics import wilson_interval
+from oidkit.core.stats import wilson_interval
 from oidkit.review.log import ReviewLog
 
 

@@ -22,8 +22,9 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from oidkit.core.stats import wilson_interval
 from oidkit.errors import ConfigError
-from oidkit.evaluate.metrics import wilson_interval
+from oidkit.io import read_records
 from oidkit.models.backends import GenerationRequest
 from oidkit.review.agreement import pair_agreement
 from oidkit.review.app import LOCAL_HOSTS, SECURITY_HEADERS, STATIC
@@ -41,15 +42,21 @@ class ArenaPrompt:
 
 
 def load_prompts(path: str | Path, *, limit: int | None = None) -> list[ArenaPrompt]:
-    """Prompts from any file ``oid eval`` reads as a generation task: records (the turns before the last
-    answer), Self-Instruct / BELLE eval files, GSM8K."""
-    from oidkit.evaluate.tasks import load_task
-
-    task = load_task(path, limit=limit)
-    if task.kind == "choice":
-        raise ConfigError(f"{path}: a multiple-choice file has no open answers to compare; give records, a "
-                          "Self-Instruct/BELLE eval file or GSM8K")
-    return [ArenaPrompt(f"{task.name}:{example.id}", example.messages) for example in task.examples]
+    """Prompts from any records file ``oid`` reads (canonical, ShareGPT, Alpaca, OpenAI, ...): the turns before
+    the last assistant answer (a held-out split's reference answers are left out), or all turns when the
+    conversation ends with the user."""
+    prompts = []
+    for record in read_records(path):
+        messages = [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+        while messages and messages[-1]["role"] == "assistant":
+            messages.pop()
+        if messages and messages[-1]["role"] == "user":
+            prompts.append(ArenaPrompt(f"{Path(path).name.split('.')[0]}:{record['id']}", messages))
+        if limit is not None and len(prompts) >= limit:
+            break
+    if not prompts:
+        raise ConfigError(f"{path}: no conversation with a user turn to ask; give records (e.g. a held-out split)")
+    return prompts
 
 
 def typed_prompt(text: str) -> ArenaPrompt:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from oidkit.errors import InputError
 from oidkit.io import write_records
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.review.index import Item, load_items
 from oidkit.review.log import ReviewLog, default_log_path
 
@@ -39,6 +40,7 @@ def export_reviewed(data: str | Path, out: str | Path, *, log_path: str | Path |
     if not log_path.exists():
         raise InputError("review log not found", file=str(log_path),
                          hint="give the log the review app wrote with --log (it prints its path at start)")
+    refuse_overwriting_inputs([out], [data, log_path, *filter(None, [rejects])])
     items = load_items(data, rejects, salvage=salvage)
     log = ReviewLog(log_path)
     try:

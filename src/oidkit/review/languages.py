@@ -13,28 +13,28 @@ import sys
 
 import orjson
 
-from oidkit.report.stats import LANGID_CHARS, LanguageGuesser
+from oidkit.core.language import MAX_CHARS, ROLES, LanguageIdentifier, record_language
 
 
-def user_turns(record: dict) -> dict:
-    """What the language guess reads of a record (its user turns, cut, and ``meta.lang``, which curation's
+def language_view(record: dict) -> dict:
+    """What the language rule reads of a record (each role's text, cut, and ``meta.lang``, which curation's
     language step sets and which wins): small to send to the child."""
     lang = (record.get("meta") or {}).get("lang")
-    return {"messages": [{"role": "user", "content": str(m.get("content") or "")[:LANGID_CHARS]}
-                         for m in record["messages"] if m.get("role") == "user"], "meta": {"lang": lang}}
+    return {"messages": [{"role": m["role"], "content": str(m.get("content") or "")[:MAX_CHARS]}
+                         for m in record["messages"] if m.get("role") in ROLES], "meta": {"lang": lang}}
 
 
 def identify_languages(records: list[dict]) -> list[str]:
-    """Language of each record as ``oid report`` defines it (:class:`oidkit.report.stats.LanguageGuesser`)."""
+    """Language of each record by the one rule (:func:`oidkit.core.language.record_language`)."""
     child = subprocess.run([sys.executable, "-m", "oidkit.review.languages"], capture_output=True, check=True,
-                           input=orjson.dumps([user_turns(r) for r in records]))
+                           input=orjson.dumps([language_view(r) for r in records]))
     return orjson.loads(child.stdout)
 
 
 def main() -> None:
-    guess = LanguageGuesser()
+    identifier = LanguageIdentifier()
     records = orjson.loads(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(orjson.dumps([guess(record) for record in records]))
+    sys.stdout.buffer.write(orjson.dumps([record_language(record, identifier) for record in records]))
 
 
 if __name__ == "__main__":

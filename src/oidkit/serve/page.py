@@ -8,17 +8,19 @@ same strict Content-Security-Policy, so an answer containing ``<script>`` shows 
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from oidkit.review.app import SECURITY_HEADERS
-from oidkit.review.app import STATIC as REVIEW_STATIC
+from oidkit.core.web import SECURITY_HEADERS
 
 STATIC = Path(__file__).parent / "static"
-SHARED_FILES = ("shared.js", "style.css")  # the review app's helpers and look, reused by the chat page
+# The review app's page helpers and look, reused by the chat page as files (stages never import each other).
+REVIEW_STATIC = Path(str(files("oidkit.review") / "static"))
+SHARED_FILES = ("shared.js", "style.css")
 
 
 def add_chat_page(app: FastAPI) -> None:

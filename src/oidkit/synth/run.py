@@ -12,8 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oidkit.atomic import write_atomic
 from oidkit.errors import InputError
 from oidkit.io import read_records, write_jsonl
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.models.backends import make_backend
 from oidkit.records import first_user
 from oidkit.synth.evol import EvolConfig, evolve
@@ -27,7 +29,7 @@ def write_outputs(out_dir: str | Path, result: SynthResult, settings: dict) -> N
     write_jsonl(out / "synth.jsonl", result.records)
     write_jsonl(out / "rejects.jsonl", result.rejects)
     payload = {**settings, "funnel": result.funnel, "usage": result.usage}
-    (out / "funnel.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+    write_atomic(out / "funnel.json", json.dumps(payload, indent=2, ensure_ascii=False, default=str))
 
 
 INSTRUCTION_ONLY = {"no_assistant_turn", "empty_assistant_turn"}
@@ -40,7 +42,10 @@ def _read(data: str | Path, allow: set[str] = frozenset()) -> tuple[list[dict], 
     return records, rejects
 
 
-def _backend(out_dir: str | Path, model: str, endpoint: str | None, concurrency: int):
+def _backend(out_dir: str | Path, model: str, endpoint: str | None, concurrency: int, inputs: str | Path):
+    """The generation backend, caching in ``OUT/cache``: the first thing a run writes, so the output folder is
+    checked against the inputs here."""
+    refuse_overwriting_inputs([], inputs, folders=[out_dir])
     options: dict[str, Any] = {"cache_dir": Path(out_dir) / "cache"}
     if endpoint:
         options["concurrency"] = concurrency
@@ -51,7 +56,7 @@ def run_self_instruct(seeds_path: str | Path, out_dir: str | Path, *, model: str
                       config: SelfInstructConfig | None = None, concurrency: int = 4, progress=None) -> SynthResult:
     """Self-Instruct from a seed-task file (Self-Instruct / BELLE JSONL shape)."""
     config = config or SelfInstructConfig()
-    backend = _backend(out_dir, model, endpoint, concurrency)
+    backend = _backend(out_dir, model, endpoint, concurrency, seeds_path)
     result = self_instruct(backend, load_seed_tasks(seeds_path), config, progress)
     settings = {"method": "self-instruct", "model": str(model), "endpoint": endpoint, "seeds": str(seeds_path),
                 "config": {k: v for k, v in config.__dict__.items() if k != "blacklist"}}
@@ -69,7 +74,7 @@ def run_evol(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str
     if not any(first_user(r).strip() for r in records):
         raise InputError("no record with a user turn to evolve", file=str(data),
                          hint="evol rewrites the first user turn of each record; check the input format")
-    result = evolve(_backend(out_dir, model, endpoint, concurrency), records, config, progress)
+    result = evolve(_backend(out_dir, model, endpoint, concurrency, data), records, config, progress)
     result.rejects[:0] = ingest_rejects
     write_outputs(out_dir, result, {"method": "evol-instruct", "model": str(model), "endpoint": endpoint,
                                     "input": str(data), "config": config.__dict__})
@@ -81,7 +86,8 @@ def run_respond(data: str | Path, out_dir: str | Path, *, model: str, endpoint: 
     """Answer instruction-only records (or regenerate every last answer) with a model."""
     records, ingest_rejects = _read(data, INSTRUCTION_ONLY)
     params = {"temperature": 0.0, "max_tokens": max_tokens}
-    result = respond(_backend(out_dir, model, endpoint, concurrency), records, regenerate=regenerate, params=params)
+    backend = _backend(out_dir, model, endpoint, concurrency, data)
+    result = respond(backend, records, regenerate=regenerate, params=params)
     result.rejects[:0] = ingest_rejects
     write_outputs(out_dir, result, {"method": "respond", "model": str(model), "endpoint": endpoint,
                                     "input": str(data), "regenerate": regenerate})
@@ -94,7 +100,8 @@ def run_annotate(data: str | Path, out_dir: str | Path, *, model: str, endpoint:
     rubric = Path(rubric_file).read_text(encoding="utf-8") if rubric_file else DEFAULT_RUBRIC
     name = Path(rubric_file).stem if rubric_file else "default"
     records, ingest_rejects = _read(data)
-    result = annotate(_backend(out_dir, model, endpoint, concurrency), records, rubric=rubric, rubric_name=name)
+    backend = _backend(out_dir, model, endpoint, concurrency, data)
+    result = annotate(backend, records, rubric=rubric, rubric_name=name)
     result.rejects[:0] = ingest_rejects
     write_outputs(out_dir, result, {"method": "annotate", "model": str(model), "endpoint": endpoint,
                                     "input": str(data), "rubric": name})

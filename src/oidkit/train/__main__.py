@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from oidkit.train.config import load_config
+from oidkit.train.config import load_train_config
 from oidkit.train.run import run_training
 
 
@@ -14,7 +14,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value, e.g. optim.lr=1e-4")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
-    run_training(load_config(args.config, args.overrides), resume=args.resume)
+    run_training(load_train_config(args.config, args.overrides), resume=args.resume)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ matrices, or everything for full fine-tuning) and ``state.pt`` (optimizer, sched
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from oidkit.atomic import atomic_folder
 from oidkit.errors import ConfigError
 from oidkit.train.loop import LoopState
 
@@ -39,14 +39,10 @@ def save_checkpoint(folder: str | Path, *, model: torch.nn.Module, optimizer: to
                     scheduler: Any, step: int, loop_state: dict | None = None) -> Path:
     """Write a checkpoint to ``folder`` (written to a temporary folder first, then renamed)."""
     folder = Path(folder)
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file(trainable_state(model), staging / "trainable.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                "step": step, "loop": loop_state or {}}, staging / "state.pt")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    with atomic_folder(folder, owned=True) as staging:
+        save_file(trainable_state(model), staging / "trainable.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                    "step": step, "loop": loop_state or {}}, staging / "state.pt")
     return folder
 
 

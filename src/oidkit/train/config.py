@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from oidkit.errors import ConfigError
-from oidkit.recipes import read_recipe
+from oidkit.atomic import write_atomic
+from oidkit.core.config import load_config
+from oidkit.io.outputs import refuse_overwriting_inputs
 
 
 class Section(BaseModel):
@@ -106,34 +107,20 @@ class TrainConfig(Section):
         return self
 
 
-def apply_override(tree: dict, override: str) -> None:
-    """Set ``a.b.c=value`` in a nested dict; the value is parsed as YAML (numbers, lists, booleans)."""
-    key, sep, raw = override.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {override!r} is not key=value; example: optim.lr=1e-4")
-    node = tree
-    *parents, leaf = key.strip().split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {override!r}: {part!r} is a value, not a section")
-    node[leaf] = yaml.safe_load(raw)
-
-
-def load_config(path: str | Path | None, overrides: list[str] = (), base: dict[str, Any] | None = None,
-                schema: type[BaseModel] = TrainConfig, label: str = "training") -> Any:
-    """Read a YAML config (or start from ``base``), apply ``key=value`` overrides, validate against ``schema``
-    (``TrainConfig`` for ``oid train``, ``PretrainConfig`` for ``oid pretrain``)."""
-    tree: dict[str, Any] = read_recipe(path) if path is not None else dict(base or {})
-    for override in overrides:
-        apply_override(tree, override)
-    try:
-        return schema.model_validate(tree)
-    except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
-        raise ConfigError(f"{path or 'config'}: invalid {label} config: {problems}") from None
+def load_train_config(path: str | Path | None, overrides: list[str] = (), base: dict[str, Any] | None = None
+                      ) -> TrainConfig:
+    """Read ``oid train``'s YAML config (or start from ``base``), apply ``key=value`` overrides, validate."""
+    return load_config(path, overrides, TrainConfig, label="training config", base=base)
 
 
 def save_config(config: BaseModel, path: str | Path) -> None:
     """Write the resolved config as YAML: every run folder says how it was made."""
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_atomic(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+def refuse_run_dir_holding_data(config: BaseModel) -> None:
+    """``train.output_dir`` must not be, or hold, a data file the run reads: it writes into that folder."""
+    data = [config.data.train] if isinstance(config.data.train, str) else list(config.data.train)
+    validation = getattr(config.data, "validation", None)
+    data += [validation] if isinstance(validation, str) else list(validation or [])
+    refuse_overwriting_inputs([], data, folders=[config.train.output_dir])

@@ -20,11 +20,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from oidkit.atomic import atomic_path, write_atomic
+from oidkit.core.chat import RENDERING_VERSION, encode_record
 from oidkit.errors import InputError
 from oidkit.io import read_records
 from oidkit.io.files import expand_paths
 from oidkit.io.repair import REPAIRS
-from oidkit.train.templates import RENDERING_VERSION, encode_record
 
 CHUNK_SIZE = 512  # records per task handed to a worker process
 
@@ -126,6 +127,7 @@ def load_tokenized(
     folder.mkdir(parents=True, exist_ok=True)
     table = pa.table({"input_ids": pa.array([e["input_ids"] for e in examples], pa.list_(pa.int32())),
                       "labels": pa.array([e["labels"] for e in examples], pa.list_(pa.int32()))})
-    pq.write_table(table, folder / "examples.parquet")
-    (folder / "counts.json").write_bytes(orjson.dumps(counts))  # written last: marks the entry complete
+    with atomic_path(folder / "examples.parquet") as temp:
+        pq.write_table(table, temp)
+    write_atomic(folder / "counts.json", orjson.dumps(counts))  # written last: marks the entry complete
     return examples, {**counts, "cache": "miss"}

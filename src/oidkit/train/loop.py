@@ -12,14 +12,11 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from types import SimpleNamespace
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from oidkit.models.llama import LlamaModel
-from oidkit.train.templates import IGNORE_INDEX
+from oidkit.core.chat import IGNORE_INDEX
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -58,25 +55,6 @@ def autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=AUTOCAST_DTYPES[precision])
-
-
-class NextTokenView(torch.nn.Module):
-    """Our readable Llama (``oidkit.models.llama``) called the way the loop calls a transformers model:
-    ``model(input_ids=, position_ids=).logits``. Packed rows restart their positions at 0 per example; each
-    restart opens a new segment, so the block-diagonal mask keeps examples apart.
-
-    The attribute is named ``model`` on purpose: module paths then read ``model.layers.N...`` as in
-    transformers' ``LlamaForCausalLM``, so a LoRA adapter trained on our model renames cleanly to one
-    that peft loads onto the transformers model (``models.llama.hf_adapter_key``).
-    """
-
-    def __init__(self, model: LlamaModel):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, use_cache: bool = False) -> Any:
-        segment_ids = (position_ids == 0).cumsum(dim=-1)
-        return SimpleNamespace(logits=self.model(input_ids, position_ids=position_ids, segment_ids=segment_ids))
 
 
 def token_loss_sum(model: torch.nn.Module, batch: dict, precision: str = "fp32", device: str = "cpu") -> torch.Tensor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from oidkit.train.templates import IGNORE_INDEX
+from oidkit.core.chat import IGNORE_INDEX
 
 
 def pack_examples(examples: list[dict], max_seq_len: int) -> list[list[int]]:

@@ -3,8 +3,8 @@
 The objective is next-token prediction on every token: ``loss = -mean log p(x[t+1] | x[..t])``. Texts
 become examples of at most ``max_seq_len`` tokens (long texts are cut into chunks, each text ends with the
 end-of-text token), examples are packed into rows, and the run goes through the same pieces as
-``oid train``: ``packing.BatchSource``, ``run.optimizer_and_scheduler`` / ``loop_settings``, ``loop.train_loop``
-(accumulation, clipping, evaluation), ``checkpoint.save_checkpoint`` and ``logging.MetricsLog``.
+``oid train``: ``packing.BatchSource`` and ``driver.drive`` (optimizer and schedule, resume, ``loop.train_loop``,
+checkpoints, ``core.runs.MetricsLog``, progress).
 
 Example ``recipes/pretrain_tiny.yaml``::
 
@@ -22,12 +22,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import Field
 
+from oidkit.atomic import atomic_folder, write_atomic
+from oidkit.core.config import load_config
 from oidkit.errors import InputError
-from oidkit.models.llama import LlamaConfig, LlamaModel
-from oidkit.train.config import LoopSection, OptimSection, Section, load_config, save_config
+from oidkit.models.llama import LlamaConfig, LlamaModel, NextTokenView
+from oidkit.train.config import LoopSection, OptimSection, Section
 
 
 class PretrainData(Section):
@@ -58,7 +59,7 @@ class PretrainConfig(Section):
 
 def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
     """Read the YAML recipe, apply ``key=value`` overrides (as ``oid train`` does), validate."""
-    return load_config(path, overrides, schema=PretrainConfig, label="pretraining")
+    return load_config(path, overrides, PretrainConfig, label="pretraining config")
 
 
 def text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[dict]:
@@ -80,22 +81,15 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
     """
     from rich.console import Console
 
+    from oidkit.core.progress import TrainProgress
+    from oidkit.core.runs import read_metrics
     from oidkit.models.tokenizer import corpus_texts, load_tokenizer
-    from oidkit.train.checkpoint import resume_latest, save_checkpoint
-    from oidkit.train.logging import MetricsLog, plot_loss, read_metrics
-    from oidkit.train.loop import LoopState, NextTokenView, evaluate, train_loop
+    from oidkit.train.driver import drive, finish_run, start_run
     from oidkit.train.packing import BatchSource, eval_batches, pack_examples
-    from oidkit.train.progress import TrainProgress
-    from oidkit.train.run import loop_settings, optimizer_and_scheduler
 
     console = console or Console(stderr=True)
     t, shape = config.train, config.model
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    torch.manual_seed(t.seed)
-    run_dir = Path(t.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    run_dir = start_run(config, t)
 
     tokenizer = load_tokenizer(config.tokenizer)
     texts = list(corpus_texts(config.data.train, limit=config.data.max_texts))
@@ -119,34 +113,17 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
         n_kv_heads=shape.n_kv_heads, intermediate_size=shape.intermediate_size, max_seq_len=shape.max_seq_len,
         rope_theta=shape.rope_theta, tie_embeddings=shape.tie_embeddings, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=pad))
-    view = NextTokenView(model)
-    optimizer, scheduler = optimizer_and_scheduler(view, config.optim, t.max_steps)
-    settings = loop_settings(t, config.optim)
 
     def save_model(folder: Path) -> None:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        with atomic_folder(folder, owned=True) as temp:
+            model.save_pretrained(temp)
+            tokenizer.save_pretrained(temp)
 
-    def on_checkpoint(state: LoopState) -> None:
-        save_checkpoint(run_dir / "checkpoints" / f"step-{state.step:06d}", model=view, optimizer=optimizer,
-                        scheduler=scheduler, step=state.step, loop_state=state.to_dict())
-
-    resumed = resume_latest(run_dir, model=view, optimizer=optimizer, scheduler=scheduler,
-                            console=console) if resume else None
-    state = resumed or LoopState()
-    metrics = MetricsLog(run_dir, resume_step=state.step if resumed else None)
-    if validation and not t.eval_every and not resumed:  # with eval_every the loop evaluates step 0 itself
-        metrics.log({"step": 0, "split": "eval", "loss": evaluate(view, validation, t.precision, t.device)})
     with TrainProgress(console) as bars:
-        bars.start_training(t.max_steps, state.step)
-        state = train_loop(view, optimizer, scheduler, source, settings, state=state, eval_batches=validation,
-                           log=metrics.log, on_checkpoint=on_checkpoint,
-                           on_best=lambda s: save_model(run_dir / "best"), progress=bars.step)
-    if t.save_every and state.step % t.save_every:
-        on_checkpoint(state)
-    metrics.close()
-    save_model(run_dir / "final")
-    plot_loss(run_dir / "metrics.csv", run_dir / "loss.png")
+        driven = drive(NextTokenView(model), source, validation, t, config.optim, run_dir, save_weights=save_model,
+                       bars=bars, console=console, resume=resume, eval_at_start=True)
+    finish_run(driven, run_dir, "final", save_model)
+    state = driven.state
     best = state.best_eval if validation else None
     # step 0 is the untrained model: about ln(vocab) nats per token
     initial_eval = next((r["loss"] for r in read_metrics(run_dir / "metrics.csv")
@@ -158,6 +135,5 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
                "initial_eval_loss": initial_eval, "best_eval_loss": best,
                "best_eval_perplexity": math.exp(best) if best is not None else None,
                "uniform_loss": math.log(len(tokenizer)), "model": str(run_dir / "final")}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     return summary
-

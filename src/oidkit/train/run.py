@@ -13,55 +13,29 @@ Run folder layout::
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from oidkit.atomic import atomic_folder, write_atomic
+from oidkit.core.chat import resolve_chat_template
 from oidkit.errors import ConfigError
-from oidkit.models.llama import adapter_to_hf, our_linear_names
-from oidkit.train.checkpoint import resume_latest, save_checkpoint
-from oidkit.train.config import LoopSection, OptimSection, TrainConfig, save_config
+from oidkit.models.llama import NextTokenView, adapter_to_hf, our_linear_names
+from oidkit.train.config import TrainConfig
 from oidkit.train.data import load_tokenized
 from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
-from oidkit.train.logging import MetricsLog, plot_loss
-from oidkit.train.loop import LoopSettings, LoopState, NextTokenView, train_loop
-from oidkit.train.optim import build_optimizer, build_scheduler
+from oidkit.train.driver import drive, finish_run, start_run
 from oidkit.train.packing import BatchSource, eval_batches, pack_examples, single_rows
-from oidkit.train.templates import resolve_chat_template
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def load_base(config: TrainConfig) -> tuple[Any, Any]:
-    """The base model in train mode and its tokenizer (pad falls back to eos).
+    """The base model and its tokenizer, as ``oidkit.models.load_model`` loads them (``model.impl: oidkit``: our
+    readable Llama in ``NextTokenView``); the loop puts it in train mode."""
+    from oidkit.models import load_model
 
-    ``model.impl: oidkit`` loads the same weights into our readable Llama (``oidkit.models.llama``), wrapped
-    in ``NextTokenView`` so the loop calls it as it calls a transformers model.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from oidkit.models import resolve_model
-
-    where = resolve_model(config.model.name)
-    tokenizer = AutoTokenizer.from_pretrained(where)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = getattr(torch, config.model.dtype)
-    if config.model.impl == "oidkit":
-        from oidkit.models.llama import LlamaModel
-
-        model = NextTokenView(LlamaModel.from_pretrained(where, dtype=dtype))
-        model.name_or_path = str(where)  # what transformers models carry; peft writes it into adapter_config
-    else:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype)
-    return model.to(config.train.device), tokenizer
+    return load_model(config.model.name, dtype=config.model.dtype, device=config.train.device,
+                      impl=config.model.impl)
 
 
 def apply_method(model: Any, config: TrainConfig) -> Any:
@@ -106,21 +80,6 @@ def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
                              "eval_examples": len(held_out)}
 
 
-def optimizer_and_scheduler(model: torch.nn.Module, optim: OptimSection, max_steps: int) -> tuple[Any, Any]:
-    """AdamW and its warmup + decay schedule as the ``optim`` section says (``oid train`` and ``oid pretrain``)."""
-    optimizer = build_optimizer(model, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
-    return optimizer, build_scheduler(optimizer, total_steps=max_steps, warmup_steps=optim.warmup_steps,
-                                      schedule=optim.schedule, min_ratio=optim.min_lr_ratio)
-
-
-def loop_settings(t: LoopSection, optim: OptimSection) -> LoopSettings:
-    """The loop's settings from the ``train`` and ``optim`` sections (``oid train`` and ``oid pretrain``)."""
-    return LoopSettings(max_steps=t.max_steps, grad_accum=t.grad_accum, grad_clip=optim.grad_clip,
-                        precision=t.precision, eval_every=t.eval_every,
-                        early_stopping_patience=t.early_stopping_patience, save_every=t.save_every,
-                        log_every=t.log_every, device=t.device)
-
-
 def save_weights(model: Any, tokenizer: Any, folder: Path) -> None:
     """Adapter (peft) or full model in safetensors, with the tokenizer (and the chat template used).
 
@@ -129,79 +88,51 @@ def save_weights(model: Any, tokenizer: Any, folder: Path) -> None:
     """
     model = getattr(model, "module", model)  # DistributedDataParallel
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if isinstance(model, NextTokenView):
-        model.model.save_pretrained(folder)
-    else:
-        model.save_pretrained(folder)
-        if isinstance(base, NextTokenView):
-            adapter_to_hf(folder)
-    tokenizer.save_pretrained(folder)
+    with atomic_folder(folder, owned=True) as temp:
+        if isinstance(model, NextTokenView):
+            model.model.save_pretrained(temp)
+        else:
+            model.save_pretrained(temp)
+            if isinstance(base, NextTokenView):
+                adapter_to_hf(temp)
+        tokenizer.save_pretrained(temp)
 
 
 def run_training(config: TrainConfig, *, resume: bool = False, console: Any = None) -> dict:
     """Train as configured; returns the summary written to ``RUN/summary.json``."""
     from rich.console import Console
 
-    from oidkit.train.progress import TrainProgress
+    from oidkit.core.progress import TrainProgress
 
     ctx = init_distributed(config.train.device)
     console = console or Console(stderr=True)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    run_dir = Path(config.train.output_dir)
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-    seed_everything(config.train.seed)
+    t = config.train
+    run_dir = start_run(config, t, is_main=ctx.is_main)
     model, tokenizer = load_base(config)
     template = resolve_chat_template(tokenizer, config.data.chat_template)
     tokenizer.chat_template = template
     with TrainProgress(console, enabled=ctx.is_main) as bars:
         train, held_out, counts = prepare_data(config, tokenizer, template, ctx, progress=bars.tokenising)
         if ctx.is_main:
-            (run_dir / "data.json").write_text(json.dumps(counts, indent=2))
+            write_atomic(run_dir / "data.json", json.dumps(counts, indent=2))
         pack = (lambda ex: pack_examples(ex, config.data.max_seq_len)) if config.data.packing else single_rows
-        source = BatchSource(train, pack(train), batch_size=config.train.batch_size, pad_id=tokenizer.pad_token_id,
-                             seed=config.train.seed, rank=ctx.rank, world=ctx.world)
-        validation = eval_batches(held_out, pack(held_out), config.train.batch_size, tokenizer.pad_token_id,
-                                  config.train.eval_batches) if held_out else None
-
+        source = BatchSource(train, pack(train), batch_size=t.batch_size, pad_id=tokenizer.pad_token_id,
+                             seed=t.seed, rank=ctx.rank, world=ctx.world)
+        validation = eval_batches(held_out, pack(held_out), t.batch_size, tokenizer.pad_token_id,
+                                  t.eval_batches) if held_out else None
         model = apply_method(model, config)
-        optimizer, scheduler = optimizer_and_scheduler(model, config.optim, config.train.max_steps)
-        resumed = resume_latest(run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-                                console=console) if resume else None
-        state = resumed or LoopState()
-        if ctx.world > 1:
-            model = torch.nn.parallel.DistributedDataParallel(model)
-
-        def on_checkpoint(s: LoopState) -> None:
-            if ctx.is_main:
-                save_checkpoint(run_dir / "checkpoints" / f"step-{s.step:06d}", model=getattr(model, "module", model),
-                                optimizer=optimizer, scheduler=scheduler, step=s.step, loop_state=s.to_dict())
-
-        def on_best(s: LoopState) -> None:
-            if ctx.is_main:
-                save_weights(model, tokenizer, run_dir / "best")
-
-        t = config.train
-        settings = loop_settings(t, config.optim)
-        metrics = MetricsLog(run_dir, resume_step=state.step if resumed else None) if ctx.is_main else None
-        bars.start_training(t.max_steps, state.step)
-        state = train_loop(model, optimizer, scheduler, source, settings, state=state, eval_batches=validation,
-                           log=metrics.log if metrics else None, on_checkpoint=on_checkpoint, on_best=on_best,
-                           progress=bars.step)
-    if t.save_every and state.step % t.save_every:
-        on_checkpoint(state)
+        driven = drive(model, source, validation, t, config.optim, run_dir, bars=bars, console=console,
+                       save_weights=lambda folder: save_weights(model, tokenizer, folder), resume=resume,
+                       is_main=ctx.is_main, world=ctx.world)
+    state = driven.state
     # Lets anyone check that data parallel processes ended with the same weights after seeing different rows.
-    checksum = sum(float(p.detach().double().sum()) for p in model.parameters() if p.requires_grad)
+    checksum = sum(float(p.detach().double().sum()) for p in driven.model.parameters() if p.requires_grad)
     ranks = gather(ctx, {"rank": ctx.rank, "first_rows": source.row_ids(0), "param_checksum": checksum})
     summary = {"steps": state.step, "stopped_early": state.stopped_early, "tokens": state.tokens,
                "final_train_loss": state.history[-1]["loss"] if state.history else None,
                "best_eval_loss": state.best_eval if validation else None, "data": counts, "ranks": ranks}
+    finish_run(driven, run_dir, "last", lambda folder: save_weights(driven.model, tokenizer, folder))
     if ctx.is_main:
-        metrics.close()
-        save_weights(model, tokenizer, run_dir / "last")
-        plot_loss(run_dir / "metrics.csv", run_dir / "loss.png")
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     shutdown(ctx)
     return summary

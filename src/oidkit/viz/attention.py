@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from oidkit.atomic import atomic_path, write_atomic
 from oidkit.viz.page import html_page, matplotlib_pyplot
 
 SCRIPT = """
@@ -84,7 +85,8 @@ def plot_layer(tokens: list[str], layer_maps: torch.Tensor, layer: int, out_png:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
+    with atomic_path(out_png) as temp:
+        fig.savefig(temp, dpi=100, format="png")
     plt.close(fig)
     return out_png
 
@@ -107,6 +109,6 @@ def write_attention(model_name: str, text: str, out_dir: str | Path, *, max_toke
             "<p><select id='layer'></select> <select id='head'></select> <span id='info'></span></p>"
             f"<canvas id='map'></canvas><script type='application/json' id='data'>{data}</script>")
     page = out_dir / "attention.html"
-    page.write_text(html_page("Attention maps", body, SCRIPT), encoding="utf-8")
+    write_atomic(page, html_page("Attention maps", body, SCRIPT))
     return {"html": str(page), "pngs": [str(p) for p in pngs], "tokens": len(tokens),
             "layers": maps.shape[0], "heads": maps.shape[1]}

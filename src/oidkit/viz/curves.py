@@ -1,4 +1,4 @@
-"""Training curves from a run's ``metrics.csv`` (the file ``oidkit.train.logging.MetricsLog`` writes).
+"""Training curves from a run's ``metrics.csv`` (the file ``oidkit.core.runs.MetricsLog`` writes).
 
 Rows carry ``step``, ``split`` (train / eval), ``loss``, ``lr``, ``tokens_per_s``, ``grad_norm``; the page
 shows loss (train and eval, with eval perplexity), learning rate, gradient norm and throughput.
@@ -11,7 +11,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from oidkit.atomic import atomic_path, write_atomic
 from oidkit.errors import InputError
+from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.viz.page import html_page, matplotlib_pyplot, png_data_uri
 
 PANELS = (("loss", "loss (nats / token)"), ("lr", "learning rate"), ("grad_norm", "gradient norm"),
@@ -25,7 +27,7 @@ def series(rows: list[dict], split: str, key: str) -> list[tuple[float, float]]:
 
 def write_curves(metrics_csv: str | Path, out_dir: str | Path) -> dict[str, Any]:
     """Write ``curves.png`` and ``curves.html`` (the figure embedded, plus a summary table) to ``out_dir``."""
-    from oidkit.train.logging import read_metrics
+    from oidkit.core.runs import read_metrics
 
     metrics_csv = Path(metrics_csv)
     if not metrics_csv.exists():
@@ -48,8 +50,9 @@ def write_curves(metrics_csv: str | Path, out_dir: str | Path) -> dict[str, Any]
             ax.legend(fontsize=8)
     fig.tight_layout()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_dir / "curves.png", dpi=110)
+    refuse_overwriting_inputs([out_dir / "curves.png", out_dir / "curves.html"], [metrics_csv])
+    with atomic_path(out_dir / "curves.png") as temp:
+        fig.savefig(temp, dpi=110, format="png")
     image = png_data_uri(fig)
     plt.close(fig)
     train, evals = series(rows, "train", "loss"), series(rows, "eval", "loss")
@@ -62,5 +65,5 @@ def write_curves(metrics_csv: str | Path, out_dir: str | Path) -> dict[str, Any]
                     for k, v in summary.items())
     body = (f"<p class='note'>{html.escape(str(metrics_csv))}</p><table>{table}</table>"
             f"<p><img src='{image}' alt='training curves' style='max-width: 100%'></p>")
-    (out_dir / "curves.html").write_text(html_page("Training curves", body), encoding="utf-8")
+    write_atomic(out_dir / "curves.html", html_page("Training curves", body))
     return {"html": str(out_dir / "curves.html"), "png": str(out_dir / "curves.png"), **summary}

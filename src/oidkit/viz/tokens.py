@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from oidkit.atomic import write_atomic
 from oidkit.errors import InputError
 from oidkit.viz.page import html_page
 
@@ -39,8 +40,8 @@ def token_losses(model: Any, tokenizer: Any, text: str, *, max_tokens: int = 102
 
 def record_text(data: str | Path, index: int, tokenizer: Any) -> str:
     """Record ``index`` of ``data`` rendered with the tokenizer's chat template (its messages joined if none)."""
+    from oidkit.core.chat import plain_messages
     from oidkit.io import read_records
-    from oidkit.train.templates import plain_messages
 
     record = next(islice(read_records(data, salvage=True), index, None), None)
     if record is None:
@@ -83,6 +84,6 @@ def write_token_loss(model_name: str, out_dir: str | Path, *, text: str | None =
             f"opacity = loss / {RED_AT_LOSS:g} nats. Hover a token for its loss and what the model expected.</p>"
             f"<div style='white-space: pre-wrap; font-family: monospace; line-height: 1.6'>{token_spans(rows)}</div>")
     page = out_dir / "tokens.html"
-    page.write_text(html_page("Token loss", body), encoding="utf-8")
-    (out_dir / "tokens.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_atomic(page, html_page("Token loss", body))
+    write_atomic(out_dir / "tokens.json", json.dumps(rows, ensure_ascii=False, indent=1))
     return {"html": str(page), "tokens": len(rows), "mean_loss": mean}

@@ -1,9 +1,13 @@
-"""Training metrics: a CSV file always, TensorBoard when installed, a loss-curve PNG at the end."""
+"""A run's metrics: a CSV file always, TensorBoard when installed, a loss-curve PNG at the end.
+
+Shared by ``oid train``, ``oid pretrain`` (which write it) and ``oid viz curves`` (which reads it)."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
+
+from oidkit.atomic import atomic_path
 
 
 class MetricsLog:
@@ -18,12 +22,12 @@ class MetricsLog:
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, resume_step: int | None = None):
         self.path = Path(run_dir) / "metrics.csv"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step] \
+        kept = [r for r in _raw_rows(self.path) if float(r["step"]) <= resume_step] \
             if resume_step is not None and self.path.exists() else []
         self._file = open(self.path, "w", newline="")  # noqa: SIM115 - closed in close()
         self._writer = csv.DictWriter(self._file, fieldnames=self.FIELDS, extrasaction="ignore")
         self._writer.writeheader()
-        self._writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in kept)
+        self._writer.writerows(kept)  # as written: a resumed run's file reads like an uninterrupted one
         self._tb = None
         if tensorboard:
             try:
@@ -47,11 +51,15 @@ class MetricsLog:
             self._tb.close()
 
 
+def _raw_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def read_metrics(path: str | Path) -> list[dict]:
     """Rows of a ``metrics.csv`` with numbers parsed."""
-    with open(path, newline="") as f:
-        return [{k: (float(v) if v not in ("", None) and k != "split" else v or None) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+    return [{k: (float(v) if v not in ("", None) and k != "split" else v or None) for k, v in row.items()}
+            for row in _raw_rows(Path(path))]
 
 
 def smoothed(values: list[float], weight: float = 0.8) -> list[float]:
@@ -84,6 +92,7 @@ def plot_loss(metrics_csv: str | Path, out_png: str | Path) -> Path:
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    with atomic_path(out_png) as temp:
+        fig.savefig(temp, dpi=120, format="png")
     plt.close(fig)
     return Path(out_png)

@@ -12,11 +12,49 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from oidkit.core.tool_calls import template_message, template_supports_tools, template_tools
 from oidkit.errors import ConfigError
-from oidkit.io.writers import with_reasoning
-from oidkit.models.tool_calls import template_message, template_supports_tools, template_tools
+from oidkit.records import with_reasoning
 
 IGNORE_INDEX = -100
+# ChatML, the layout SmolLM2 uses; data.chat_template=chatml and the tiny test model take it.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# ChatML with tools (data.chat_template=chatml-tools) the way Qwen2.5 and Hermes templates do it: tool
+# signatures in the system turn, calls as <tool_call>{json}</tool_call> in the assistant turn, results as
+# <tool_response> in a user turn.
+CHATML_TOOLS_TEMPLATE = (
+    "{% if tools %}"
+    "{{ '<|im_start|>system\\n' }}"
+    "{% if messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+    "{{ '# Tools\\n\\nFunction signatures are inside <tools></tools>:\\n<tools>' }}"
+    "{% for tool in tools %}{{ '\\n' + (tool | tojson) }}{% endfor %}"
+    "{{ '\\n</tools>\\n\\nFor each function call, return a JSON object inside <tool_call></tool_call>:\\n"
+    "<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call><|im_end|>\\n' }}"
+    "{% elif messages[0]['role'] == 'system' %}"
+    "{{ '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\\n' + (message['content'] or '') }}"
+    "{% for call in message['tool_calls'] or [] %}"
+    "{% if message['content'] or not loop.first %}{{ '\\n' }}{% endif %}"
+    "{{ '<tool_call>\\n{\"name\": ' + (call['function']['name'] | tojson) + ', \"arguments\": '"
+    " + (call['function']['arguments'] | tojson) + '}\\n</tool_call>' }}"
+    "{% endfor %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '<|im_start|>user\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}"
+    "{% elif message['role'] != 'system' or not loop.first %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
 TrainOn = Literal["assistant", "all", "last_assistant"]
 # What training does with an assistant turn's ``reasoning``: learn it (the point of reasoning data), keep it
 # as context without loss, or leave it out of the text.
@@ -27,15 +65,16 @@ RENDERING_VERSION = 2
 
 
 def resolve_chat_template(tokenizer: Any, chat_template: str | None) -> str:
-    """The template to use: the tokenizer's own, ``chatml``, a ``.jinja`` file, or an inline template."""
+    """The template to use: the tokenizer's own, ``chatml``, ``chatml-tools``, a ``.jinja`` file, or an inline
+    template."""
     if chat_template is None:
         if not tokenizer.chat_template:
             raise ConfigError("the tokenizer has no chat template; set data.chat_template to 'chatml' or a .jinja file")
         return tokenizer.chat_template
     if chat_template == "chatml":
-        from oidkit.models.tiny import CHATML_TEMPLATE
-
         return CHATML_TEMPLATE
+    if chat_template == "chatml-tools":
+        return CHATML_TOOLS_TEMPLATE
     if chat_template.endswith(".jinja"):
         path = Path(chat_template)
         if not path.exists():

@@ -2,7 +2,7 @@
 
 ``merge`` folds LoRA adapters into the base weights (peft ``merge_and_unload``) so plain ``transformers``
 loads the result without oidkit or peft. Other formats (e.g. GGUF) are added as further functions here.
-Both the merged folder and the bare adapter get a model card (``train/card.py``) as their README.md.
+Both the merged folder and the bare adapter get a model card (``models/card.py``) as their README.md.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from oidkit.atomic import atomic_folder
 from oidkit.errors import ConfigError
+from oidkit.io.outputs import refuse_overwriting_inputs
 
 
 def run_weights(run_dir: str | Path, which: str = "best") -> Path:
@@ -30,26 +32,33 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "bes
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from oidkit.models import resolve_model
+    from oidkit.models.loading import resolve_model
 
     weights, out_dir = run_weights(run_dir, which), Path(out_dir)
+    refuse_overwriting_inputs([], [run_dir], folders=[out_dir])
     tokenizer = AutoTokenizer.from_pretrained(weights)
-    if (weights / "adapter_config.json").exists():
-        from peft import PeftModel
+    with atomic_folder(out_dir) as temp:
+        if (weights / "adapter_config.json").exists():
+            from peft import PeftModel
 
-        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-        base = AutoModelForCausalLM.from_pretrained(resolve_model(config["model"]["name"]), dtype=getattr(torch, dtype))
-        model = PeftModel.from_pretrained(base, weights).merge_and_unload()
-        model.save_pretrained(out_dir)
-    else:
-        shutil.copytree(weights, out_dir, dirs_exist_ok=True)
-    tokenizer.save_pretrained(out_dir)
+            config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+            base = AutoModelForCausalLM.from_pretrained(resolve_model(config["model"]["name"]),
+                                                        dtype=getattr(torch, dtype))
+            model = PeftModel.from_pretrained(base, weights).merge_and_unload()
+            model.save_pretrained(temp)
+        else:
+            shutil.copytree(weights, temp, dirs_exist_ok=True)
+        tokenizer.save_pretrained(temp)
     return out_dir
 
 
 def export_adapter(run_dir: str | Path, out_dir: str | Path, *, which: str = "best") -> Path:
     """Copy the trained weights as they are (a peft adapter folder for LoRA runs)."""
-    return Path(shutil.copytree(run_weights(run_dir, which), out_dir, dirs_exist_ok=True))
+    weights = run_weights(run_dir, which)
+    refuse_overwriting_inputs([], [run_dir], folders=[out_dir])
+    with atomic_folder(out_dir) as temp:
+        shutil.copytree(weights, temp, dirs_exist_ok=True)
+    return Path(out_dir)
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "hf", which: str = "best",
@@ -58,7 +67,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "hf", 
 
     ``card`` goes to the model card: ``base_model`` (a hub id), ``license``, ``eval_report``, ``data_card``.
     """
-    from oidkit.train.card import model_card, write_model_card
+    from oidkit.models.card import model_card, write_model_card
 
     if format != "hf":
         raise ConfigError(f"unknown export format {format!r}; available: hf")

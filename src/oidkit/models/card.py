@@ -9,14 +9,14 @@ a local folder is known it is left out and the card says so.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import yaml
 
+from oidkit.atomic import write_atomic
+from oidkit.core.markdown import markdown_table
 from oidkit.errors import ConfigError
 from oidkit.models.registry import hub_id, known_model
-from oidkit.report.card import markdown_table
 
 
 def read_card_data(readme: Path) -> dict:
@@ -165,9 +165,7 @@ def model_card(run_dir: str | Path, out_dir: str | Path, *, adapter: bool, base_
 
 
 def write_model_card(out_dir: str | Path, text: str) -> Path:
-    """Write ``out_dir/README.md`` atomically (a temporary file renamed into place), replacing peft's placeholder."""
+    """Write ``out_dir/README.md`` atomically, replacing peft's placeholder."""
     path = Path(out_dir) / "README.md"
-    staging = path.with_name("README.md.tmp")
-    staging.write_text(text, encoding="utf-8")
-    os.replace(staging, path)
+    write_atomic(path, text)
     return path

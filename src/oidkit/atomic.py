@@ -1,0 +1,117 @@
+"""Atomic writes: never leave a partial file under a final name.
+
+``atomic_path`` / ``write_atomic`` / ``atomic_folder`` write under a hidden temporary name in the same folder
+(``.NAME.tmp-PID``), fsync, and rename onto the final name only on success: after a crash a reader finds the
+previous complete file or none, never a partial one. Readers skip hidden names, and the next write of the same
+output removes the leftovers of a killed run. A base module (it imports nothing of ours but ``errors``) so that
+every layer can write safely; ``oidkit.io.outputs`` adds the input-protection and shard-set rules on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from oidkit.errors import ConfigError
+
+TEMP_MARK = ".tmp-"
+
+
+def temp_path(path: Path) -> Path:
+    """``out/kept.jsonl`` -> ``out/.kept.jsonl.tmp-PID``: hidden, so folder reads and globs skip it."""
+    return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+
+
+def is_temp(path: Path) -> bool:
+    """Whether ``path`` is a temporary name of an unfinished (or killed) write."""
+    return path.name.startswith(".") and TEMP_MARK in path.name
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove temporary files of ``path`` left by killed runs (those whose process is gone)."""
+    if not path.parent.is_dir():
+        return
+    for leftover in path.parent.glob(f".{glob_escape(path.name)}{TEMP_MARK}*"):
+        pid = leftover.name.rsplit(TEMP_MARK, 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write; on success it is synced and renamed onto ``path``,
+    on an exception it is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    temp = temp_path(path)
+    try:
+        yield temp
+        fsync(temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` (str as UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as temp:
+        temp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path, *, owned: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path`` to fill (e.g. by ``save_pretrained``); on success it replaces
+    ``path`` (an old folder is moved aside first, then deleted), on an exception it is deleted.
+
+    A user-named folder (``owned=False``) is replaced only when the new one rewrites every name in it, so
+    exporting into a folder holding other files (``-o .``) is refused instead of deleting them; ``owned``
+    folders (checkpoints, ``RUN/best``) are ours to replace whatever they hold.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    temp = temp_path(path)
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir()
+    try:
+        yield temp
+        if path.is_dir() and not owned:
+            foreign = sorted({p.name for p in path.iterdir()} - {p.name for p in temp.iterdir()})
+            if foreign:
+                raise ConfigError(f"{path}: this output folder holds files the command does not write "
+                                  f"({', '.join(foreign[:5])}); replacing it would delete them. Choose a new or "
+                                  "empty folder, or delete it first.")
+        for file in temp.rglob("*"):
+            if file.is_file():
+                fsync(file)
+        old = path.with_name(f".{path.name}.old{TEMP_MARK}{os.getpid()}")
+        if path.exists():
+            os.replace(path, old)
+        os.replace(temp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
