@@ -13,6 +13,7 @@ run() {
 run ingest      # oid convert vs json + pandas: records/s and peak RSS on the real ShareGPT file
 run dedup       # our MinHash LSH vs datasketch: records/s, agreement, 2 workers
 run novelty     # Self-Instruct novelty filter vs rouge-score pairwise: identical decisions, speed-up
+run pii         # PII redaction: recall and precision per type and language on a planted set, real counts
 run report      # the whole report on the real data against its 60 s budget
 run review      # review app latency over loopback against its 300 ms budget
 run model       # our readable Llama vs transformers: forward and KV-cache decode tokens/s

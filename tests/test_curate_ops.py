@@ -282,6 +282,15 @@ ALL_PII = ["email", "cn_id", "credit_card", "phone", "ip_address", "api_key"]
     ("身份证11010519491231002X", "身份证<CN_ID>", "cn_id"),
     ("key sk-abcdefghijklmnopqrstuvwxyz123456", "key <API_KEY>", "api_key"),
     ("aws AKIAIOSFODNN7EXAMPLE", "aws <API_KEY>", "api_key"),
+    # missed before
+    ("call +33 1 23 45 67 89 today", "call <PHONE> today", "phone"),
+    ("M: +44 (0)7792959309", "M: <PHONE>", "phone"),
+    ("手机13800138000", "手机<PHONE>", "phone"),
+    ("电话：+86 138 0013 8000。", "电话：<PHONE>。", "phone"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_access_key = <API_KEY>",
+     "api_key"),
+    ("联系邮箱：zhang.san@qq.com，谢谢", "联系邮箱：<EMAIL>，谢谢", "email"),
+    ("hf token 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", "hf token <API_KEY>", "api_key"),
 ])
 def test_pii_redacts_what_must_match(text, expected, kind):
     counts: dict = {}
@@ -293,10 +302,24 @@ def test_pii_redacts_what_must_match(text, expected, kind):
     "version 1.2.3.4.5", "999.1.1.1", "card 4111 1111 1111 1112", "id 110105194912310021", "in 2023 at 12:30:45",
     "std::vector<int>", "order 1234567890123", "pi 3.14159265358979", "isbn 978-3-16-148410-0", "on 2023-01-15",
     "a::b::c", "user@localhost",
+    # redacted before: code, versions, file names, parcel and order numbers, hashes, placeholders
+    "odd = a[1::2]", "x[10::3] and y[::2]", "version 1.2.3.4", "python-3.6.0.0.tar.gz", "tool_3.6.0.0-win64.zip",
+    '"contentVersion": "1.0.0.0"', "see section 2.1.3.4", "PIN: 11-21-212-046-0000", "Debit,20230317D-14840620000",
+    "tracking number 415-555-2671", "订单号 13812345678", "快递单号：138 0013 8000",
+    "commit b2da58719063502542f4c7ca2031da4f99510cad", "token xoxp-your-token-here", "icon@2x.png",
+    "mean 0.356445562281524", "ID 510107196509126831 fails its check", "编号 911243048505176722",
+    "http://127.0.0.1:8000/v1", "bind 0.0.0.0", "netmask 255.255.255.0",
+    "digest wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",  # 40 base64 characters far from any word "secret"
 ])
 def test_pii_leaves_what_must_not_match(text):
     counts: dict = {}
     assert redact(text, ALL_PII, counts) == text and counts == {}
+
+
+def test_pii_aws_key_id_and_secret_on_one_line_are_both_redacted():
+    counts: dict = {}
+    text = "AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    assert redact(text, ALL_PII, counts) == "<API_KEY> <API_KEY>" and counts == {"api_key": 2}
 
 
 def test_pii_checksums():

@@ -17,8 +17,21 @@ def test_a_local_folder_resolves_to_itself_and_loads(tiny_model_path):
     assert not model.training and tokenizer.pad_token is not None
 
 
-def test_unknown_names_pass_through_as_hub_ids_and_unknown_aliases_explain(tmp_path, monkeypatch):
+def test_unknown_names_fail_at_once_cached_hub_ids_pass_and_unknown_aliases_explain(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
     monkeypatch.setenv("OIDKIT_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    for name in ("someone/some-model", "smollm2", "demo-out/tuned", "no/such/folder"):
+        started = time.perf_counter()
+        with pytest.raises(ConfigError, match="oid models list") as error:
+            resolve_model(name)
+        assert time.perf_counter() - started < 1 and "smollm2-135m-instruct" in str(error.value)
+    snapshot = tmp_path / "hub" / "models--someone--some-model" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--someone--some-model" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someone--some-model" / "refs" / "main").write_text("abc")
     assert resolve_model("someone/some-model") == "someone/some-model"
     with pytest.raises(ConfigError, match="known aliases: smollm2-135m-instruct"):
         package_gguf("no-such-model")

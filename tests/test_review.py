@@ -52,11 +52,16 @@ def files(tmp_path):
     return data, rejects
 
 
+def local_client(app) -> TestClient:
+    """A client as the app's own page is one: addressed as 127.0.0.1, its writes from that origin."""
+    return TestClient(app, base_url="http://127.0.0.1", headers={"Origin": "http://127.0.0.1"})
+
+
 def client_for(files, tmp_path, **kwargs) -> tuple[TestClient, ReviewLog]:
     data, rejects = files
     index, log = build(str(data), rejects=str(rejects), log_path=str(tmp_path / "log.jsonl"),
                        sample=kwargs.pop("sample", None), seed=kwargs.pop("seed", 0))
-    return TestClient(create_app(index, log, labels=LABELS, **kwargs)), log
+    return local_client(create_app(index, log, labels=LABELS, **kwargs)), log
 
 
 def keys(response) -> list[str]:
@@ -173,6 +178,49 @@ def test_token_required_for_every_request(files, tmp_path):
     first = client.get("/?token=s3cret")
     assert first.status_code == 200 and first.cookies.get("oid_review_token") == "s3cret"
     assert client.get("/api/meta").status_code == 200  # the cookie set on the first visit now carries it
+
+
+DECISION = {"key": "r001", "annotator": "ana", "decision": "accept"}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8765", "localhost:8765", "[::1]:8765", "LOCALHOST"])
+def test_loopback_host_names_are_answered(files, tmp_path, host):
+    client, _ = client_for(files, tmp_path)
+    assert client.get("/api/meta", headers={"Host": host}).status_code == 200
+    origin = f"http://{host}"
+    assert client.post("/api/decision", json=DECISION, headers={"Host": host, "Origin": origin}).status_code == 200
+
+
+def test_other_host_names_are_refused_so_dns_rebinding_cannot_reach_the_app(files, tmp_path):
+    client, log = client_for(files, tmp_path)
+    for host in ("evil.example", "127.0.0.1.evil.example", "evil.example:8765", ""):
+        headers = {"Host": host, "Origin": f"http://{host}"}
+        for path in ("/", "/api/meta", "/api/records", "/api/item?key=r001"):
+            assert client.get(path, headers=headers).status_code == 403
+        refused = client.post("/api/decision", json=DECISION, headers=headers)
+        assert refused.status_code == 403 and "host" in refused.json()["detail"]
+    assert log.seq == 0  # nothing was written
+
+
+def test_writes_need_the_apps_own_origin(files, tmp_path):
+    client, log = client_for(files, tmp_path)
+    for origin in ("http://evil.example", "http://127.0.0.1:9999", "null"):
+        refused = client.post("/api/decision", json=DECISION, headers={"Origin": origin})
+        assert refused.status_code == 403 and "Origin" in refused.json()["detail"]
+    del client.headers["Origin"]
+    assert client.post("/api/labels", json={"key": "r001", "annotator": "a", "labels": []}).status_code == 403
+    assert client.get("/api/meta").status_code == 200  # reads need no Origin
+    assert log.seq == 0
+    with_token, _ = client_for(files, tmp_path, token="s3cret")  # a script that holds the token needs no Origin
+    del with_token.headers["Origin"]
+    assert with_token.post("/api/decision", json=DECISION, headers={"x-review-token": "s3cret"}).status_code == 200
+
+
+def test_a_given_host_is_answered_under_its_own_name(files, tmp_path):
+    client, _ = client_for(files, tmp_path, token="s3cret", host="review.lan")
+    headers = {"Host": "review.lan:8765", "x-review-token": "s3cret"}
+    assert client.get("/api/meta", headers=headers).status_code == 200
+    assert client.get("/api/meta", headers={**headers, "Host": "other.lan"}).status_code == 403
 
 
 def test_listening_beyond_loopback_without_token_is_refused(files):
@@ -297,7 +345,7 @@ def test_languages_of_records_without_meta_lang_are_identified_in_a_child_proces
                                                                                        "content": "..."}],
                         "source": {}, "meta": meta} for i, (text, meta) in enumerate(texts_and_metas)])
     index, log = build(str(data), log_path=str(tmp_path / "log.jsonl"))
-    client = TestClient(create_app(index, log, labels=[]))
+    client = local_client(create_app(index, log, labels=[]))
     assert keys(client.get("/api/records", params={"lang": "fr"})) == ["1"]
     assert keys(client.get("/api/records", params={"lang": "en"})) == ["0"]
     assert keys(client.get("/api/records", params={"lang": "xx"})) == ["2"]  # meta.lang wins
@@ -308,7 +356,7 @@ def test_real_sharegpt_pages_searches_and_opens(sharegpt_file, tmp_path):
     records = list(read_records(sharegpt_file, salvage=True, on_reject=lambda reject: None))
     index, log = build(str(sharegpt_file), log_path=str(tmp_path / "log.jsonl"), salvage=True,
                        identify_languages=False)
-    client = TestClient(create_app(index, log, labels=LABELS))
+    client = local_client(create_app(index, log, labels=LABELS))
     page = client.get("/api/records", params={"offset": 10_000, "limit": 5}).json()
     assert page["total"] == len(records)
     assert [row["key"] for row in page["items"]] == [r["id"] for r in records[10_000:10_005]]

@@ -112,7 +112,7 @@ def test_review_with_keys_conflict_invalid_edit_and_export(page, served, tmp_pat
     page.keyboard.press("j")  # r002: edit, then lose a race against another annotator
     page.keyboard.press("e")
     page.locator("textarea[name=content-1]").fill("My better answer.")
-    with httpx.Client(base_url=base) as other:
+    with httpx.Client(base_url=base, headers={"Origin": base}) as other:  # a script writes with its Origin
         theirs = [{"role": "user", "content": "Question number 2 about topic 2"},
                   {"role": "assistant", "content": "Bo's answer."}]
         assert other.post("/api/edit", json={"key": "r002", "annotator": "bo", "base": 0,

@@ -26,7 +26,8 @@ def start_server(data, log, port: int) -> tuple[subprocess.Popen, httpx.Client]:
     process = subprocess.Popen([sys.executable, "-m", "oidkit.cli", "review", str(data), "--log", str(log),
                                 "--port", str(port), "--annotator", "ana"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Origin": f"http://127.0.0.1:{port}"},
+                          timeout=10)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

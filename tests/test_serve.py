@@ -210,6 +210,72 @@ def test_models_endpoint_lists_the_served_model(client):
     assert [m.id for m in client.models.list().data] == ["tiny"]
 
 
+def test_models_retrieve_answers_the_served_model_and_404_for_others(client):
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.models.retrieve("gpt-9")
+    assert unknown.value.body["code"] == "model_not_found"
+
+
+def openai_error(response: httpx.Response) -> dict:
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+def answers_within(url: str, seconds: float) -> bool:
+    began = time.perf_counter()
+    return httpx.get(f"{url}/v1/models", timeout=seconds).status_code == 200 and \
+        time.perf_counter() - began < seconds
+
+
+def test_body_over_the_limit_gets_413_whole_or_chunked(tiny_model):
+    model, tokenizer = tiny_model
+    with serving(create_app(model, tokenizer, "tiny", max_body_bytes=64_000)) as url:
+        body = {"model": "tiny", "prompt": "hello " * 20_000, "max_tokens": 1}
+        whole = httpx.post(f"{url}/v1/completions", json=body, timeout=10)
+        assert whole.status_code == 413 and openai_error(whole)["code"] == "request_too_large"
+
+        def chunks():  # no Content-Length: the limit holds on the bytes that arrive
+            for _ in range(100):
+                yield b"x" * 1000
+
+        chunked = httpx.post(f"{url}/v1/completions", content=chunks(), timeout=10,
+                             headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413 and openai_error(chunked)["code"] == "request_too_large"
+        assert answers_within(url, 1)
+        small = httpx.post(f"{url}/v1/completions", json={**body, "prompt": "hello"}, timeout=30)
+        assert small.status_code == 200
+
+
+def test_huge_prompt_under_the_body_limit_is_refused_before_tokenizing(tiny_server):
+    began = time.perf_counter()
+    huge = httpx.post(f"{tiny_server}/completions", json={"model": "tiny", "prompt": "hello world " * 500_000},
+                      timeout=60)
+    assert huge.status_code == 400 and openai_error(huge)["code"] == "context_length_exceeded"
+    assert time.perf_counter() - began < 2  # 6 MB tokenised on the event loop took ~10 s
+    chat = httpx.post(f"{tiny_server}/chat/completions", timeout=60,
+                      json={"model": "tiny", "messages": [{"role": "user", "content": "你好" * 1_000_000}]})
+    assert chat.status_code == 400 and openai_error(chat)["param"] == "messages"
+
+
+def test_tokenizing_runs_off_the_event_loop(tiny_model):
+    model, tokenizer = tiny_model
+    slow = copy.deepcopy(tokenizer)
+
+    def slow_call(self, *args, **kwargs):  # a long prompt's tokenization, made long on a tiny tokenizer
+        time.sleep(3)
+        return type(tokenizer).__call__(self, *args, **kwargs)
+
+    slow.__class__ = type("SlowTokenizer", (type(tokenizer),), {"__call__": slow_call})
+    with serving(create_app(model, slow, "tiny")) as url, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(httpx.post, f"{url}/v1/chat/completions", timeout=60,
+                              json={"model": "tiny", "messages": MESSAGES, "max_tokens": 2})
+        time.sleep(0.5)
+        assert answers_within(url, 1)
+        assert pending.result().status_code == 200
+
+
 def test_greedy_chat_equals_transformers_generate_with_usage(client, tiny_model):
     prompt_tokens, expected, generated = hf_greedy(tiny_model, MESSAGES, 12)
     reply = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=12, temperature=0)
@@ -298,6 +364,13 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(client, tin
     assert missing.status_code == 400 and missing.json()["error"]["param"] == "prompt"
     assert httpx.get(f"{tiny_server}/nowhere").json()["error"]["code"] == "404"
     assert client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2).choices[0].message
+
+
+def test_a_seed_beyond_int64_is_a_400_naming_the_field(client, tiny_server):
+    huge = httpx.post(f"{tiny_server}/chat/completions",
+                      json={"model": "tiny", "messages": MESSAGES, "max_tokens": 2, "seed": 2**64}, timeout=30)
+    assert huge.status_code == 400 and huge.json()["error"]["param"] == "seed"
+    assert client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2, seed=2**63 - 1).choices
 
 
 def test_burst_of_concurrent_requests_is_queued_and_all_answered(client):

@@ -9,19 +9,58 @@ from __future__ import annotations
 
 from enum import Enum
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from oidkit import __version__
 
+console = Console(stderr=True)
+
+
+class ClearErrors(TyperGroup):
+    """Every exception a command raises ends as one message and exit 2 (130 for Ctrl-C), never a traceback
+    or click's bare "Aborted!"; ``--debug`` / ``OIDKIT_DEBUG=1`` lets the traceback through."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+            raise  # a chosen exit code, or a usage error typer already explains
+        except KeyboardInterrupt:
+            if ctx.params.get("debug"):
+                raise
+            console.print("[bold red]interrupted[/]")
+            raise typer.Exit(130) from None
+        except Exception as error:  # the one place every error is turned into a message
+            if ctx.params.get("debug"):
+                raise
+            from rich.text import Text
+
+            from oidkit.errors import describe_exception
+
+            message = Text.assemble(("error: ", "bold red"), describe_exception(error))  # Text: no markup in paths
+            console.print(message, soft_wrap=True)  # not wrapped: paths stay whole for copying
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
     name="oid",
+    cls=ClearErrors,
     help="oidkit: open instruction datasets -> curated data -> tuned, evaluated, served model.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
 )
-console = Console(stderr=True)
+
+
+@app.callback()
+def global_options(
+    debug: bool = typer.Option(False, "--debug", envvar="OIDKIT_DEBUG",
+                               help="show the full traceback of an error (also OIDKIT_DEBUG=1)"),
+) -> None:
+    """oidkit: open instruction datasets -> curated data -> tuned, evaluated, served model."""
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -100,7 +139,8 @@ def convert_command(
     to: str = typer.Option(None, "--to", help="output format: jsonl (canonical), parquet, alpaca, sharegpt, openai"),
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
     shard_size: int = typer.Option(None, help="records per shard (out-00000.parquet, ...; then out.shards.json)"),
-    salvage: bool = typer.Option(False, help="keep the complete records of a truncated JSON array"),
+    salvage: bool = typer.Option(False, help="keep the complete records of a truncated JSON array or cut .gz/.zst "
+                                 "file; the cut tail becomes a reject"),
     strict: bool = typer.Option(False, help="stop at the first bad row instead of quarantining it"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     rejects: str = typer.Option(None, help="rejects file (default: OUT's name with .rejects.jsonl)"),
@@ -149,7 +189,8 @@ def convert_command(
 def inspect_command(
     inputs: str = typer.Argument(..., help="file, folder of shards, glob (quoted) or save_to_disk folder"),
     format: str = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
-    salvage: bool = typer.Option(False, help="read the complete records of a truncated JSON array"),
+    salvage: bool = typer.Option(False, help="read the complete records of a truncated JSON array or cut .gz/.zst "
+                                 "file"),
     samples: int = typer.Option(2, help="records to print"),
     role_map: list[str] = typer.Option(None, "--role-map", help=ROLE_MAP_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of tables"),
@@ -180,7 +221,7 @@ def inspect_command(
         files.add_row(f["file"], f["container"], f["format"])
     out.print(files)
     counts = Table("what", "count", "meaning", title="counts")
-    counts.add_row("complete records read", f"{summary['rows']:,}", "rows of the input that could be read")
+    counts.add_row("rows read", f"{summary['rows']:,}", "rows of the input (a cut tail counts as one, rejected)")
     counts.add_row("valid records", f"{summary['records']:,}", "well-formed conversations")
     counts.add_row("turns", f"{summary['turns']:,}", "messages in the valid records")
     for reason, count in summary["rejected"].items():
@@ -245,6 +286,8 @@ def curate(
                                               "with --op: IN OUT \\[key=value ...]"),
     op: list[str] = typer.Option(None, "--op", help="run these operators (repeatable) on IN -> OUT, no recipe"),
     force: bool = typer.Option(False, "--force", help="run again even if OUT is up to date"),
+    salvage: bool = typer.Option(False, "--salvage", help="keep the complete records of a truncated input "
+                                 "(same as input.salvage=true); the cut tail goes to OUT/ingest_rejects.jsonl"),
 ) -> None:
     """Run a curation recipe: kept records, every reject with its reason, and per-operator stats.
 
@@ -263,12 +306,13 @@ def curate(
     from oidkit.curate.recipe import load_recipe, one_off_recipe
     from oidkit.curate.runner import run_recipe
 
+    salvaging = ["input.salvage=true"] if salvage else []
     if op:
         if len(args) < 2:
             fail("with --op give IN and OUT: oid curate --op pii data.jsonl out/")
-        recipe = one_off_recipe(op, args[0], args[1], args[2:])
+        recipe = one_off_recipe(op, args[0], args[1], args[2:] + salvaging)
     else:
-        recipe = load_recipe(args[0], args[1:])
+        recipe = load_recipe(args[0], args[1:] + salvaging)
     stats = run_recipe(recipe, force=force, show_progress=True)
     if stats.get("up_to_date"):
         console.print(f"{recipe.output.path} is up to date (same inputs and recipe); --force to run again")
@@ -277,8 +321,12 @@ def curate(
         extra = ", ".join(f"{k} {v}" for k, v in step["extra"].items())
         console.print(f"{step['name']:>16}: {step['in']} -> {step['out']}  modified {step['modified']}  "
                       f"{step['seconds']:.1f}s  {reasons}{'  [' + extra + ']' if extra else ''}", markup=False)
-    console.print(f"kept {stats['output']['records']} of {stats['input']['records']} records in "
-                  f"{stats['seconds']:.1f}s -> {stats['output']['path']}")
+    read = {"rows": stats["input"]["records"], "rejected_on_read": 0, "ingest_rejects": None,  # older stats.json
+            **stats["input"]}
+    console.print(f"read {read['rows']:,} rows: {read['rejected_on_read']:,} rejected on read"
+                  + (f" (-> {read['ingest_rejects']})" if read["ingest_rejects"] else "")
+                  + f", {read['records']:,} records; kept {stats['output']['records']:,} of {read['records']:,} "
+                  f"in {stats['seconds']:.1f}s -> {stats['output']['path']}", markup=False)
 
 
 @app.command()
@@ -338,8 +386,9 @@ def report_command(
         result = build_report(data, out, rejects=rejects, curate_stats=stats, recipe=recipe, tokenizer=tokenizer,
                               format=format, salvage=salvage, title=title, license=license, sample_size=samples,
                               seed=seed, progress=advance)
-    overview = result["overview"]
-    console.print(f"{overview['records']:,} records, {overview['languages']} languages, "
+    overview, read = result["overview"], result["read"]
+    console.print(f"read {read['rows']:,} rows: {read['rejected_on_read']:,} rejected on read, "
+                  f"{overview['records']:,} records, {overview['languages']} languages, "
                   f"{overview['user_tokens'] + overview['assistant_tokens']:,} tokens ({result['tokenizer']}) "
                   f"-> {out}/report.html, {out}/README.md, {out}/stats.json")
     for warning in result["warnings"]:
@@ -534,6 +583,7 @@ def serve_command(
     max_batch_size: int = typer.Option(8, min=1, help="completions decoded together, one forward pass per step; "
                                        "more requests wait for a free place"),
     max_queue: int = typer.Option(64, help="requests waiting for the model beyond this are answered 429"),
+    max_body_mb: float = typer.Option(8.0, min=0.001, help="request bodies over this many MB are answered 413"),
     quantize: Quantize = typer.Option(None, help=QUANTIZE_HELP),
 ) -> None:
     """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions.
@@ -546,7 +596,7 @@ def serve_command(
     from oidkit.serve.app import run_server
 
     run_server(with_quantize(model, quantize), host=host, port=port, served_name=name, max_batch_size=max_batch_size,
-               max_queue=max_queue)
+               max_queue=max_queue, max_body_bytes=int(max_body_mb * 1024 * 1024))
 
 
 @app.command("chat")
@@ -980,14 +1030,8 @@ def annotate_command(
 
 
 def main() -> None:
-    """Console-script entry point: user mistakes print as messages, our own bugs as tracebacks."""
-    from oidkit.errors import OidError
-
-    try:
-        app()
-    except OidError as e:
-        console.print(f"[bold red]error:[/] {e}")
-        raise SystemExit(2) from None
+    """Console-script entry point; errors become messages in :class:`ClearErrors`."""
+    app()
 
 
 if __name__ == "__main__":

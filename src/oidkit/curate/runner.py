@@ -25,7 +25,7 @@ from oidkit.curate.base import GlobalOp, Operator
 from oidkit.curate.batch import Tally, apply_decisions, batches, run_batch
 from oidkit.curate.recipe import Recipe, build_operators, resolved_recipe
 from oidkit.curate.text import digest
-from oidkit.io import read_jsonl, read_records, write_jsonl, write_records
+from oidkit.io import ReadStats, read_jsonl, read_records, write_jsonl, write_records
 from oidkit.io.files import expand_paths
 from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.records import canonical_json
@@ -90,9 +90,13 @@ def input_fingerprint(paths: list[str]) -> list:
     return [[str(file.resolve()), file.stat().st_size, file.stat().st_mtime_ns] for file in expand_paths(paths)]
 
 
-def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> list[dict]:
-    """All input records; rows the reader rejects (with salvage) go to ``OUT/ingest_rejects.jsonl``."""
+def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> tuple[list[dict], dict]:
+    """All input records and the read's accounting (rows read, rejected on read, records).
+
+    Rows the reader rejects (bad rows; a truncated tail with salvage) go to ``OUT/ingest_rejects.jsonl``.
+    """
     ingest_rejects: list[dict] = []
+    stats = ReadStats()
     total_bytes = sum(size or 0 for _, size, _ in input_fingerprint(recipe.input.paths))
     done = [0]
 
@@ -101,10 +105,13 @@ def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> list[dict]:
         done[0] = bytes_read
 
     records = list(read_records(recipe.input.paths, format=recipe.input.format, salvage=recipe.input.salvage,
-                                on_reject=ingest_rejects.append, on_progress=advance))
+                                on_reject=ingest_rejects.append, on_progress=advance, stats=stats))
     if ingest_rejects:
         write_jsonl(out / "ingest_rejects.jsonl", ingest_rejects)
-    return records
+    else:  # a file left by an earlier run on other input would be counted with this one
+        (out / "ingest_rejects.jsonl").unlink(missing_ok=True)
+    return records, {"rows": stats.rows, "rejected_on_read": sum(stats.rejected.values()), "records": len(records),
+                     "ingest_rejects": str(out / "ingest_rejects.jsonl") if ingest_rejects else None}
 
 
 def run_recipe(recipe: Recipe, *, force: bool = False, show_progress: bool = False) -> dict:
@@ -146,10 +153,9 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
         step_fingerprints.append(chain)
     engine = make_engine(recipe, progress)
     resume_at = find_checkpoint(checkpoints, operators, step_fingerprints, engine)
-    input_count = None
+    read = None
     if resume_at == 0:
-        records = read_input(recipe, out, progress)
-        input_count = len(records)
+        records, read = read_input(recipe, out, progress)
         engine.start(records)
     for index, (name, op) in enumerate(operators):
         if index < resume_at:
@@ -158,7 +164,7 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
         rejects, tally = engine.run_step(op, name)
         step_stats = tally.to_stats(name, op.name, time.perf_counter() - step_started)
         save_checkpoint(checkpoints, index, name, step_fingerprints[index], step_stats, engine, rejects,
-                        input_count if index == 0 else None)
+                        read if index == 0 else None)
     return finish(recipe, resolved, operators, engine, out, fingerprint, time.perf_counter() - started)
 
 
@@ -176,7 +182,7 @@ def step_dir(checkpoints: Path, index: int, name: str) -> Path:
 
 
 def save_checkpoint(checkpoints: Path, index: int, name: str, fingerprint: str, stats: dict, engine,
-                    rejects: list[dict], input_count: int | None) -> None:
+                    rejects: list[dict], read: dict | None) -> None:
     """Write a finished step: its rejects, stats and kept records (the previous step's records go)."""
     folder = step_dir(checkpoints, index, name)
     if folder.exists():
@@ -185,8 +191,8 @@ def save_checkpoint(checkpoints: Path, index: int, name: str, fingerprint: str, 
     write_jsonl(folder / "rejects.jsonl", rejects)
     engine.save(folder)
     state = {"fingerprint": fingerprint, "stats": stats}
-    if input_count is not None:
-        state["input_records"] = input_count
+    if read is not None:
+        state["read"] = read
     write_atomic(folder / "done.json", orjson.dumps(state))  # last: marks the step finished
     for older in checkpoints.iterdir():
         if older != folder:
@@ -234,9 +240,10 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
         else {}
     write_atomic(out / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     operator_stats = [state["stats"] for state in step_states]
-    input_records = step_states[0].get("input_records") if step_states else kept_count
+    read = step_states[0]["read"] if step_states else {"rows": kept_count, "rejected_on_read": 0,
+                                                       "records": kept_count, "ingest_rejects": None}
     stats = {
-        "input": {"paths": recipe.input.paths, "records": input_records},
+        "input": {"paths": recipe.input.paths, **read},  # rows read = rejected on read + records
         "output": {"records": kept_count, "path": str(paths[0]), "paths": [str(p) for p in paths],
                    "rejects": str(out / "rejects.jsonl"),
                    "splits": splits},

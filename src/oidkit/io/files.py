@@ -7,19 +7,20 @@ names. Rows come out as ``(value, position)`` where ``value`` is the parsed row 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
-import gzip
 import io
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import zstandard
 
-from oidkit.errors import InputError
+from oidkit.errors import InputError, os_error_fix
 from oidkit.io.jsonstream import WHITESPACE, Unreadable, iter_json_array, iter_jsonl
 
 CONTAINERS = ("json", "jsonl", "csv", "parquet", "arrow")
@@ -27,6 +28,9 @@ GZIP_MAGIC, ZSTD_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
 PARQUET_MAGIC, ARROW_FILE_MAGIC, ARROW_STREAM_MAGIC = b"PAR1", b"ARROW1", b"\xff\xff\xff\xff"
 SURROGATE = re.compile("[\udc80-\udcff]")  # what undecodable bytes become under errors="surrogateescape"
 ROWS_PER_BATCH = 1024
+# byte order marks of the UTF-16/32 text some tools export (the longer UTF-32 marks first: they start alike)
+WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+             (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 class CountingReader(io.RawIOBase):
@@ -34,6 +38,7 @@ class CountingReader(io.RawIOBase):
 
     def __init__(self, raw: BinaryIO):
         self.raw, self.bytes_read = raw, 0
+        self.cut: str | None = None  # set by Decompressed: why and where the compressed data stopped early
 
     def readable(self) -> bool:
         return True
@@ -48,6 +53,72 @@ class CountingReader(io.RawIOBase):
         super().close()
 
 
+class Decompressed(io.RawIOBase):
+    """The decompressed bytes of a gzip or zstd file, every member or frame.
+
+    Cut or corrupt compressed data ends the stream early instead of raising mid-record: the counter's
+    ``cut`` then says what happened and at which compressed byte, so the reader can report the rows
+    before it as complete and the rest as a ``truncated`` tail (or salvage them).
+    """
+
+    def __init__(self, counter: CountingReader, kind: str):
+        self.counter, self.kind = counter, kind
+        self.decoder, self.pending = self._decoder(), b""
+
+    def _decoder(self) -> Any:
+        return zlib.decompressobj(wbits=31) if self.kind == "gzip" else zstandard.ZstdDecompressor().decompressobj()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending and self.counter.cut is None:
+            data = self.decoder.unused_data or self.counter.read(1 << 13)  # small: corruption loses little
+            if not data:
+                if not self.decoder.eof and self.counter.bytes_read:
+                    self.counter.cut = (f"the {self.kind} data ends before its end marker at compressed byte "
+                                        f"{self.counter.bytes_read:,} (the file is cut)")
+                break
+            if self.decoder.eof:  # the next gzip member or zstd frame
+                self.decoder = self._decoder()
+            try:
+                self.pending = self.decoder.decompress(data)
+            except (zlib.error, zstandard.ZstdError) as error:
+                self.counter.cut = (f"the {self.kind} data is corrupt near compressed byte "
+                                    f"{self.counter.bytes_read:,} ({error})")
+        n = min(len(buffer), len(self.pending))
+        buffer[:n], self.pending = self.pending[:n], self.pending[n:]
+        return n
+
+
+class Transcoded(io.RawIOBase):
+    """UTF-8 bytes of a UTF-16 or UTF-32 text stream (with a byte order mark), so every reader sees UTF-8."""
+
+    def __init__(self, raw: BinaryIO, encoding: str):
+        # bad code units become visible \xNN text, which no JSON or CSV row parses as: the row is rejected
+        self.text = io.TextIOWrapper(raw, encoding=encoding, errors="backslashreplace", newline="")
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self.pending:
+            self.pending = self.text.read(1 << 18).encode("utf-8", "surrogateescape")
+        n = min(len(buffer), len(self.pending))
+        buffer[:n], self.pending = self.pending[:n], self.pending[n:]
+        return n
+
+
+def _checked(path: Path) -> Path:
+    """``path`` if it can be looked at; a dangling link, a link loop or a forbidden folder is an InputError."""
+    try:
+        path.stat()
+    except OSError as error:
+        raise InputError(f"cannot open: {error.strerror}", file=str(path), hint=os_error_fix(error)) from None
+    return path
+
+
 def expand_paths(paths: str | Path | list) -> list[Path]:
     """Files and ``save_to_disk`` folders named by ``paths``: files, folders (walked in sorted order) or globs."""
     found: list[Path] = []
@@ -57,21 +128,35 @@ def expand_paths(paths: str | Path | list) -> list[Path]:
         if not matches:
             raise InputError("no such file, folder or glob match", file=str(item),
                              hint="check the path; quote globs so the shell does not expand them")
-        for path in matches:
-            found.extend(_folder_files(path) if path.is_dir() else [path])
+        for path in map(_checked, matches):
+            found.extend(_folder_files(path, set()) if path.is_dir() else [path])
     return found
 
 
-def _folder_files(folder: Path) -> list[Path]:
+def _folder_files(folder: Path, walked: set[Path]) -> list[Path]:
     """Data files of a folder of shards, skipping hidden files (temporary files of unfinished writes among them),
-    rejects side files (``*rejects.jsonl``) and shard manifests (``*.shards.json``)."""
+    rejects side files (``*rejects.jsonl``) and shard manifests (``*.shards.json``).
+
+    ``walked`` holds the real paths of the folders above: a link back to one of them is a loop, an error
+    rather than an endless walk or files read twice.
+    """
+    real = folder.resolve()
+    if real in walked:
+        raise InputError(f"folder symbolic link loop: it leads back to {real}", file=str(folder),
+                         hint="remove the link, or name the folders to read explicitly")
     if is_hf_folder(folder):
         return [folder]
     files = []
-    for path in sorted(folder.iterdir()):
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as error:
+        raise InputError(f"cannot list the folder: {error.strerror}", file=str(folder),
+                         hint=os_error_fix(error)) from None
+    for path in entries:
         if path.name.startswith((".", "_")) or path.name.endswith(("rejects.jsonl", ".shards.json")):  # side files
             continue
-        files.extend([path] if path.is_file() else _folder_files(path))
+        path = _checked(path)
+        files.extend([path] if path.is_file() else _folder_files(path, walked | {real}))
     return files
 
 
@@ -83,23 +168,49 @@ def is_hf_folder(path: Path) -> bool:
 def hf_arrow_files(folder: Path) -> list[tuple[Path, str | None]]:
     """``(arrow file, split)`` of a ``save_to_disk`` folder, in the order the dataset lists them."""
     if (folder / "dataset_dict.json").is_file():
-        splits = json.loads((folder / "dataset_dict.json").read_text())["splits"]
+        splits = _folder_index(folder / "dataset_dict.json", "splits")["splits"]
         return [(f, split) for split in splits for f, _ in hf_arrow_files(folder / split)]
-    state = json.loads((folder / "state.json").read_text())
+    state = _folder_index(folder / "state.json", "_data_files")
     return [(folder / entry["filename"], state.get("_split")) for entry in state["_data_files"]]
 
 
+def _folder_index(path: Path, key: str) -> dict:
+    """The parsed ``state.json`` / ``dataset_dict.json`` of a ``save_to_disk`` folder, checked for ``key``."""
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise InputError(f"not valid JSON ({error})", file=str(path),
+                         hint="the save_to_disk folder is damaged: save the dataset again") from None
+    if not isinstance(index, dict) or key not in index:
+        raise InputError(f"expected an object with {key!r}", file=str(path),
+                         hint="the save_to_disk folder is damaged: save the dataset again")
+    return index
+
+
 def open_binary(path: Path) -> tuple[BinaryIO, CountingReader]:
-    """``(decompressed stream, byte counter of the file on disk)``; gzip and zstd found by magic bytes."""
-    counter = CountingReader(open(path, "rb"))  # noqa: SIM115 - closed with the returned stream
-    raw = io.BufferedReader(counter, buffer_size=1 << 20)
-    magic = raw.peek(4)[:4]
-    if magic.startswith(GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=raw), counter
-    if magic == ZSTD_MAGIC:
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-        return io.BufferedReader(reader, buffer_size=1 << 20), counter
-    return raw, counter
+    """``(UTF-8 byte stream, byte counter of the file on disk)``.
+
+    gzip and zstd are found by magic bytes and decompressed (cut data ends the stream and sets
+    ``counter.cut``); UTF-16/32 text with a byte order mark is transcoded to UTF-8.
+    """
+    try:
+        counter = CountingReader(open(path, "rb"))  # noqa: SIM115 - closed with the returned stream
+    except OSError as error:
+        raise InputError(f"cannot open: {error.strerror}", file=str(path), hint=os_error_fix(error)) from None
+    with open(path, "rb") as head:
+        magic = head.read(4)
+    kind = "gzip" if magic.startswith(GZIP_MAGIC) else "zstd" if magic == ZSTD_MAGIC else None
+    stream = io.BufferedReader(Decompressed(counter, kind) if kind else counter, buffer_size=1 << 20)
+    start = stream.peek(4)[:4]
+    encoding = next((name for bom, name in WIDE_BOMS if start.startswith(bom)), None)
+    if encoding:
+        stream = io.BufferedReader(Transcoded(stream, encoding), buffer_size=1 << 20)
+    elif b"\x00" in start[:2] and not start.startswith((PARQUET_MAGIC, ARROW_STREAM_MAGIC)):
+        counter.close()
+        raise InputError("the file starts with NUL bytes: binary data, or UTF-16/UTF-32 text without a byte order mark",
+                         file=str(path), offset=start.index(b"\x00"),
+                         hint="convert it to UTF-8 first, e.g. iconv -f UTF-16LE -t UTF-8 in.json > in.utf8.json")
+    return stream, counter
 
 
 def sniff_container(path: Path) -> str:
@@ -148,12 +259,44 @@ def iter_rows(path: Path, container: str, counter_out: list | None = None) -> It
             counter_out.append(counter)
         with counter, stream:
             if container == "json":
-                yield from iter_json_array(stream)
+                rows = iter_json_array(stream)
             elif container == "jsonl":
-                for index, (row, position) in enumerate(iter_jsonl(stream)):
-                    yield row, {**position, "index": index}
+                rows = ((row, {**position, "index": index}) for index, (row, position) in enumerate(iter_jsonl(stream)))
             else:
-                yield from _iter_csv(stream)
+                rows = _iter_csv(stream)
+            yield from _end_at_cut(rows, counter, parsed_means_complete=container != "csv")
+
+
+def _end_at_cut(rows: Iterator[tuple[Any, dict]], counter: CountingReader,
+                parsed_means_complete: bool) -> Iterator[tuple[Any, dict]]:
+    """Rows of a stream; where compressed data was cut or corrupt, the rows end in one ``truncated`` tail.
+
+    The last row read before a cut may be incomplete: a JSON array already ends in its own tail; a JSONL
+    line that does not parse becomes the tail; so does a last CSV row, which parses even when cut.
+    """
+    last = None
+    for item in rows:
+        if last is not None:
+            yield last
+        last = item
+    if counter.cut is None:
+        if last is not None:
+            yield last
+        return
+    if last is None:  # cut before the first row
+        yield Unreadable("truncated", counter.cut, ""), {"index": 0}
+        return
+    row, position = last
+    if isinstance(row, Unreadable) and row.reason == "truncated":
+        row.detail = f"{counter.cut}; {row.detail}"
+        yield row, position
+        return
+    if isinstance(row, Unreadable) or not parsed_means_complete:
+        raw = row.raw if isinstance(row, Unreadable) else json.dumps(row, ensure_ascii=False)
+        yield Unreadable("truncated", counter.cut, raw, len(str(raw).encode())), position
+        return
+    yield last
+    yield Unreadable("truncated", counter.cut, ""), {"index": position["index"] + 1}
 
 
 def _iter_csv(stream: BinaryIO) -> Iterator[tuple[Any, dict]]:
@@ -172,25 +315,42 @@ def _iter_csv(stream: BinaryIO) -> Iterator[tuple[Any, dict]]:
 
 
 def _iter_parquet(path: Path) -> Iterator[tuple[Any, dict]]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     index = 0
-    with pq.ParquetFile(path) as parquet:
-        for batch in parquet.iter_batches(batch_size=ROWS_PER_BATCH):
-            for row in batch.to_pylist():
-                yield row, {"index": index}
-                index += 1
+    try:
+        with pq.ParquetFile(path) as parquet:
+            for batch in parquet.iter_batches(batch_size=ROWS_PER_BATCH):
+                for row in batch.to_pylist():
+                    yield row, {"index": index}
+                    index += 1
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable_table("Parquet", path, index, error) from None
 
 
 def _iter_arrow(path: Path) -> Iterator[tuple[Any, dict]]:
     import pyarrow as pa
 
-    with open(path, "rb") as f:
-        reader = pa.ipc.open_file(f) if f.read(6) == ARROW_FILE_MAGIC else None
-        f.seek(0)
-        batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) if reader else pa.ipc.open_stream(f)
-        index = 0
-        for batch in batches:
-            for row in batch.to_pylist():
-                yield row, {"index": index}
-                index += 1
+    index = 0
+    try:
+        with open(path, "rb") as f:
+            reader = pa.ipc.open_file(f) if f.read(6) == ARROW_FILE_MAGIC else None
+            f.seek(0)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) if reader \
+                else pa.ipc.open_stream(f)
+            for batch in batches:
+                for row in batch.to_pylist():
+                    yield row, {"index": index}
+                    index += 1
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable_table("Arrow", path, index, error) from None
+
+
+def _unreadable_table(kind: str, path: Path, index: int, error: Exception) -> InputError:
+    """A cut or corrupt Parquet/Arrow file: its index (footer, schema) is what is lost, so nothing is salvaged."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return InputError(f"cannot read: {error.strerror}", file=str(path), hint=os_error_fix(error))
+    return InputError(f"not a readable {kind} file after {index:,} rows ({error})", file=str(path), index=index,
+                      hint=f"the file is cut or corrupt: fetch or write it again ({kind} keeps its index at the end, "
+                           "so a cut file cannot be salvaged)")

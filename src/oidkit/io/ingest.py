@@ -81,7 +81,12 @@ def convert(
         records = read_records(inputs, format=in_format, salvage=salvage, strict=strict, role_map=role_map,
                                on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow,
                                repairs=repairs)
-        outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
+        try:
+            outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
+        except OSError as error:  # a failed write (disk full, ...) does not name its file: name the output
+            if error.filename is None:
+                error.filename = str(out)
+            raise
     written = stats.records - stats.rejected.get("unsupported_by_format", 0)
     return {**stats.as_dict(), "written": written, "outputs": [str(p) for p in outputs],
             "rejects_file": str(rejects_path), "seconds": round(time.perf_counter() - started, 3)}

@@ -21,7 +21,8 @@ PROGRESS_EVERY_ROWS = 512
 INGEST_REASONS: dict[str, str] = {
     "invalid_json": "the row is not valid JSON",
     "invalid_utf8": "the row contains bytes that are not valid UTF-8",
-    "truncated": "the file ends inside a record (kept with --salvage)",
+    "truncated": "the file ends inside a record, or its compressed data is cut or corrupt there "
+                 "(--salvage keeps the records before it)",
     "not_an_object": "the row is not a JSON object",
     "missing_field": "a field the format requires is missing",
     "unsupported_by_format": "the output format cannot hold this record (e.g. tool turns in Alpaca)",
@@ -67,10 +68,10 @@ def read_records(
 
     Rows that cannot become well-formed records go to ``on_reject`` as ``records.make_reject`` dicts
     (stage ``ingest``; without ``on_reject`` they are only counted in ``stats``), or raise
-    :class:`InputError` with ``strict``. A truncated JSON array raises unless
-    ``salvage``, which keeps the complete records and rejects the tail as ``truncated``. ``stats`` is
-    filled while reading; ``on_progress(bytes)`` receives the input bytes read so far. ``allow`` names
-    conversation problems to accept, e.g. ``{"no_assistant_turn", "empty_assistant_turn"}`` to read
+    :class:`InputError` with ``strict``. A truncated JSON array, or cut or corrupt gzip/zstd data, raises
+    unless ``salvage``, which keeps the complete records and rejects the tail as ``truncated`` (one row
+    read). ``stats`` is filled while reading; ``on_progress(bytes)`` receives the input bytes read so far.
+    ``allow`` names conversation problems to accept, e.g. ``{"no_assistant_turn", "empty_assistant_turn"}`` to read
     instruction-only records that a model will answer. ``repairs`` names the ``io.repair`` policies
     applied before the checks (all by default; ``()`` reads the rows as they are), per file.
     """
@@ -105,7 +106,8 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
         stats.files.append({"file": str(path), "container": container, "format": None})
         return
     format = format or detect_format([row for row, _ in head])
-    if format is None:
+    cut_before_any_row = all(isinstance(row, Unreadable) for row, _ in head) and head[-1][0].reason == "truncated"
+    if format is None and not cut_before_any_row:  # a file cut that early has no rows to detect from
         raise InputError(_undetected(head, container), file=str(path), hint="force one with --format "
                          + " | ".join(f"{name} ({'+'.join(sorted(keys))})" for name, keys in SIGNATURES.items()))
     stats.files.append({"file": str(path), "container": container, "format": format})
@@ -134,9 +136,8 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
                 on_progress(stats.bytes_read)
             source = {"file": str(path), **position, "format": format}
             if isinstance(row, Unreadable):
-                if row.reason == "truncated":
-                    stats.rows -= 1  # the incomplete tail is not a row
-                    _truncated(row, source, path, salvage)
+                if row.reason == "truncated":  # the incomplete tail counts as a row read, and as a reject
+                    _truncated(row, source, path, container, salvage)
                     stats.unreadable_bytes += row.unreadable_bytes
                 reject(row.reason, row.detail, row.raw, source, value=row.unreadable_bytes or None)
                 continue
@@ -180,18 +181,20 @@ def _fail_fast_on_truncation(path: Path) -> None:
     """A cut JSON array fails before any record is converted or written: one parse-only pass finds the cut."""
     for row, position in iter_rows(path, "json"):
         if isinstance(row, Unreadable) and row.reason == "truncated":
-            _truncated(row, position, path, salvage=False)
+            _truncated(row, position, path, "json", salvage=False)
 
 
-def _truncated(tail: Unreadable, source: dict, path: Path, salvage: bool) -> None:
+def _truncated(tail: Unreadable, source: dict, path: Path, container: str, salvage: bool) -> None:
     """Stop with a precise error unless salvaging; the complete records before it were already read."""
     if salvage:
         return
     complete = source["index"]
-    raise InputError(f"truncated JSON array: {tail.detail}", file=str(path), line=source.get("line"),
+    what = "JSON array" if container == "json" else f"{container} file"
+    raise InputError(f"truncated {what}: {tail.detail}", file=str(path), line=source.get("line"),
                      offset=source.get("offset"), index=complete,
-                     hint=f"--salvage keeps the {complete:,} complete records and reports the "
-                          f"{tail.unreadable_bytes:,} unreadable bytes")
+                     hint=f"--salvage keeps the {complete:,} complete records and counts the cut tail "
+                          f"({tail.unreadable_bytes:,} unreadable bytes) as a reject (oid convert, inspect, curate, "
+                          "report and review take --salvage)")
 
 
 def _oasst_trees(rows: Iterator[tuple[Any, dict]]) -> Iterator[tuple[Any, dict]]:

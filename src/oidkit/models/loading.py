@@ -5,17 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from oidkit.errors import ConfigError
 from oidkit.models.gguf_convert import convert_gguf, gguf_cache_name, is_converted
 from oidkit.models.registry import KNOWN_MODELS, cache_root, pull_model
 
 
 def resolve_model(name_or_path: str | Path) -> Path | str:
-    """Where to load a model from.
+    """Where to load a model from, decided offline.
 
     - a local folder: itself;
     - a ``.gguf`` file: its converted safetensors folder in the cache (converted on first use);
     - a known alias (``oid models list``): its cached folder, pulled on first use;
-    - anything else: returned as given (a hub id, used only when the hub is reachable).
+    - a hub id already in the Hugging Face cache: returned as given;
+    - anything else: a :class:`ConfigError` at once. A mistyped folder looks just like a hub id, and
+      trying the hub for it means a minute of network timeouts and a traceback, so nothing is downloaded
+      implicitly.
     """
     path = Path(name_or_path).expanduser()
     if path.is_file() and path.suffix == ".gguf":
@@ -25,7 +29,24 @@ def resolve_model(name_or_path: str | Path) -> Path | str:
         return path
     if str(name_or_path) in KNOWN_MODELS:
         return pull_model(str(name_or_path))
-    return str(name_or_path)
+    if _in_hub_cache(str(name_or_path)):
+        return str(name_or_path)
+    raise ConfigError(f"unknown model {str(name_or_path)!r}: not a local folder, a .gguf file, a known alias "
+                      f"({', '.join(KNOWN_MODELS)}) or a model in the Hugging Face cache\n"
+                      "hint: check the path; `oid models list` shows the aliases; a hub model must be downloaded "
+                      "first (huggingface-cli download OWNER/NAME), oidkit does not download implicitly")
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether ``name`` is an ``owner/name`` hub id whose config is in the local Hugging Face cache."""
+    if name.count("/") != 1 or name.startswith((".", "/", "~")):
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repo id
+        return False
 
 
 # A model spec may end in "@int8" (weight-only int8, ~0.9% perplexity cost on SmolLM2) or "@int8-dynamic"

@@ -129,6 +129,8 @@ def build_report(
         raise InputError("no records to report on", file=str(inputs.data[0]),
                          hint="check the format (oid inspect) or point at the kept data of a curation run")
     stats = {"tokenizer": tokenizer_name, **stats, "warnings": kept_count_warnings(curation, stats, unreadable)}
+    found = stats["overview"]["records"]  # rows read = rejected on read + records, as in convert and curate
+    stats["read"] = {"rows": found + len(unreadable), "rejected_on_read": len(unreadable), "records": found}
     reject_stats, reject_sample = (reject_summary(chain(unreadable, iter_rejects(inputs.rejects)), seed=seed)
                                    if inputs.rejects or unreadable else (None, []))
     stats["rejects"] = reject_stats

@@ -1,12 +1,15 @@
-"""An OpenAI-compatible HTTP API for one local model: ``/v1/models``, ``/v1/chat/completions``, ``/v1/completions``.
+"""An OpenAI-compatible HTTP API for one local model: ``/v1/models`` (and ``/v1/models/{id}``),
+``/v1/chat/completions``, ``/v1/completions``.
 
 Concurrent requests share the model's forward passes (continuous batching): a single worker thread owns
 the model and a ``DecodeBatch`` of up to ``max_batch_size`` completions; each step runs one batched
 forward over all of them, new requests join between steps and finished or cancelled ones leave. Requests
 beyond the batch wait in arrival order; a full queue answers 429. Request handlers stay on the event loop
 and receive the worker's text deltas through an asyncio queue, so streaming, ``/v1/models`` and error
-answers never wait for the model. Every error is an OpenAI-style ``{"error": {"message", "type", "param",
-"code"}}`` with a 4xx status.
+answers never wait for the model; chat templates and tokenisation run in worker threads, so they never wait
+for a long prompt either. Abuse is refused before it costs: a body over the limit is dropped unparsed (413),
+a prompt too long in characters to fit the context is refused untokenised (400). Every error is an
+OpenAI-style ``{"error": {"message", "type", "param", "code"}}`` with a 4xx status.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from oidkit.serve.generation import (
@@ -41,6 +46,9 @@ DEFAULT_MAX_TOKENS = 512
 # Decoding on CPU is bound by reading the weights: a step over 8 rows costs ~1.3x one row's on SmolLM2-135M.
 # Rows cost memory: each holds a KV cache (46 KB per token on that model, 380 MB at its full 8k context).
 DEFAULT_MAX_BATCH_SIZE = 8
+# A prompt the context can hold is ~100 KB of JSON at most (8k tokens, \uXXXX escapes); 8 MB leaves room
+# for long message lists and images-as-text, and bounds what one request makes the server parse and keep.
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class APIError(Exception):
@@ -90,7 +98,7 @@ class SamplingRequest(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI; torch would raise beyond 2^64
     n: int = Field(1, ge=1, le=16)
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -196,16 +204,71 @@ class ModelWorker:
                     job.emit(None)
 
 
-def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-               max_queue: int = 64) -> FastAPI:
-    """The FastAPI application serving ``model`` under the name ``model_name``, decoding up to
-    ``max_batch_size`` completions together; ``app.state.worker`` is its ``ModelWorker``."""
-    app = FastAPI(title="oidkit OpenAI-compatible server")
-    # An answer must not depend on which other requests share its steps: a model whose rows interact decodes alone.
-    app.state.worker = worker = ModelWorker(model, max_batch_size if rows_independent(model) else 1, max_queue)
-    end_ids = end_token_ids(model, tokenizer)
-    context_length = int(getattr(model.config, "max_position_embeddings", 2048))
-    created = int(time.time())
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` is answered 413 before anything parses it.
+
+    The body is read here and handed on, so chunked uploads without a Content-Length are bounded too; past
+    the limit the rest is read and dropped (kept in memory it would be the attack), so the client, still
+    sending, gets its answer instead of a reset connection."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left before it finished sending
+                return
+            size += len(message.get("body", b""))
+            if size <= self.max_bytes:
+                chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        if size > self.max_bytes:
+            response = error_response(413, f"the request body is {size:,} bytes, over this server's limit of "
+                                      f"{self.max_bytes:,} bytes (oid serve --max-body-mb)",
+                                      code="request_too_large")
+            return await response(scope, receive, send)
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:  # the body once, then the connection's own messages (disconnect)
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def longest_token_chars(tokenizer: Any) -> int:
+    """The most characters of text one token can stand for: its vocabulary entry's length, as byte-level and
+    SentencePiece vocabularies spell every character with at least one symbol."""
+    return max(len(token) for token in tokenizer.get_vocab())
+
+
+@dataclass
+class Served:
+    """What the handlers share: the model's name and limits, its tokenizer and the worker that runs it."""
+
+    name: str
+    tokenizer: Any
+    worker: ModelWorker
+    end_ids: set[int]
+    context_length: int
+    max_prompt_chars: int  # a longer prompt cannot fit the context whatever it says: refused without tokenizing
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def card(self) -> dict:
+        return {"id": self.name, "object": "model", "created": self.created, "owned_by": "oidkit",
+                "context_length": self.context_length}
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error answered in OpenAI's shape: ours, pydantic's (400 naming the field), starlette's, crashes."""
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, error: APIError) -> JSONResponse:
@@ -228,140 +291,211 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: i
     async def server_error(request: Request, error: Exception) -> JSONResponse:
         return error_response(500, f"generation failed: {type(error).__name__}: {error}", type="server_error")
 
+
+def context_exceeded(served: Served, param: str, requested: str) -> APIError:
+    return APIError(400, f"This model's maximum context length is {served.context_length} tokens. However, you "
+                    f"requested {requested}. Shorten the {param} or max_tokens.", param=param,
+                    code="context_length_exceeded")
+
+
+def check_request(served: Served, request: SamplingRequest, texts: list[str], param: str) -> None:
+    """The checks that need no tokens: the model's name, and prompts too long in characters to fit the context."""
+    if request.model != served.name:
+        raise APIError(404, f"The model '{request.model}' does not exist; this server serves '{served.name}'",
+                       param="model", code="model_not_found")
+    chars = max(len(text) for text in texts)
+    if chars > served.max_prompt_chars:
+        raise context_exceeded(served, param, f"a {param} of {chars:,} characters, more than "
+                                              f"{served.max_prompt_chars:,} (what its tokens can hold at most)")
+
+
+async def tokenize(served: Served, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, in a worker thread: a long prompt must not stall the event loop."""
+    return await run_in_threadpool(lambda: [served.tokenizer(t, add_special_tokens=False)["input_ids"]
+                                            for t in texts])
+
+
+def sampling_params(served: Served, request: SamplingRequest, prompt_tokens: int, requested: int | None,
+                    param: str) -> SamplingParams:
+    room = served.context_length - prompt_tokens
+    if room <= 0 or (requested is not None and requested > room):
+        raise context_exceeded(served, param, f"{prompt_tokens + (requested or 0)} tokens ({prompt_tokens} in "
+                                              f"the {param}, {requested or 0} in the completion)")
+    stop = [s for s in ([request.stop] if isinstance(request.stop, str) else request.stop or []) if s]
+    return SamplingParams(max_tokens=requested or min(DEFAULT_MAX_TOKENS, room), temperature=request.temperature,
+                          top_p=request.top_p, stop=stop, seed=request.seed)
+
+
+async def job_deltas(job: Job) -> AsyncIterator[tuple[int, Delta]]:
+    while (event := await job.events.get()) is not None:
+        if isinstance(event, Exception):
+            raise event
+        yield event
+
+
+def total_usage(usage: dict) -> dict:
+    return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
+
+
+async def collect(job: Job, usage: dict, complete: Callable[[list[dict]], dict]) -> dict:
+    """The whole answer of a non-streaming request."""
+    texts = [""] * len(job.completions)
+    finishes: list[str | None] = [None] * len(texts)
+    async for index, delta in job_deltas(job):
+        texts[index] += delta.text
+        if delta.finish_reason:
+            finishes[index] = delta.finish_reason
+            usage["completion_tokens"] += delta.completion_tokens
+    return {**complete([{"index": i, "text": t, "finish_reason": f}
+                        for i, (t, f) in enumerate(zip(texts, finishes, strict=True))]), "usage": total_usage(usage)}
+
+
+async def answer_whole(job: Job, usage: dict, complete: Callable[[list[dict]], dict], http: Request) -> dict:
+    """The whole answer, unless the client leaves first (499): either way the worker drops what is left."""
+    answer, gone = asyncio.ensure_future(collect(job, usage, complete)), asyncio.ensure_future(disconnected(http))
+    try:
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        job.cancelled = True
+        gone.cancel()
+    if not answer.done():
+        answer.cancel()
+        raise APIError(499, "the client closed the request", code="client_closed_request")
+    return answer.result()
+
+
+async def server_sent_events(job: Job, usage: dict, chunk: Callable[[int, str | None, str | None], dict],
+                             include_usage: bool) -> AsyncIterator[str]:
+    """The answer as server-sent events: a first chunk per choice, its text deltas, its finish, then [DONE]."""
+    def event(data: dict) -> str:
+        return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+    started = set()
+    try:
+        async for index, delta in job_deltas(job):
+            if index not in started:
+                started.add(index)
+                yield event(chunk(index, None, None))
+            if delta.text:
+                yield event(chunk(index, delta.text, None))
+            if delta.finish_reason:
+                usage["completion_tokens"] += delta.completion_tokens
+                yield event(chunk(index, None, delta.finish_reason))
+    except Exception as e:  # the status line is sent already: report in the stream
+        yield event({"error": {"message": f"generation failed: {e}", "type": "server_error", "param": None,
+                               "code": None}})
+    finally:  # also runs when the client disconnects (starlette cancels or closes this generator)
+        job.cancelled = True
+    if include_usage:
+        yield event({**chunk(0, None, None), "choices": [], "usage": total_usage(usage)})
+    yield "data: [DONE]\n\n"
+
+
+async def generate(served: Served, prompts: list[list[int]], request: SamplingRequest, params: SamplingParams,
+                   chunk: Callable[[int, str | None, str | None], dict], complete: Callable[[list[dict]], dict],
+                   http: Request) -> Any:
+    """Queue ``request.n`` completions per prompt and answer them, whole or streamed."""
+    # Choice i of a prompt samples with seed + i: choice 0 is the n=1 answer, and every choice is
+    # reproducible whichever requests it shares the batch with.
+    job = served.worker.submit([Completion(served.tokenizer, prompt_ids, params, served.end_ids,
+                                           make_generator(None if params.seed is None else params.seed + i))
+                                for prompt_ids in prompts for i in range(request.n)])
+    usage = {"prompt_tokens": sum(len(p) for p in prompts), "completion_tokens": 0}
+    if not request.stream:
+        return await answer_whole(job, usage, complete, http)
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
+    return StreamingResponse(server_sent_events(job, usage, chunk, include_usage), media_type="text/event-stream")
+
+
+async def chat_completion(served: Served, request: ChatRequest, http: Request) -> Any:
+    if not served.tokenizer.chat_template:
+        raise APIError(400, f"model '{served.name}' has no chat template; use /v1/completions", param="messages")
+    check_request(served, request, ["".join(m.text() for m in request.messages)], "messages")
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                for m in request.messages]
+    text = await run_in_threadpool(served.tokenizer.apply_chat_template, messages, tokenize=False,
+                                   add_generation_prompt=True)
+    [prompt_ids] = await tokenize(served, [text])
+    params = sampling_params(served, request, len(prompt_ids), request.max_completion_tokens or request.max_tokens,
+                             "messages")
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served.name,
+            "system_fingerprint": None}
+
+    def chunk(index: int, text: str | None, finish: str | None) -> dict:
+        delta = {"role": "assistant", "content": ""} if text is None and finish is None else (
+            {"content": text} if text is not None else {})
+        return {**head, "object": "chat.completion.chunk",
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+    def complete(choices: list[dict]) -> dict:
+        return {**head, "object": "chat.completion", "choices": [
+            {"index": c["index"], "message": {"role": "assistant", "content": c["text"]},
+             "finish_reason": c["finish_reason"], "logprobs": None} for c in choices]}
+
+    return await generate(served, [prompt_ids], request, params, chunk, complete, http)
+
+
+async def text_completion(served: Served, request: CompletionRequest, http: Request) -> Any:
+    prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
+    if not prompts:
+        raise APIError(400, "prompt is an empty list", param="prompt")
+    check_request(served, request, prompts, "prompt")
+    prompt_ids = await tokenize(served, prompts)
+    params = sampling_params(served, request, max(len(p) for p in prompt_ids), request.max_tokens, "prompt")
+    head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served.name,
+            "object": "text_completion"}
+
+    def chunk(index: int, text: str | None, finish: str | None) -> dict:
+        return {**head, "choices": [{"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}]}
+
+    def complete(choices: list[dict]) -> dict:
+        return {**head, "choices": [{**c, "logprobs": None} for c in choices]}
+
+    return await generate(served, prompt_ids, request, params, chunk, complete, http)
+
+
+def add_routes(app: FastAPI, served: Served) -> None:
     @app.get("/v1/models")
     async def list_models() -> dict:
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
-                                            "owned_by": "oidkit", "context_length": context_length}]}
+        return {"object": "list", "data": [served.card()]}
 
-    def check(request: SamplingRequest, prompt_ids: list[int], requested: int | None, param: str) -> SamplingParams:
-        if request.model != model_name:
-            raise APIError(404, f"The model '{request.model}' does not exist; this server serves '{model_name}'",
+    @app.get("/v1/models/{model_id:path}")
+    async def retrieve_model(model_id: str) -> dict:
+        if model_id != served.name:
+            raise APIError(404, f"The model '{model_id}' does not exist; this server serves '{served.name}'",
                            param="model", code="model_not_found")
-        room = context_length - len(prompt_ids)
-        if room <= 0 or (requested is not None and requested > room):
-            raise APIError(400, f"This model's maximum context length is {context_length} tokens. However, you "
-                           f"requested {len(prompt_ids) + (requested or 0)} tokens ({len(prompt_ids)} in the "
-                           f"{param}, {requested or 0} in the completion). Shorten the {param} or max_tokens.",
-                           param=param, code="context_length_exceeded")
-        stop = [s for s in ([request.stop] if isinstance(request.stop, str) else request.stop or []) if s]
-        return SamplingParams(max_tokens=requested or min(DEFAULT_MAX_TOKENS, room), temperature=request.temperature,
-                              top_p=request.top_p, stop=stop, seed=request.seed)
-
-    async def run(prompts: list[list[int]], request: SamplingRequest, params: SamplingParams,
-                  chunk: Callable[[int, str | None, str | None], dict], complete: Callable[[list[dict]], dict],
-                  http: Request) -> Any:
-        # Choice i of a prompt samples with seed + i: choice 0 is the n=1 answer, and every choice is
-        # reproducible whichever requests it shares the batch with.
-        job = worker.submit([Completion(tokenizer, prompt_ids, params, end_ids,
-                                        make_generator(None if params.seed is None else params.seed + i))
-                             for prompt_ids in prompts for i in range(request.n)])
-        usage = {"prompt_tokens": sum(len(p) for p in prompts), "completion_tokens": 0}
-
-        async def deltas() -> AsyncIterator[tuple[int, Delta]]:
-            while (event := await job.events.get()) is not None:
-                if isinstance(event, Exception):
-                    raise event
-                yield event
-
-        def final_usage() -> dict:
-            return {**usage, "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
-
-        async def collect() -> dict:
-            texts = [""] * (len(prompts) * request.n)
-            finishes: list[str | None] = [None] * len(texts)
-            async for index, delta in deltas():
-                texts[index] += delta.text
-                if delta.finish_reason:
-                    finishes[index] = delta.finish_reason
-                    usage["completion_tokens"] += delta.completion_tokens
-            return {**complete([{"index": i, "text": t, "finish_reason": f}
-                                for i, (t, f) in enumerate(zip(texts, finishes, strict=True))]),
-                    "usage": final_usage()}
-
-        if not request.stream:
-            answer, gone = asyncio.ensure_future(collect()), asyncio.ensure_future(disconnected(http))
-            try:
-                await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
-            finally:  # the request is over (answered, or its client left): the worker drops what is left of it
-                job.cancelled = True
-                gone.cancel()
-            if not answer.done():
-                answer.cancel()
-                raise APIError(499, "the client closed the request", code="client_closed_request")
-            return answer.result()
-
-        async def sse() -> AsyncIterator[str]:
-            started = set()
-            try:
-                async for index, delta in deltas():
-                    if index not in started:
-                        started.add(index)
-                        yield f"data: {json.dumps(chunk(index, None, None), ensure_ascii=False)}\n\n"
-                    if delta.text:
-                        yield f"data: {json.dumps(chunk(index, delta.text, None), ensure_ascii=False)}\n\n"
-                    if delta.finish_reason:
-                        usage["completion_tokens"] += delta.completion_tokens
-                        yield f"data: {json.dumps(chunk(index, None, delta.finish_reason), ensure_ascii=False)}\n\n"
-            except Exception as e:  # the status line is sent already: report in the stream
-                error = {"message": f"generation failed: {e}", "type": "server_error", "param": None, "code": None}
-                yield f"data: {json.dumps({'error': error})}\n\n"
-            finally:  # also runs when the client disconnects (starlette cancels or closes this generator)
-                job.cancelled = True
-            if request.stream_options and request.stream_options.include_usage:
-                yield f"data: {json.dumps({**chunk(0, None, None), 'choices': [], 'usage': final_usage()})}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(sse(), media_type="text/event-stream")
+        return served.card()
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: ChatRequest, http: Request) -> Any:
-        if not tokenizer.chat_template:
-            raise APIError(400, f"model '{model_name}' has no chat template; use /v1/completions", param="messages")
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                    for m in request.messages]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        prompt_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        params = check(request, prompt_ids, request.max_completion_tokens or request.max_tokens, "messages")
-        reply_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        head = {"id": reply_id, "created": now, "model": model_name, "system_fingerprint": None}
-
-        def chunk(index: int, text: str | None, finish: str | None) -> dict:
-            delta = {"role": "assistant", "content": ""} if text is None and finish is None else (
-                {"content": text} if text is not None else {})
-            return {**head, "object": "chat.completion.chunk",
-                    "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]}
-
-        def complete(choices: list[dict]) -> dict:
-            return {**head, "object": "chat.completion", "choices": [
-                {"index": c["index"], "message": {"role": "assistant", "content": c["text"]},
-                 "finish_reason": c["finish_reason"], "logprobs": None} for c in choices]}
-
-        return await run([prompt_ids], request, params, chunk, complete, http)
+        return await chat_completion(served, request, http)
 
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest, http: Request) -> Any:
-        prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
-        if not prompts:
-            raise APIError(400, "prompt is an empty list", param="prompt")
-        prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-        params = check(request, max(prompt_ids, key=len), request.max_tokens, "prompt")
-        head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model_name,
-                "object": "text_completion"}
+        return await text_completion(served, request, http)
 
-        def chunk(index: int, text: str | None, finish: str | None) -> dict:
-            return {**head, "choices": [{"index": index, "text": text or "", "finish_reason": finish,
-                                         "logprobs": None}]}
 
-        def complete(choices: list[dict]) -> dict:
-            return {**head, "choices": [{**c, "logprobs": None} for c in choices]}
-
-        return await run(prompt_ids, request, params, chunk, complete, http)
-
+def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+               max_queue: int = 64, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """The FastAPI application serving ``model`` under the name ``model_name``, decoding up to
+    ``max_batch_size`` completions together and refusing bodies over ``max_body_bytes`` (413);
+    ``app.state.worker`` is its ``ModelWorker``."""
+    app = FastAPI(title="oidkit OpenAI-compatible server")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    # An answer must not depend on which other requests share its steps: a model whose rows interact decodes alone.
+    worker = ModelWorker(model, max_batch_size if rows_independent(model) else 1, max_queue)
+    context_length = int(getattr(model.config, "max_position_embeddings", 2048))
+    served = Served(model_name, tokenizer, worker, end_token_ids(model, tokenizer), context_length,
+                    context_length * longest_token_chars(tokenizer))
+    app.state.worker = worker
+    add_error_handlers(app)
+    add_routes(app, served)
     return app
 
 
 def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
-               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_queue: int = 64) -> None:
+               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_queue: int = 64,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
     """Load the model and serve it with uvicorn until interrupted."""
     import uvicorn
 
@@ -369,5 +503,5 @@ def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, 
 
     model, tokenizer = load_serving_model(name_or_path)
     app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_batch_size=max_batch_size,
-                     max_queue=max_queue)
+                     max_queue=max_queue, max_body_bytes=max_body_bytes)
     uvicorn.run(app, host=host, port=port, log_level="info")

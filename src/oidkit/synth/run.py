@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from oidkit.atomic import write_atomic
-from oidkit.errors import InputError
+from oidkit.errors import InputError, os_error_fix
 from oidkit.io import read_records, write_jsonl
 from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.models.backends import make_backend
@@ -97,7 +97,7 @@ def run_respond(data: str | Path, out_dir: str | Path, *, model: str, endpoint: 
 def run_annotate(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
                  rubric_file: str | Path | None = None, concurrency: int = 4) -> SynthResult:
     """Score every record with a judge model; scores land in ``meta.score`` for curation's ``min_score``."""
-    rubric = Path(rubric_file).read_text(encoding="utf-8") if rubric_file else DEFAULT_RUBRIC
+    rubric = read_rubric(rubric_file) if rubric_file else DEFAULT_RUBRIC
     name = Path(rubric_file).stem if rubric_file else "default"
     records, ingest_rejects = _read(data)
     backend = _backend(out_dir, model, endpoint, concurrency, data)
@@ -106,3 +106,15 @@ def run_annotate(data: str | Path, out_dir: str | Path, *, model: str, endpoint:
     write_outputs(out_dir, result, {"method": "annotate", "model": str(model), "endpoint": endpoint,
                                     "input": str(data), "rubric": name})
     return result
+
+
+def read_rubric(path: str | Path) -> str:
+    """The text of a rubric file, checked before any model is loaded or request sent."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise InputError(f"cannot read the --rubric file: {error.strerror}", file=str(path),
+                         hint=os_error_fix(error)) from None
+    except UnicodeDecodeError as error:
+        raise InputError("the --rubric file is not UTF-8 text", file=str(path), offset=error.start,
+                         hint="save it as UTF-8") from None

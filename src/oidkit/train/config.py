@@ -30,7 +30,7 @@ class Section(BaseModel):
 
 
 class ModelSection(Section):
-    name: str = Field(description="local folder, .gguf file, alias (oid models list) or hub id")
+    name: str = Field(description="local folder, .gguf file, alias (oid models list) or downloaded hub id")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     impl: Literal["transformers", "oidkit"] = Field(
         "transformers", description="transformers' model class, or our readable Llama (oidkit.models.llama; "
