@@ -64,7 +64,10 @@ def test_the_side_each_model_is_shown_on_is_random_across_prompts_and_stable_for
 
 
 def test_vote_round_trip_hides_names_until_the_vote_and_logs_who_and_when(arena):
-    client = TestClient(create_arena_app(arena, annotator="ana"))
+    # as the arena's own page: addressed as 127.0.0.1, its writes from that origin (the review app's guard)
+    client = TestClient(create_arena_app(arena, annotator="ana"), base_url="http://127.0.0.1",
+                        headers={"Origin": "http://127.0.0.1"})
+    assert TestClient(create_arena_app(arena)).get("/api/meta").status_code == 403  # another host name
     item = client.get("/api/next", params={"annotator": "ana"}).json()
     assert item["key"] == "held_out:p0" and item["position"] == 1 and item["total"] == 4 and item["voted"] == 0
     assert len(item["answers"]) == 2 and "base" not in json.dumps(item) and "tuned" not in json.dumps(item)
@@ -83,6 +86,10 @@ def test_vote_round_trip_hides_names_until_the_vote_and_logs_who_and_when(arena)
 
     assert client.post("/api/vote", json={"key": item["key"], "annotator": "ana", "choice": "C"}).status_code == 422
     assert client.post("/api/vote", json={"key": "nope", "annotator": "ana", "choice": "A"}).status_code == 404
+    seq = arena.log.seq
+    other_site = client.post("/api/vote", json={"key": item["key"], "annotator": "ana", "choice": "A"},
+                             headers={"Origin": "http://evil.example"})
+    assert other_site.status_code == 403 and arena.log.seq == seq  # no line written
     typed = client.post("/api/prompt", json={"annotator": "ana", "text": "你好，请介绍一下你自己。"}).json()
     assert typed["key"].startswith("typed:") and typed["prompt"][0]["content"] == "你好，请介绍一下你自己。"
     assert client.post("/api/vote", json={"key": typed["key"], "annotator": "ana", "choice": "tie"}).status_code == 200

@@ -7,7 +7,6 @@ import pytest
 
 from conftest import ROOT, serving
 from oidkit.serve.app import create_app
-from oidkit.serve.page import add_chat_page
 
 pytestmark = pytest.mark.browser
 
@@ -21,9 +20,7 @@ COUNT_UPDATES = """() => { window.__updates = 0; new MutationObserver(() => {
 @pytest.fixture
 def chat_page(chromium, tiny_model):
     model, tokenizer = tiny_model
-    app = create_app(model, tokenizer, "tiny")
-    add_chat_page(app)
-    with serving(app) as url:
+    with serving(create_app(model, tokenizer, "tiny")) as url:
         context = chromium.new_context(viewport={"width": 1280, "height": 760})
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
         page = context.new_page()

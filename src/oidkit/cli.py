@@ -854,7 +854,9 @@ def arena_command(
     limit: int = typer.Option(None, help="only the first N prompts of --prompts"),
     log: str = typer.Option(None, help="vote log (default: PROMPTS's name with .arena.jsonl, beside it)"),
     annotator: str = typer.Option(None, help="your name in the log (asked on the page when not given)"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on; other than loopback needs --token"),
     port: int = typer.Option(8766),
+    token: str = typer.Option(None, help="secret every request must carry (open the page with ?token=...)"),
     max_tokens: int = typer.Option(256, help="answer length"),
     temperature: float = typer.Option(0.0, help="0: greedy, the same answers after a restart"),
     endpoint_a: str = typer.Option(None, help="MODEL_A is served at this OpenAI-compatible URL"),
@@ -884,8 +886,9 @@ def arena_command(
         return
     from oidkit.review.arena import serve_arena
 
-    serve_arena(model_a, model_b, prompts=prompts, limit=limit, log_path=log, annotator=annotator, port=port,
-                max_tokens=max_tokens, temperature=temperature, endpoint_a=endpoint_a, endpoint_b=endpoint_b)
+    serve_arena(model_a, model_b, prompts=prompts, limit=limit, log_path=log, annotator=annotator, host=host,
+                port=port, token=token, max_tokens=max_tokens, temperature=temperature, endpoint_a=endpoint_a,
+                endpoint_b=endpoint_b)
 
 
 # --- synth -----------------------------------------------------------------------------------------

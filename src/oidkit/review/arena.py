@@ -17,17 +17,17 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from oidkit.core.stats import wilson_interval
+from oidkit.core.web import mount_static
 from oidkit.errors import ConfigError
 from oidkit.io import read_records
 from oidkit.models.backends import GenerationRequest
 from oidkit.review.agreement import pair_agreement
-from oidkit.review.app import LOCAL_HOSTS, SECURITY_HEADERS, STATIC
+from oidkit.review.app import LOCAL_HOSTS, STATIC, add_guard
 from oidkit.review.log import VOTES, ReviewLog
 
 MAX_PROMPT_CHARS = 20_000
@@ -201,21 +201,18 @@ class Typed(BaseModel):
     text: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
 
 
-def create_arena_app(arena: Arena, *, annotator: str | None = None) -> FastAPI:
-    """The arena page and its JSON API; answers come without model names until the vote."""
+def create_arena_app(arena: Arena, *, annotator: str | None = None, host: str = "127.0.0.1",
+                     token: str | None = None) -> FastAPI:
+    """The arena page and its JSON API; answers come without model names until the vote. The review app's
+    guard applies: only this server's host names, writes only from its own page, ``token`` when given."""
     app = FastAPI(title="oid arena", docs_url=None, redoc_url=None, openapi_url=None)
-
-    @app.middleware("http")
-    async def headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        return response
+    add_guard(app, host, token)
 
     @app.get("/")
     def page() -> FileResponse:
         return FileResponse(STATIC / "arena.html")
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    mount_static(app, STATIC)
 
     @app.get("/api/meta")
     def meta() -> dict:
@@ -259,7 +256,7 @@ def default_arena_log(prompts: str | None) -> Path:
 
 def serve_arena(model_a: str, model_b: str, *, prompts: str | None = None, limit: int | None = None,
                 log_path: str | None = None, annotator: str | None = None, host: str = "127.0.0.1",
-                port: int = 8766, max_tokens: int = 256, temperature: float = 0.0,
+                port: int = 8766, token: str | None = None, max_tokens: int = 256, temperature: float = 0.0,
                 endpoint_a: str | None = None, endpoint_b: str | None = None) -> None:
     """Load both models, then serve the arena page until interrupted."""
     import uvicorn
@@ -270,17 +267,19 @@ def serve_arena(model_a: str, model_b: str, *, prompts: str | None = None, limit
         raise ConfigError(f"both models are {model_a!r}: give two different models (e.g. base and tuned)")
     names = [model_a, model_b] if model_a != model_b else [f"{model_a} at {endpoint_a or 'local'}",
                                                            f"{model_b} at {endpoint_b or 'local'}"]
-    if host not in LOCAL_HOSTS:
-        raise ConfigError(f"--host {host}: the arena has no login; keep the default --host 127.0.0.1 (annotators on "
-                          "other machines can use an SSH tunnel)")
+    if host not in LOCAL_HOSTS and not token:
+        raise ConfigError(f"--host {host} makes the arena reachable from other machines: give --token SECRET "
+                          "(every request without it gets 401), or keep the default --host 127.0.0.1")
     loaded = load_prompts(prompts, limit=limit) if prompts else []
     backends = {names[0]: make_backend(model_a, endpoint_a), names[1]: make_backend(model_b, endpoint_b)}
     log = ReviewLog(log_path or default_arena_log(prompts))
     arena = Arena(backends, loaded, log, params={"max_tokens": max_tokens, "temperature": temperature})
     print(f"arena: {len(loaded):,} prompts; log {log.path} ({len(arena_report(log)['pairs'])} model pair(s) voted "
           f"so far)")
-    print(f"open http://localhost:{port}/  (Ctrl+C to stop)", flush=True)
+    suffix = f"/?token={token}" if token else "/"
+    print(f"open http://{'localhost' if host in LOCAL_HOSTS else host}:{port}{suffix}  (Ctrl+C to stop)", flush=True)
     try:
-        uvicorn.run(create_arena_app(arena, annotator=annotator), host=host, port=port, log_level="warning")
+        uvicorn.run(create_arena_app(arena, annotator=annotator, host=host, token=token), host=host, port=port,
+                    log_level="warning")
     finally:
         log.close()

@@ -1,5 +1,5 @@
 """An OpenAI-compatible HTTP API for one local model: ``/v1/models`` (and ``/v1/models/{id}``),
-``/v1/chat/completions``, ``/v1/completions``.
+``/v1/chat/completions``, ``/v1/completions``; and a chat page at ``/`` (``page.py``).
 
 Concurrent requests share the model's forward passes (continuous batching): a single worker thread owns
 the model and a ``DecodeBatch`` of up to ``max_batch_size`` completions; each step runs one batched
@@ -41,6 +41,7 @@ from oidkit.serve.generation import (
     make_generator,
     rows_independent,
 )
+from oidkit.serve.page import add_chat_page
 
 DEFAULT_MAX_TOKENS = 512
 # Decoding on CPU is bound by reading the weights: a step over 8 rows costs ~1.3x one row's on SmolLM2-135M.
@@ -490,6 +491,7 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: i
     app.state.worker = worker
     add_error_handlers(app)
     add_routes(app, served)
+    add_chat_page(app)
     return app
 
 
