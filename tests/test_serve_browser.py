@@ -36,7 +36,7 @@ def settings(page, **values):
         page.fill(f"#settings [name={name}]", str(value))
 
 
-def test_chat_page_streams_an_answer_copies_it_and_regenerates(chat_page):
+def test_chat_page_streams_an_answer_copies_it_and_regenerates(chat_page, tmp_path):
     page, url = chat_page
     headers = httpx.get(url).headers
     assert "script-src 'self'" in headers["content-security-policy"]
@@ -55,7 +55,7 @@ def test_chat_page_streams_an_answer_copies_it_and_regenerates(chat_page):
                      {"role": "user", "content": "你好！用一句话介绍你自己。"}]}).json()["choices"][0]["message"]
     page.click("#messages .turn.assistant .copy")
     assert page.evaluate("navigator.clipboard.readText()") == expected["content"] != ""
-    page.screenshot(path=str(ROOT / "docs" / "img" / "serve-chat.png"))
+    page.screenshot(path=str(tmp_path / "chat.png"))
 
     settings(page, seed=8)
     page.click("#messages .turn.assistant .regenerate")
@@ -83,3 +83,32 @@ def test_hostile_text_shows_literally_and_a_server_error_is_shown(chat_page):
     page.click("#send")
     page.wait_for_selector("#messages .turn.error")
     assert "maximum context length" in page.locator("#messages .turn.error").inner_text()
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_chat_page_with_the_real_smollm2_in_english_and_chinese(chromium, smollm2_model_dir):
+    """SmolLM2-135M-Instruct answering on the page (the screenshot in docs/serve.md); its template has no
+    tools, so a request with tools is a 400 that says so."""
+    from oidkit.models import load_model
+
+    model, tokenizer = load_model(smollm2_model_dir)
+    with serving(create_app(model, tokenizer, "smollm2-135m-instruct")) as url:
+        refused = httpx.post(f"{url}/v1/chat/completions", json={
+            "model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "Weather in Paris?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]})
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "tools_not_supported"
+        context = chromium.new_context(viewport={"width": 1280, "height": 760})
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        settings(page, system="You are a helpful assistant.", temperature=0, max_tokens=60)
+        questions = ["What is the capital of France? Answer in one sentence.", "你好！请用中文回答：1+1等于几？"]
+        for n, question in enumerate(questions):
+            page.fill("#ask-form textarea", question)
+            page.keyboard.press("Enter")
+            page.wait_for_selector(f"#messages .turn.assistant >> nth={n} >> .copy")
+        answers = page.locator("#messages .turn.assistant .content").all_inner_texts()
+        assert "Paris" in answers[0] and all(a.strip() for a in answers)
+        page.screenshot(path=str(ROOT / "docs" / "img" / "serve-chat.png"))
+        context.close()
