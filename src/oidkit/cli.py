@@ -586,9 +586,12 @@ def serve_command(
     max_body_mb: float = typer.Option(8.0, min=0.001, help="request bodies over this many MB are answered 413"),
     quantize: Quantize = typer.Option(None, help=QUANTIZE_HELP),
 ) -> None:
-    """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions.
+    """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions,
+    and a chat page in the browser at / (streaming, system prompt, temperature, copy, regenerate).
 
     Concurrent requests are batched: each forward pass decodes the next token of every running completion.
+    Chat takes tools/tool_choice (templates that read tools; calls parsed back into tool_calls) and
+    logprobs/top_logprobs.
 
     Example:  oid serve demo-out/tuned --port 8000 &   then   oid ask "What is 2+2?" --port 8000
               oid serve smollm2-135m-instruct --quantize int8 --max-batch-size 4
