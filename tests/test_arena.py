@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import orjson
 import pytest
@@ -80,6 +81,10 @@ def test_vote_round_trip_hides_names_until_the_vote_and_logs_who_and_when(arena)
     assert line["annotator"] == "ana" and line["winner"] == shown[1] and line["choice"] == "B"
     assert line["answers"] == item["answers"] and line["note"] == "clearer" and line["time"].startswith("20")
 
+    deadline = time.monotonic() + 60  # the next prompt's answers are generated while ana reads and votes
+    while "held_out:p1" not in arena.answers and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "held_out:p1" in arena.answers
     following = client.get("/api/next", params={"annotator": "ana", "after": item["key"]}).json()
     assert following["key"] == "held_out:p1" and following["voted"] == 1
     assert client.get("/api/next", params={"annotator": "bob"}).json()["key"] == "held_out:p0"  # bob has not voted

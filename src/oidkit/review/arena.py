@@ -9,6 +9,7 @@ into win rates with Wilson 95% intervals and the agreement of annotators who vot
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections import Counter
@@ -95,6 +96,19 @@ class Arena:
                     texts.append(generation.text.strip())
                 self.answers[prompt.key] = texts
             return self.answers[prompt.key]
+
+    def prefetch(self, annotator: str, after: str) -> None:
+        """Generate the annotator's next answers in the background while they read and vote (on a CPU a pair
+        of answers can take minutes); a failure there is reported when that prompt is asked for."""
+        upcoming = self.next_prompt(annotator, after)
+        if upcoming is None or upcoming.key == after or upcoming.key in self.answers:
+            return
+
+        def work() -> None:
+            with contextlib.suppress(HTTPException):
+                self.answers_for(upcoming)
+
+        threading.Thread(target=work, daemon=True, name="arena-prefetch").start()
 
     def shown(self, key: str, annotator: str) -> list[int]:
         """Indexes into ``self.names`` of the models shown as A and B."""
@@ -224,7 +238,9 @@ def create_arena_app(arena: Arena, *, annotator: str | None = None, host: str = 
         prompt = arena.next_prompt(annotator, after)
         if prompt is None:
             return {"done": True, "total": len(arena.order)}
-        return arena.item(prompt, annotator)
+        item = arena.item(prompt, annotator)
+        arena.prefetch(annotator, prompt.key)
+        return item
 
     @app.post("/api/prompt")
     def typed(body: Typed) -> dict:
