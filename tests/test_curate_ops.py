@@ -372,3 +372,18 @@ def test_registry_has_every_operator_of_the_issue():
     operator_class("normalise")  # loads the registry
     assert {"normalise", "language", "heuristics", "exact_dedup", "near_dedup", "decontaminate", "pii", "mix",
             "split"} <= set(REGISTRY)
+
+
+def test_decontaminate_skips_a_missing_benchmark_with_a_note_unless_required(tmp_path, monkeypatch):
+    from oidkit.errors import ConfigError
+
+    monkeypatch.setenv("OIDKIT_SHARED_DATA", str(tmp_path / "empty"))
+    (tmp_path / "bench.jsonl").write_text(json_line({"question": "one two three four five"}), encoding="utf-8")
+    mine = {"name": "mine", "path": str(tmp_path / "bench.jsonl"), "fields": ["question"]}
+    op = build("decontaminate", benchmarks=["gsm8k", mine], ngram=5)
+    [note] = op.notes
+    assert note.startswith(f"benchmark gsm8k skipped: no file at {tmp_path / 'empty' / 'gsm8k_test.jsonl'}")
+    assert "OIDKIT_SHARED_DATA" in note and "required: true" in note
+    assert not op.keep(chat("please: one two three four five", "ok"))[0]  # the sets found still work
+    with pytest.raises(ConfigError, match="benchmark gsm8k: no file at"):
+        build("decontaminate", benchmarks=["gsm8k", mine], required=True)

@@ -121,6 +121,20 @@ def test_language_step_stamps_kept_records_with_their_language(tmp_path):
     assert stats["operators"][0]["modified"] == 3
 
 
+def test_recipe_input_reads_other_field_names_through_a_column_mapping(tmp_path):
+    rows = [{"fname": f"d{i}", "dialogue": f"#Person1#: shall we meet at {i} o'clock? #Person2#: yes, see you.",
+             "summary": f"They agree to meet at {i}."} for i in range(3)]
+    (tmp_path / "in.jsonl").write_text("".join(repr(row) + "\n" for row in rows))  # Python literals, as DialogSum
+    spec = {"paths": [str(tmp_path / "in.jsonl")], "python_literals": True,
+            "columns": {"prompt": "dialogue", "response": "summary"}}
+    recipe = load_recipe(base={"input": spec, "output": str(tmp_path / "out"), "steps": [{"op": "exact_dedup"}]})
+    stats = run_recipe(recipe)
+    kept = list(read_jsonl(tmp_path / "out" / "kept.jsonl"))
+    assert stats["output"]["records"] == 3 and not (tmp_path / "out" / "ingest_rejects.jsonl").exists()
+    assert [(r["messages"][1]["content"], r["meta"]["fname"]) for r in kept] == [
+        (row["summary"], row["fname"]) for row in rows]
+
+
 def test_finished_run_is_a_no_op_and_changes_rerun(crafted_input, tmp_path):
     out = tmp_path / "out"
     first = run(crafted_input, out, steps=ALL_STEPS[:2])

@@ -10,7 +10,7 @@ import torch
 
 from oidkit.core.chat import encode_record
 from oidkit.errors import InputError
-from oidkit.evaluate.choice import ChoiceExample, continuation_logprobs, evaluate_choices
+from oidkit.evaluate.choice import LETTERS, ChoiceExample, build_prompt, continuation_logprobs, evaluate_choices
 from oidkit.evaluate.judge import pairwise, parse_verdict
 from oidkit.evaluate.perplexity import perplexity
 from oidkit.evaluate.run import EvalOptions, compare_models, write_report
@@ -82,6 +82,73 @@ def test_multiple_choice_picks_the_most_likely_letter(tiny):
     assert len({e["predicted"] for e in result["examples"]}) == 1
     assert result["metrics"]["accuracy"] == 0.25
     assert result["metrics"]["ci95_low"] < 0.25 < result["metrics"]["ci95_high"]
+
+
+def per_option_scores(model, tokenizer, examples):
+    """The reference: every option's whole prompt + letter run through the model, one padded batch each."""
+    scores = []
+    for example in examples:
+        space = "" if any("\u4e00" <= c <= "\u9fff" for c in example.question) else " "
+        letters = [space + LETTERS[i] for i in range(len(example.choices))]
+        scores.append(continuation_logprobs(model, tokenizer, build_prompt(example), letters))
+    return scores
+
+
+def scored_tokens_per_call(model):
+    """A forward pre-hook that records how many tokens each call runs; returns the list and the handle."""
+    seen = []
+    handle = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["input_ids"].shape[1]),
+                                             with_kwargs=True)
+    return seen, handle
+
+
+def test_one_pass_with_the_shared_prefix_gives_the_per_option_logprobs(tiny):
+    model, tokenizer = tiny
+    shots = [ChoiceExample(f"s{i}", f"Shot question {i}?", ["one", "two", "three", "four"], i % 4) for i in range(3)]
+    english = [ChoiceExample(f"e{i}", f"What is {i} plus {i}?", ["0", str(2 * i), "7", "9"], 1, "math", shots)
+               for i in range(3)]
+    chinese_shots = [ChoiceExample("z", "你好吗？", ["好", "不好", "还行", "很好"], 0)]
+    chinese = [ChoiceExample(f"c{i}", f"大型语言模型{i}？", ["甲", "乙", "丙", "丁"], i, "营养学", chinese_shots)
+               for i in range(3)]
+    examples = english + chinese
+    seen, handle = scored_tokens_per_call(model)
+    try:
+        result = evaluate_choices(model, tokenizer, examples)
+    finally:
+        handle.remove()
+    expected = per_option_scores(model, tokenizer, examples)
+    for row, reference in zip(result["examples"], expected, strict=True):
+        assert row["logprobs"] == pytest.approx(reference, abs=1e-5)
+        assert row["predicted"] == LETTERS[max(range(4), key=reference.__getitem__)]
+    # one call per question; after the first Chinese question (its letter is one token after "答案是："), the
+    # next ones of the subject run only their own tokens. The tiny tokenizer splits " A" in two, so the English
+    # ones take the per-option batch: each runs its whole prompt plus the letter's two tokens
+    prompt_lengths = [len(tokenizer(build_prompt(e), add_special_tokens=False)["input_ids"]) for e in examples]
+    assert seen[:3] == [n + 2 for n in prompt_lengths[:3]]
+    assert seen[3] == prompt_lengths[3] and all(seen[i] < prompt_lengths[i] / 2 for i in (4, 5))
+
+
+def test_cmmlu_prompts_name_the_subject_in_chinese(shared_data, tmp_path):
+    nutrition = load_task(shared_data / "cmmlu" / "test" / "nutrition.csv", limit=1, shots=1).examples[0]
+    assert build_prompt(nutrition).startswith("以下是关于营养学的单项选择题，请直接给出正确答案的选项。\n\n题目：")
+    own = tmp_path / "test" / "my_quiz.csv"
+    own.parent.mkdir()
+    own.write_text(",Question,A,B,C,D,Answer\n0,一加一？,1,2,3,4,B\n", encoding="utf-8")
+    assert build_prompt(load_task(own).examples[0]).startswith("以下是关于my quiz的单项选择题")
+
+
+@pytest.mark.real
+def test_smollm2_cmmlu_one_pass_equals_per_option_scoring(smollm2_gguf, shared_data):
+    examples = load_task(shared_data / "cmmlu" / "test" / "computer_science.csv", limit=3).examples
+    # float64 shows the two computations are the same; in float32 ~550-token prompts of different lengths
+    # (prompt vs prompt + letter) round differently, by up to 3e-5 (measured), so there: the same choices
+    for dtype, tolerance in (("float64", 1e-6), ("float32", 1e-4)):
+        model, tokenizer = load_model("smollm2-135m-instruct", dtype=dtype)
+        result = evaluate_choices(model, tokenizer, examples)
+        expected = per_option_scores(model, tokenizer, examples)
+        for row, reference in zip(result["examples"], expected, strict=True):
+            assert row["logprobs"] == pytest.approx(reference, abs=tolerance)
+            assert row["predicted"] == LETTERS[max(range(4), key=reference.__getitem__)]
 
 
 def test_tasks_are_detected_from_the_real_files(shared_data):

@@ -115,16 +115,14 @@ def chat(user: str, assistant: str) -> dict:
 
 
 def test_inspect_counts_languages_by_the_one_rule(tmp_path):
-    # The answer's language wins (oidkit.core.language): this answer alone reads as wuu, so the record does too,
-    # as curate's language step and the report say.
+    # The answer's language wins (oidkit.core.language), as curate's language step and the report say. This
+    # answer alone reads as Wu Chinese in py3langid: plain written Chinese, counted as zh.
     wuu = chat("请用三句话介绍一下长城的历史。", "长城始建于春秋战国时期，秦朝统一后连接成万里长城，明朝又大规模重修。")
     zh = chat("请用三句话介绍一下长城的历史。",
               "长城是中国古代的军事防御工程，始建于春秋战国时期，秦朝统一后连接成万里长城。")
     en = chat("Please describe the history of the Great Wall.", "It was begun in the Warring States period.")
     result = runner.invoke(app, ["inspect", write_jsonl(tmp_path / "in.jsonl", [zh, en, zh, wuu]), "--json"])
-    assert json.loads(result.stdout)["languages"] == {"zh": 2, "en": 1, "wuu": 1}
-
-
+    assert json.loads(result.stdout)["languages"] == {"zh": 3, "en": 1}
 def test_convert_allow_keeps_non_alternating_conversations(tmp_path):
     starts_with_answer = {"conversations": [{"from": "gpt", "value": "part 2"}, {"from": "human", "value": "more"},
                                             {"from": "gpt", "value": "ok"}]}

@@ -217,14 +217,14 @@ def test_unknown_format_names_the_keys_and_suggests_format(tmp_path):
 
 
 
-def test_empty_shards_are_skipped_and_a_single_json_document_is_explained(tmp_path):
+def test_empty_shards_are_skipped_and_an_ambiguous_json_document_is_explained(tmp_path):
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "a.jsonl").write_text("")
     _jsonl(tmp_path / "shards", ROWS[:1], name="b.jsonl")
     assert contents(read_records(tmp_path / "shards")) == EXPECTED[:2]
     wrapped = tmp_path / "wrapped.json"
-    wrapped.write_text(json.dumps({"data": ROWS}, indent=2))
-    with pytest.raises(InputError, match="single JSON document"):
+    wrapped.write_text(json.dumps({"train": ROWS, "test": ROWS}, indent=2))
+    with pytest.raises(InputError, match="--field KEY"):
         list(read_records(wrapped))
 
 

@@ -189,6 +189,32 @@ def test_atomic_path_leaves_the_old_file_on_failure_and_cleans_killed_leftovers(
     assert target.read_text() == "new" and not leftover.exists()
 
 
+def test_devices_pipes_and_links_are_written_through_not_replaced(data, tmp_path):
+    """Renaming a finished file onto /dev/full once replaced the device node with a regular file."""
+    import stat
+
+    result = oid("convert", data, "/dev/full", "--to", "jsonl")
+    assert result.returncode == 2 and "No space left on device" in result.stderr
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    with atomic_path("/dev/null") as target:
+        assert target == Path("/dev/null")
+        target.write_text("x")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    assert oid("convert", data, fifo, "--to", "jsonl").returncode == 0
+    piped = reader.communicate(timeout=30)[0]
+    assert oid("convert", data, tmp_path / "file.jsonl").returncode == 0
+    assert piped == (tmp_path / "file.jsonl").read_bytes() != b""
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    real, link = tmp_path / "real.jsonl", tmp_path / "link.jsonl"
+    real.write_text("old\n")
+    link.symlink_to(real)
+    assert oid("convert", data, link).returncode == 0
+    assert link.is_symlink() and real.read_bytes() == link.read_bytes() != b"old\n"
+
+
 def test_atomic_folder_replaces_a_folder_only_when_complete(tmp_path):
     folder = tmp_path / "model"
     with atomic_folder(folder) as temp:

@@ -197,9 +197,28 @@ def test_curate_folder_gives_funnel_rejects_and_card(curate_folder, tmp_path):
     front = yaml.safe_load(card.split("---\n")[1])
     assert front["license"] == "cc-by-4.0" and front["language"] == ["en"] and front["pretty_name"] == "Dragons"
     assert front["size_categories"] == ["n<1K"]
-    assert front["configs"][0]["data_files"][0]["path"] == "kept.jsonl"
+    assert front["configs"][0]["data_files"][0]["path"] == "data/kept.jsonl"
     assert "- op: exact_dedup" in card and "| heuristics | 20 | 17 | 3 | too_short: 3 |" in card
     assert "not deduplicated" not in card and "not scrubbed" in card
+
+
+def test_the_card_folder_loads_with_datasets_and_shows_skipped_work(curate_folder, tmp_path):
+    """The card sits beside the data it describes: `datasets.load_dataset(report folder)` gives the kept records."""
+    datasets = pytest.importorskip("datasets")
+    stats = orjson.loads((curate_folder / "stats.json").read_bytes())
+    stats["operators"][1]["notes"] = ["benchmark gsm8k skipped: no file at /nowhere/gsm8k_test.jsonl"]
+    (curate_folder / "stats.json").write_bytes(orjson.dumps(stats))
+    out = tmp_path / "report"
+    build_report(curate_folder, out)
+    kept = curate_folder / "kept.jsonl"
+    assert (out / "data" / "kept.jsonl").samefile(kept) and kept.stat().st_nlink == 2  # linked, not copied
+    loaded = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf-cache"))  # not ~/.cache
+    assert loaded["id"] == [orjson.loads(line)["id"] for line in kept.open("rb")]
+    card = (out / "README.md").read_text()
+    assert "exact_dedup: benchmark gsm8k skipped: no file at /nowhere/gsm8k_test.jsonl" in card
+    assert "benchmark gsm8k skipped: no file at /nowhere" in (out / "report.html").read_text()
+    build_report(curate_folder, out)  # again: the link is reused, not doubled
+    assert kept.stat().st_nlink == 2
 
 
 def test_funnel_rebuilt_from_rejects_alone(curate_folder, tmp_path):
@@ -256,7 +275,8 @@ def test_cli_report_and_errors(curate_folder, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["report", str(curate_folder), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.html", "README.md", "stats.json", "figures"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"report.html", "README.md", "stats.json", "figures",
+                                                             "data"}
     with pytest.raises(ConfigError, match="holds the input"):
         build_report(curate_folder, curate_folder)
     with pytest.raises(InputError, match="not found"):

@@ -13,12 +13,30 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from oidkit.errors import ConfigError
 
 TEMP_MARK = ".tmp-"
+
+
+def writes_in_place(path: Path) -> bool:
+    """Whether ``path`` is a device, pipe or socket (``/dev/stdout``, ``/dev/null``, a named pipe): such an
+    output is written to directly, since renaming a file onto it would replace the device node itself."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def rename_target(path: str | Path) -> Path:
+    """The name a finished output is renamed onto: ``path``, or the file a symbolic link there points to
+    (renaming onto the link would replace the link instead of the file the user named through it)."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path
 
 
 def temp_path(path: Path) -> Path:
@@ -63,8 +81,12 @@ def fsync(path: Path) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write; on success it is synced and renamed onto ``path``,
-    on an exception it is removed and ``path`` is left as it was."""
-    path = Path(path)
+    on an exception it is removed and ``path`` is left as it was. A device or pipe is yielded as it is
+    (see :func:`writes_in_place`); a symbolic link is followed, so the file it points to is replaced."""
+    path = rename_target(path)
+    if writes_in_place(path):
+        yield path
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
     temp = temp_path(path)

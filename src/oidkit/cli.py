@@ -80,6 +80,13 @@ def version() -> None:
 FORMAT_HELP = ("force the input format instead of detecting it: canonical, sharegpt, openai, alpaca, dolly, "
                "prompt_completion, oasst (message rows), oasst_tree")
 ROLE_MAP_HELP = "extra role name mapping NAME=ROLE (repeatable), e.g. --role-map narrator=system"
+COLUMNS_HELP = ("map the fields of a file no known format names, LLaMA-Factory's column/tag names: "
+                "prompt=question,response=answer[,query=,system=,history=] or messages=turns,role=speaker,"
+                "content=utterance,user_tag=USER,assistant_tag=SYSTEM; or a YAML/JSON file holding such an entry; "
+                "or dataset_info.json#NAME")
+FIELD_HELP = ("the key of a JSON object that holds the rows, e.g. data (a.b for nested keys); found alone when "
+              "only one key holds rows")
+LITERALS_HELP = "read JSONL lines written as Python dicts ({'a': 1}) with ast.literal_eval (safe: runs no code)"
 ALLOW_HELP = ("accept this conversation problem instead of rejecting (repeatable), e.g. --allow no_assistant_turn "
               "for instruction-only data a model will answer")
 
@@ -120,6 +127,13 @@ def byte_progress(inputs: str, label: str) -> tuple:
     return byte_bar(label, input_bytes(inputs), console)
 
 
+def print_notes(summary: dict) -> None:
+    """How a file was read when it took a guess, e.g. which key of a JSON object held the rows."""
+    for f in summary["files"]:
+        if f.get("note"):
+            console.print(f"  note: {f['file']}: {f['note']}")
+
+
 def print_rejected(summary: dict) -> None:
     """One line per reject reason with its count and meaning, then one per repair."""
     from oidkit.io import INGEST_REASONS
@@ -147,11 +161,17 @@ def convert_command(
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
     repair: str = typer.Option("rejoin,drop_leading_assistant,merge_consecutive", "--repair", help=REPAIR_HELP),
     no_repair: bool = typer.Option(False, "--no-repair", help=NO_REPAIR_HELP),
+    columns: str = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    field: str = typer.Option(None, "--field", help=FIELD_HELP),
+    python_literals: bool = typer.Option(False, "--python-literals", help=LITERALS_HELP),
+    dataset_info: bool = typer.Option(False, "--dataset-info", help="also write OUT's entry in the dataset_info.json "
+                                      "beside it, so llamafactory-cli train reads OUT as is (alpaca/sharegpt/openai)"),
 ) -> None:
     """Convert between formats through the canonical record; bad rows go to a rejects file.
 
     Input formats are detected from content (Alpaca, ShareGPT, OpenAI chat, Dolly, OASST, prompt/completion,
-    canonical) in JSON, JSONL, CSV, Parquet or a `datasets` save_to_disk folder, plain or .gz/.zst.
+    canonical) in JSON, JSONL, CSV, Parquet or a `datasets` save_to_disk folder, plain or .gz/.zst, alone or in
+    a .zip; other field names are mapped with --columns.
 
     Examples:
 
@@ -163,6 +183,8 @@ def convert_command(
 
       oid convert ShareGPT_V3_unfiltered_cleaned_split.json demo-out/raw.parquet --salvage --no-repair
 
+      oid convert qa.csv demo-out/qa.alpaca.json --columns prompt=question,response=answer --dataset-info
+
     Split conversations (ShareGPT's ID_0, ID_1, ... chunks) are repaired by default: rejoined, leading
     assistant turns of orphan chunks dropped, consecutive same-role turns merged; each repair is counted
     and recorded in meta.repairs. Content given as parts (text, image_url, input_audio, reasoning) is read.
@@ -173,16 +195,21 @@ def convert_command(
     with bar:
         summary = convert(inputs, out, in_format=format, out_format=to, shard_size=shard_size, salvage=salvage,
                           strict=strict, role_map=parse_role_map(role_map), rejects=rejects, on_progress=advance,
-                          allow=allow or (), repairs=repairs_option(repair, no_repair))
+                          allow=allow or (), repairs=repairs_option(repair, no_repair),
+                          columns=columns, field=field, python_literals=python_literals,
+                          dataset_info=dataset_info)
     formats = ", ".join(sorted({f["format"] for f in summary["files"] if f["format"]})) or "empty"
     console.print(f"read {summary['rows']:,} rows from {len(summary['files'])} file(s) ({formats}); "
                   f"wrote [bold green]{summary['written']:,}[/] records in {summary['seconds']:.1f} s")
+    print_notes(summary)
     print_rejected(summary)
     if summary["unreadable_bytes"]:
         console.print(f"  unreadable bytes (truncated input): {summary['unreadable_bytes']:,}")
     for path in summary["outputs"]:
         console.print(f"  -> {path}")
     console.print(f"  rejects ({sum(summary['rejected'].values()):,}) -> {summary['rejects_file']}")
+    if summary["dataset_info"]:
+        console.print(f"  LLaMA-Factory entry -> {summary['dataset_info']}")
 
 
 @app.command("inspect")
@@ -197,6 +224,9 @@ def inspect_command(
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
     repair: str = typer.Option("rejoin,drop_leading_assistant,merge_consecutive", "--repair", help=REPAIR_HELP),
     no_repair: bool = typer.Option(False, "--no-repair", help=NO_REPAIR_HELP),
+    columns: str = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    field: str = typer.Option(None, "--field", help=FIELD_HELP),
+    python_literals: bool = typer.Option(False, "--python-literals", help=LITERALS_HELP),
 ) -> None:
     """Detected format, record and turn counts, roles, languages, example records and problems.
 
@@ -211,7 +241,9 @@ def inspect_command(
     bar, advance = byte_progress(inputs, "inspecting")
     with bar:
         summary = inspect(inputs, format=format, salvage=salvage, samples=samples, role_map=parse_role_map(role_map),
-                          on_progress=advance, allow=allow or (), repairs=repairs_option(repair, no_repair))
+                          on_progress=advance, allow=allow or (), repairs=repairs_option(repair, no_repair),
+                          columns=columns, field=field,
+                          python_literals=python_literals)
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
         return
@@ -220,6 +252,7 @@ def inspect_command(
     for f in summary["files"]:
         files.add_row(f["file"], f["container"], f["format"])
     out.print(files)
+    print_notes(summary)
     counts = Table("what", "count", "meaning", title="counts")
     counts.add_row("rows read", f"{summary['rows']:,}", "rows of the input (a cut tail counts as one, rejected)")
     counts.add_row("valid records", f"{summary['records']:,}", "well-formed conversations")
@@ -255,6 +288,9 @@ def validate_command(
     allow: list[str] = typer.Option(None, "--allow", help=ALLOW_HELP),
     repair: str = typer.Option("rejoin,drop_leading_assistant,merge_consecutive", "--repair", help=REPAIR_HELP),
     no_repair: bool = typer.Option(False, "--no-repair", help=NO_REPAIR_HELP),
+    columns: str = typer.Option(None, "--columns", help=COLUMNS_HELP),
+    field: str = typer.Option(None, "--field", help=FIELD_HELP),
+    python_literals: bool = typer.Option(False, "--python-literals", help=LITERALS_HELP),
 ) -> None:
     """List every problem with its file, line, byte offset and record index; exit 1 if there is any.
 
@@ -265,7 +301,9 @@ def validate_command(
     bar, advance = byte_progress(inputs, "validating")
     with bar:
         summary = validate(inputs, format=format, role_map=parse_role_map(role_map), max_listed=max_listed,
-                           on_progress=advance, allow=allow or (), repairs=repairs_option(repair, no_repair))
+                           on_progress=advance, allow=allow or (), repairs=repairs_option(repair, no_repair),
+                           columns=columns, field=field,
+                           python_literals=python_literals)
     for p in summary["problems"]:
         where = ", ".join(f"{k} {p[k]}" for k in ("line", "offset", "index") if k in p)
         print(f"{p['file']}: {p['reason']}: {p['detail']}" + (f" ({where})" if where else ""))
@@ -321,6 +359,8 @@ def curate(
         extra = ", ".join(f"{k} {v}" for k, v in step["extra"].items())
         console.print(f"{step['name']:>16}: {step['in']} -> {step['out']}  modified {step['modified']}  "
                       f"{step['seconds']:.1f}s  {reasons}{'  [' + extra + ']' if extra else ''}", markup=False)
+        for note in step.get("notes", []):
+            console.print(f"{'':>16}  note: {note}", markup=False, soft_wrap=True)
     read = {"rows": stats["input"]["records"], "rejected_on_read": 0, "ingest_rejects": None,  # older stats.json
             **stats["input"]}
     console.print(f"read {read['rows']:,} rows: {read['rejected_on_read']:,} rejected on read"
@@ -565,8 +605,9 @@ class Quantize(str, Enum):
     int8_dynamic = "int8-dynamic"
 
 
-QUANTIZE_HELP = ("int8: weight-only int8 (1/4 of the weight memory, ~+1% perplexity); int8-dynamic: int8 matmuls, "
-                 "faster, larger cost. Same as appending @int8 to the model name.")
+QUANTIZE_HELP = ("int8: weight-only int8 (1/4 of the weight memory, ~+1% perplexity, slower); int8-dynamic: "
+                 "int8 matmuls with per-token activation scales (faster, ~+3% perplexity). "
+                 "Same as appending @int8 to the model name.")
 
 
 def with_quantize(model: str, quantize: Quantize | None) -> str:

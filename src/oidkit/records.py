@@ -43,6 +43,7 @@ DEFAULT_ROLE_MAP: dict[str, str] = {
     "system": "system",
     "human": "user",
     "user": "user",
+    "usr": "user",  # CrossWOZ; its "sys" (the dialogue system) is the assistant: --role-map sys=assistant
     "prompter": "user",
     "gpt": "assistant",
     "chatgpt": "assistant",

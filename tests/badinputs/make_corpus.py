@@ -123,8 +123,12 @@ def build(root: Path) -> list[Case]:
         {"from": "human", "value": "hi"}]}])}, 6)
     add("sharegpt_no_user", "rejects", {"d.jsonl": jsonl([*chats, {"conversations": [
         {"from": "gpt", "value": "hi"}]}])}, 6)
-    add("sharegpt_non_alternating", "rejects", {"d.jsonl": jsonl([*chats, {"conversations": [
+    # two user turns in a row are joined by the default merge_consecutive repair: read, not rejected
+    add("sharegpt_consecutive_users_repaired", "clean", {"d.jsonl": jsonl([*chats, {"conversations": [
         {"from": "human", "value": "a"}, {"from": "human", "value": "b"}, {"from": "gpt", "value": "c"}]}])}, 6)
+    # an assistant-only chunk cannot be repaired: rejected
+    add("sharegpt_assistant_only_chunk", "rejects", {"d.jsonl": jsonl([*chats, {"conversations": [
+        {"from": "gpt", "value": "a"}, {"from": "gpt", "value": "b"}]}])}, 6)
     add("sharegpt_empty_answer", "rejects", {"d.jsonl": jsonl([*chats, {"conversations": [
         {"from": "human", "value": "a"}, {"from": "gpt", "value": ""}]}])}, 6)
     add("sharegpt_system_late", "rejects", {"d.jsonl": jsonl([*chats, {"conversations": [

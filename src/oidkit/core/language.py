@@ -6,7 +6,7 @@ report and review.
    a role with fewer than ``min_chars`` characters is not judged (too short to identify: "hi" comes out as af
    or br). When no role has enough text, their text together is judged.
 3. The record's language is the answer's, else the first judged role's; ``"unknown"`` when even the text
-   together is too short.
+   together is too short. Wu Chinese (``wuu``) counts as ``zh``: py3langid gives it to plain written Chinese.
 
 Why the answer's: users paste code, articles and transcripts in another language and ask for translations,
 so the answer (what a model trains to write) says best what the conversation is in; neither the longest role
@@ -22,6 +22,9 @@ from oidkit.records import text
 ROLES = ("user", "assistant")
 MAX_CHARS = 2000  # enough for a confident guess; py3langid's cost grows with the length
 MIN_CHARS = 20
+# py3langid's model has a Wu Chinese class that catches ordinary written (Mandarin) Chinese, e.g. a plain answer
+# about the Great Wall; Wu is hardly ever written, so a `keep: [zh]` recipe must not lose those records.
+FOLDED = {"wuu": "zh"}
 
 
 class LanguageIdentifier:
@@ -37,7 +40,7 @@ class LanguageIdentifier:
 
             self._identifier = Py3LangId.from_model_file(MODEL_FILE, norm_probs=True)
         language, probability = self._identifier.classify(sample)
-        return language, float(probability)
+        return FOLDED.get(language, language), float(probability)
 
 
 def role_languages(record: dict, identifier: LanguageIdentifier, *, roles: tuple[str, ...] | list[str] = ROLES,

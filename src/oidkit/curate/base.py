@@ -50,6 +50,9 @@ class Operator:
 
     def __init__(self, config: OpConfig):
         self.config = config
+        self.notes: list[str] = []
+        """What the step could not do, one line each (e.g. a benchmark file not found): printed by
+        ``oid curate``, kept in ``stats.json`` and shown in the report's curation section."""
 
     def setup(self) -> None:
         """Build heavy state (indexes, models); called once per worker before the first batch."""

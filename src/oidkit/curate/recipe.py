@@ -32,6 +32,9 @@ class InputSpec(BaseModel):
     paths: list[str]
     format: str | None = None
     salvage: bool = False
+    columns: str | dict | None = None  # a column mapping, as `oid convert --columns` (io.mapping)
+    field: str | None = None
+    python_literals: bool = False
 
 
 class OutputSpec(BaseModel):

@@ -104,7 +104,9 @@ def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> tuple[list[di
         progress("read (bytes)", bytes_read - done[0], total_bytes)
         done[0] = bytes_read
 
-    records = list(read_records(recipe.input.paths, format=recipe.input.format, salvage=recipe.input.salvage,
+    spec = recipe.input
+    records = list(read_records(spec.paths, format=spec.format, salvage=spec.salvage, columns=spec.columns,
+                                field=spec.field, python_literals=spec.python_literals,
                                 on_reject=ingest_rejects.append, on_progress=advance, stats=stats))
     if ingest_rejects:
         write_jsonl(out / "ingest_rejects.jsonl", ingest_rejects)
@@ -163,6 +165,8 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
         step_started = time.perf_counter()
         rejects, tally = engine.run_step(op, name)
         step_stats = tally.to_stats(name, op.name, time.perf_counter() - step_started)
+        if op.notes:
+            step_stats["notes"] = op.notes
         save_checkpoint(checkpoints, index, name, step_fingerprints[index], step_stats, engine, rejects,
                         read if index == 0 else None)
     return finish(recipe, resolved, operators, engine, out, fingerprint, time.perf_counter() - started)

@@ -3,8 +3,10 @@
 The public API other parts of oidkit use (keep these signatures stable):
 
 - ``read_records(paths, *, format=None, salvage=False, strict=False, role_map=None, on_reject=None)``
-  yields canonical records from files, folders or globs; bad rows go to ``on_reject`` (a callable
-  taking one reject dict, see ``oidkit.records.make_reject``) or raise with ``strict``.
+  yields canonical records from files, folders, globs or zip archives; bad rows go to ``on_reject`` (a
+  callable taking one reject dict, see ``oidkit.records.make_reject``) or raise with ``strict``.
+  ``columns=`` / ``field=`` / ``python_literals=`` read other field names, wrapped rows and Python-literal
+  lines (``io.mapping``).
 - ``write_records(records, path, *, format=None, shard_size=None) -> list[Path]`` writes records,
   the format inferred from the suffix when not given.
 - ``read_jsonl(path)`` / ``write_jsonl(path, rows)`` for plain JSONL side files (rejects, stats).

@@ -1,5 +1,6 @@
-"""Finding input files and reading their rows, whatever the container: JSON array, JSONL, CSV, Parquet,
-Arrow / a Hugging Face ``save_to_disk`` folder; plain, gzip or zstd.
+"""Finding input files and reading their rows, whatever the container: JSON array, JSONL, a JSON object
+wrapping the rows, CSV, Parquet, Arrow / a Hugging Face ``save_to_disk`` folder; plain, gzip or zstd; alone
+or as the members of a zip archive.
 
 Everything is decided from content (magic bytes, first non-blank byte, ``state.json``), never from file
 names. Rows come out as ``(value, position)`` where ``value`` is the parsed row or an ``Unreadable``.
@@ -13,6 +14,7 @@ import glob
 import io
 import json
 import re
+import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +23,10 @@ from typing import Any, BinaryIO
 import zstandard
 
 from oidkit.errors import InputError, os_error_fix
-from oidkit.io.jsonstream import WHITESPACE, Unreadable, iter_json_array, iter_jsonl
+from oidkit.io.jsonstream import WHITESPACE, Unreadable, iter_json_array, iter_jsonl, parse_span
 
-CONTAINERS = ("json", "jsonl", "csv", "parquet", "arrow")
-GZIP_MAGIC, ZSTD_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd"
+CONTAINERS = ("json", "json_object", "jsonl", "csv", "parquet", "arrow")
+GZIP_MAGIC, ZSTD_MAGIC, ZIP_MAGIC = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"PK\x03\x04"
 PARQUET_MAGIC, ARROW_FILE_MAGIC, ARROW_STREAM_MAGIC = b"PAR1", b"ARROW1", b"\xff\xff\xff\xff"
 SURROGATE = re.compile("[\udc80-\udcff]")  # what undecodable bytes become under errors="surrogateescape"
 ROWS_PER_BATCH = 1024
@@ -187,17 +189,30 @@ def _folder_index(path: Path, key: str) -> dict:
     return index
 
 
-def open_binary(path: Path) -> tuple[BinaryIO, CountingReader]:
+def archive_members(path: Path) -> list:
+    """The data files a zip archive holds (as ``zipfile.Path``, named ``archive.zip/member``), or ``[path]``."""
+    if not path.is_file():
+        return [path]
+    with open(path, "rb") as f:
+        if f.read(4) != ZIP_MAGIC:
+            return [path]
+    with zipfile.ZipFile(path) as archive:
+        names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    hidden = [name for name in names if any(part.startswith((".", "_")) for part in name.split("/"))]
+    return [zipfile.Path(path, at=name) for name in names if name not in hidden]  # e.g. __MACOSX/, .DS_Store
+
+
+def open_binary(path: Path | zipfile.Path) -> tuple[BinaryIO, CountingReader]:
     """``(UTF-8 byte stream, byte counter of the file on disk)``.
 
     gzip and zstd are found by magic bytes and decompressed (cut data ends the stream and sets
     ``counter.cut``); UTF-16/32 text with a byte order mark is transcoded to UTF-8.
     """
     try:
-        counter = CountingReader(open(path, "rb"))  # noqa: SIM115 - closed with the returned stream
+        counter = CountingReader(path.open("rb"))
     except OSError as error:
         raise InputError(f"cannot open: {error.strerror}", file=str(path), hint=os_error_fix(error)) from None
-    with open(path, "rb") as head:
+    with path.open("rb") as head:
         magic = head.read(4)
     kind = "gzip" if magic.startswith(GZIP_MAGIC) else "zstd" if magic == ZSTD_MAGIC else None
     stream = io.BufferedReader(Decompressed(counter, kind) if kind else counter, buffer_size=1 << 20)
@@ -228,8 +243,18 @@ def sniff_container(path: Path) -> str:
     if first == b"[":
         return "json"
     if first == b"{":
-        return "jsonl"
+        return _jsonl_or_object(head, whole=len(head) < 1 << 16)
     return "jsonl" if not first else "csv"  # an empty file reads as zero JSONL rows
+
+
+def _jsonl_or_object(head: bytes, whole: bool) -> str:
+    """JSONL when one of the first two lines is a JSON value (or a Python literal line), else one JSON object
+    spread over lines, e.g. ``{"data": [...]}`` pretty-printed."""
+    lines = [line for line in head.lstrip(WHITESPACE).split(b"\n") if line.strip()]
+    complete = lines if whole else lines[:-1]  # the last line of a partial head may be cut
+    if not complete or complete[0].startswith(b"{'"):
+        return "jsonl"
+    return "jsonl" if any(not isinstance(parse_span(line), Unreadable) for line in complete[:2]) else "json_object"
 
 
 def array_left_open(path: Path) -> bool:
@@ -241,11 +266,13 @@ def array_left_open(path: Path) -> bool:
         return not f.read().rstrip(WHITESPACE).endswith(b"]")
 
 
-def iter_rows(path: Path, container: str, counter_out: list | None = None) -> Iterator[tuple[Any, dict]]:
+def iter_rows(path: Path, container: str, counter_out: list | None = None,
+              python_literals: bool = False) -> Iterator[tuple[Any, dict]]:
     """``(row or Unreadable, position)`` for every row of one file or ``save_to_disk`` folder.
 
     ``counter_out`` receives the file's :class:`CountingReader` (when there is one) so callers can report
-    progress in bytes.
+    progress in bytes. A ``json_object`` file is one row, the whole object (see :func:`unwrap`).
+    ``python_literals`` reads JSONL lines that are Python literals (``{'a': 1}``) with ``ast.literal_eval``.
     """
     if container == "parquet":
         yield from _iter_parquet(path)
@@ -260,8 +287,11 @@ def iter_rows(path: Path, container: str, counter_out: list | None = None) -> It
         with counter, stream:
             if container == "json":
                 rows = iter_json_array(stream)
+            elif container == "json_object":  # read whole: a wrapper object cannot be streamed row by row
+                rows = iter([(parse_span(stream.read().strip(WHITESPACE)), {"line": 1, "offset": 0, "index": 0})])
             elif container == "jsonl":
-                rows = ((row, {**position, "index": index}) for index, (row, position) in enumerate(iter_jsonl(stream)))
+                rows = ((row, {**position, "index": index})
+                        for index, (row, position) in enumerate(iter_jsonl(stream, python_literals)))
             else:
                 rows = _iter_csv(stream)
             yield from _end_at_cut(rows, counter, parsed_means_complete=container != "csv")
@@ -354,3 +384,37 @@ def _unreadable_table(kind: str, path: Path, index: int, error: Exception) -> In
     return InputError(f"not a readable {kind} file after {index:,} rows ({error})", file=str(path), index=index,
                       hint=f"the file is cut or corrupt: fetch or write it again ({kind} keeps its index at the end, "
                            "so a cut file cannot be salvaged)")
+
+
+def unwrap(document: Any, field: str | None) -> tuple[list, str, str] | None:
+    """``(rows, key, note)`` for the rows inside one JSON object, or ``None`` when it wraps no rows.
+
+    ``field`` names the key (``a.b`` for nested keys); without it, the one top-level key holding a list of
+    objects is taken, or, when every value is an object (``{"id1": {...}, "id2": {...}}``), the values,
+    each given its key as ``id`` when it has none.
+    """
+    if not isinstance(document, dict):
+        return None
+    if field:
+        value: Any = document
+        for key in field.split("."):
+            if not isinstance(value, dict) or key not in value:
+                found = sorted(value) if isinstance(value, dict) else f"a {type(value).__name__}"
+                raise InputError(f"--field {field}: no key {key!r}; found {found}")
+            value = value[key]
+        if isinstance(value, list):
+            return value, field, f"rows read from the {field!r} list"
+        if isinstance(value, dict):
+            return _keyed_rows(value), field, f"rows read from the values of {field!r}, keyed by id"
+        raise InputError(f"--field {field}: holds a {type(value).__name__}, expected a list of rows")
+    lists = [key for key, value in document.items()
+             if isinstance(value, list) and value and all(isinstance(row, dict) for row in value)]
+    if len(lists) == 1:
+        return document[lists[0]], lists[0], f"rows read from {lists[0]!r}, the only top-level key holding rows"
+    if len(document) > 1 and all(isinstance(value, dict) for value in document.values()):
+        return _keyed_rows(document), "", "rows read from the values of the top-level object, keyed by id"
+    return None
+
+
+def _keyed_rows(rows: dict) -> list:
+    return [{"id": str(key), **row} if isinstance(row, dict) and "id" not in row else row for key, row in rows.items()]

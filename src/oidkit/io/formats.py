@@ -48,6 +48,12 @@ SIGNATURES: dict[str, set[str]] = {
     "prompt_completion": {"prompt", "completion"},
 }
 READ_FORMATS = tuple(SIGNATURES)
+# LLaMA-Factory's dataset_info.json: "columns" name row fields, "tags" name the keys and role spellings of
+# sharegpt-style turns. ``--columns`` takes the same keys (role/content short for role_tag/content_tag).
+COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "tools")
+TAG_ROLES = {"user_tag": "user", "assistant_tag": "assistant", "observation_tag": "tool",
+             "function_tag": "assistant", "system_tag": "system"}
+TAG_KEYS = ("role_tag", "content_tag", *TAG_ROLES)
 
 
 class RowProblem(Exception):
@@ -67,10 +73,42 @@ def detect_format(rows: list) -> str | None:
     return None
 
 
-def to_records(row: Any, format: str, source: dict, role_map: Mapping[str, str] = DEFAULT_ROLE_MAP) -> list[dict]:
-    """Canonical records of one source row (OASST trees give one per path); raises :class:`RowProblem`."""
+def column_spec(entry: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """``(format spec, extra role names)`` of a LLaMA-Factory ``dataset_info.json`` entry.
+
+    The spec has the shape of an ``INSTRUCTION_FORMATS`` or ``CHAT_FORMATS`` entry (a chat spec has
+    ``messages``); the role names come from the ``*_tag`` values, e.g. ``{"SYSTEM": "assistant"}``. Raises
+    ``ValueError`` naming an unknown key or a missing required column.
+    """
+    columns, tags = dict(entry.get("columns") or {}), dict(entry.get("tags") or {})
+    unknown = sorted(set(columns) - set(COLUMN_KEYS)) + sorted(set(tags) - set(TAG_KEYS))
+    if unknown:
+        raise ValueError(f"unknown column mapping key(s) {unknown}; columns: {', '.join(COLUMN_KEYS)}; "
+                         f"tags: {', '.join(TAG_KEYS)}")
+    chat = entry.get("formatting", "sharegpt" if "messages" in columns else "alpaca") == "sharegpt"
+    if not chat:
+        spec = {"prompt": "instruction", "query": "input", "response": "output", **columns}
+        return {k: v for k, v in spec.items() if k != "tools"}, {}
+    defaults = CHAT_FORMATS["sharegpt"]
+    spelling = {**defaults["spelling"], **{role: tags[tag] for tag, role in TAG_ROLES.items() if tag in tags}}
+    if "function_tag" in tags:
+        spelling["tool_call"] = tags["function_tag"]
+    spec = {"messages": columns.get("messages", defaults["messages"]), "role": tags.get("role_tag", "from"),
+            "content": tags.get("content_tag", "value"), "system": columns.get("system", "system"),
+            "spelling": spelling}
+    return spec, {tags[tag]: role for tag, role in TAG_ROLES.items() if tag in tags}
+
+
+def to_records(row: Any, format: str, source: dict, role_map: Mapping[str, str] = DEFAULT_ROLE_MAP,
+               spec: Mapping[str, Any] | None = None) -> list[dict]:
+    """Canonical records of one source row (OASST trees give one per path); raises :class:`RowProblem`.
+
+    ``spec`` (from :func:`column_spec`) reads a row whose fields no known format names.
+    """
     if not isinstance(row, dict):
         raise RowProblem("not_an_object", f"the row is a JSON {type(row).__name__}, expected an object")
+    if spec is not None:
+        return [from_chat(row, spec, source, role_map) if "messages" in spec else from_instruction(row, spec, source)]
     if format == "canonical":
         return [from_canonical_row(row)]
     if format == "oasst_tree":

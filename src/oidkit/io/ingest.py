@@ -19,7 +19,7 @@ from oidkit.io.formats import RowProblem
 from oidkit.io.outputs import incomplete_outputs, refuse_overwriting_inputs
 from oidkit.io.read import ReadStats, read_records
 from oidkit.io.repair import REPAIRS
-from oidkit.io.writers import shard_path, write_records
+from oidkit.io.writers import check_dataset_info, shard_path, write_dataset_info, write_records
 from oidkit.records import make_reject
 
 LANGUAGE_SAMPLE = 300
@@ -57,14 +57,22 @@ def convert(
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
     repairs: str | Iterable[str] = REPAIRS,
+    columns: str | Mapping[str, Any] | None = None,
+    field: str | None = None,
+    python_literals: bool = False,
+    dataset_info: bool = False,
 ) -> dict:
     """Read ``inputs`` in any format, write ``out``; bad rows to the rejects file. Returns a summary.
 
-    Outputs are refused before anything is written when one of them is an input, and appear only when
-    complete (``io.outputs``): on an error or a kill nothing half-written is left under a final name.
+    ``repairs``, ``columns``, ``field`` and ``python_literals`` are as in ``read_records``. ``dataset_info``
+    also writes (or updates) the LLaMA-Factory ``dataset_info.json`` entry of an Alpaca, ShareGPT or OpenAI
+    ``out``. Outputs are refused before anything is written when one of them is an input, and appear only
+    when complete (``io.outputs``): on an error or a kill nothing half-written is left under a final name.
     """
     started, stats = time.perf_counter(), ReadStats()
     out = Path(out)
+    if dataset_info:
+        check_dataset_info(out, out_format, shard_size)
     rejects_path = Path(rejects) if rejects else rejects_path_for(out)
     existing_shards = itertools.takewhile(Path.exists, (shard_path(out, n) for n in itertools.count())) \
         if shard_size else ()
@@ -80,7 +88,8 @@ def convert(
 
         records = read_records(inputs, format=in_format, salvage=salvage, strict=strict, role_map=role_map,
                                on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow,
-                               repairs=repairs)
+                               repairs=repairs,
+                               columns=columns, field=field, python_literals=python_literals)
         try:
             outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
         except OSError as error:  # a failed write (disk full, ...) does not name its file: name the output
@@ -88,8 +97,9 @@ def convert(
                 error.filename = str(out)
             raise
     written = stats.records - stats.rejected.get("unsupported_by_format", 0)
+    info = str(write_dataset_info(outputs[0], out_format)) if dataset_info else None
     return {**stats.as_dict(), "written": written, "outputs": [str(p) for p in outputs],
-            "rejects_file": str(rejects_path), "seconds": round(time.perf_counter() - started, 3)}
+            "rejects_file": str(rejects_path), "dataset_info": info, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def inspect(
@@ -103,6 +113,9 @@ def inspect(
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
     repairs: str | Iterable[str] = REPAIRS,
+    columns: str | Mapping[str, Any] | None = None,
+    field: str | None = None,
+    python_literals: bool = False,
 ) -> dict:
     """Counts, roles, languages, example records and problems of a dataset, in one streaming pass."""
     stats, problems = ReadStats(), []
@@ -117,7 +130,8 @@ def inspect(
 
     for n, record in enumerate(read_records(inputs, format=format, salvage=salvage, role_map=role_map,
                                             on_reject=note_problem, stats=stats, on_progress=on_progress,
-                                            allow=allow, repairs=repairs)):
+                                            allow=allow, repairs=repairs, columns=columns, field=field,
+                                            python_literals=python_literals)):
         turns += len(record["messages"])
         for message in record["messages"]:
             roles[message["role"]] += 1
@@ -158,6 +172,9 @@ def validate(
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
     repairs: str | Iterable[str] = REPAIRS,
+    columns: str | Mapping[str, Any] | None = None,
+    field: str | None = None,
+    python_literals: bool = False,
 ) -> dict[str, Any]:
     """Every problem of a dataset with its position (the first ``max_listed`` listed, all counted).
 
@@ -172,7 +189,8 @@ def validate(
             problems.append(_problem_line(reject))
 
     for _ in read_records(inputs, format=format, salvage=True, role_map=role_map, on_reject=note_problem,
-                          stats=stats, on_progress=on_progress, allow=allow, repairs=repairs):
+                          stats=stats, on_progress=on_progress, allow=allow, repairs=repairs, columns=columns,
+                          field=field, python_literals=python_literals):
         pass
     incomplete = incomplete_outputs(expand_paths(inputs))
     return {**stats.as_dict(), "problems": incomplete + problems, "incomplete": incomplete,

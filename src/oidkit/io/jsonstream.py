@@ -9,6 +9,7 @@ the caller decides whether that is an error or a salvage.
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -57,14 +58,34 @@ def _trailing_data(rest: bytes, offset: int, index: int) -> Iterator[tuple[Unrea
                {"offset": offset, "index": index})
 
 
-def iter_jsonl(stream: BinaryIO) -> Iterator[tuple[Any, dict]]:
-    """``(value, position)`` per non-blank line; position has ``line`` (1-based) and byte ``offset``."""
+def parse_python_literal(span: bytes) -> Any:
+    """The value of a Python literal line (``{'a': 1}``), or an :class:`Unreadable`.
+
+    ``ast.literal_eval`` only builds literals (strings, numbers, lists, dicts, True/False/None): it runs
+    no code, unlike ``eval``.
+    """
+    try:
+        return ast.literal_eval(span.decode("utf-8").strip())
+    except (ValueError, TypeError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError) as error:
+        return Unreadable("invalid_json", f"neither JSON nor a Python literal: {error}",
+                          span.decode("utf-8", "backslashreplace"))
+
+
+def iter_jsonl(stream: BinaryIO, python_literals: bool = False) -> Iterator[tuple[Any, dict]]:
+    """``(value, position)`` per non-blank line; position has ``line`` (1-based) and byte ``offset``.
+
+    With ``python_literals``, a line that is not JSON is read as a Python literal (see
+    :func:`parse_python_literal`).
+    """
     offset = 0
     for line_number, line in enumerate(stream, 1):
         if line_number == 1 and line.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark is not data
             line, offset = line[3:], 3
         if line.strip():
-            yield parse_span(line), {"line": line_number, "offset": offset}
+            value = parse_span(line)
+            if python_literals and isinstance(value, Unreadable) and value.reason == "invalid_json":
+                value = parse_python_literal(line)
+            yield value, {"line": line_number, "offset": offset}
         offset += len(line)
 
 

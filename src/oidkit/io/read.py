@@ -9,11 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from oidkit.errors import InputError
-from oidkit.io.files import array_left_open, expand_paths, iter_rows, sniff_container
-from oidkit.io.formats import READ_FORMATS, SIGNATURES, RowProblem, detect_format, oasst_tree_from_messages, to_records
+from oidkit.io.files import archive_members, array_left_open, expand_paths, iter_rows, sniff_container, unwrap
+from oidkit.io.formats import (
+    READ_FORMATS,
+    SIGNATURES,
+    RowProblem,
+    column_spec,
+    detect_format,
+    oasst_tree_from_messages,
+    to_records,
+)
 from oidkit.io.jsonstream import Unreadable
+from oidkit.io.mapping import load_mapping
 from oidkit.io.repair import REPAIRS, parse_repairs, repair_records
-from oidkit.records import DEFAULT_ROLE_MAP, PROBLEM_CODES, conversation_problems, make_reject
+from oidkit.records import DEFAULT_ROLE_MAP, PROBLEM_CODES, conversation_problems, extend_role_map, make_reject
 
 DETECT_SAMPLE_ROWS = 20
 PROGRESS_EVERY_ROWS = 512
@@ -63,8 +72,11 @@ def read_records(
     on_progress: Callable[[int], None] | None = None,
     allow: Iterable[str] = (),
     repairs: str | Iterable[str] = REPAIRS,
+    columns: str | Mapping[str, Any] | None = None,
+    field: str | None = None,
+    python_literals: bool = False,
 ) -> Iterator[dict]:
-    """Canonical records from files, folders (shards) or globs, streamed.
+    """Canonical records from files, folders (shards), globs or zip archives (every member), streamed.
 
     Rows that cannot become well-formed records go to ``on_reject`` as ``records.make_reject`` dicts
     (stage ``ingest``; without ``on_reject`` they are only counted in ``stats``), or raise
@@ -74,6 +86,11 @@ def read_records(
     ``allow`` names conversation problems to accept, e.g. ``{"no_assistant_turn", "empty_assistant_turn"}`` to read
     instruction-only records that a model will answer. ``repairs`` names the ``io.repair`` policies
     applied before the checks (all by default; ``()`` reads the rows as they are), per file.
+
+    ``columns`` maps the fields of a file no known format names (see ``io.mapping.load_mapping``: inline
+    ``prompt=question,response=answer``, a YAML file or a ``dataset_info.json#name`` entry); ``field`` names
+    the key of a JSON object that holds the rows (found alone when exactly one key holds them);
+    ``python_literals`` reads JSONL lines written as Python dicts (``{'a': 1}``) safely.
     """
     if format is not None and format not in READ_FORMATS:
         raise InputError(f"unknown input format {format!r}; choose one of {', '.join(READ_FORMATS)}")
@@ -87,30 +104,59 @@ def read_records(
         raise InputError(str(e)) from None
     stats = stats if stats is not None else ReadStats()
     role_map = role_map or DEFAULT_ROLE_MAP
+    spec = None
+    if columns is not None:
+        entry = load_mapping(columns)
+        try:
+            spec, tag_roles = column_spec(entry)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        role_map = extend_role_map(tag_roles, base=role_map)
+        field = field or entry.get("field")
+    options = {"spec": spec, "field": field, "python_literals": python_literals}
     for path in expand_paths(paths):
-        yield from _read_file(path, format, salvage, strict, role_map, on_reject, stats, on_progress, set(allow),
-                              repairs)
+        for member in archive_members(path):
+            yield from _read_file(member, format, salvage, strict, role_map, on_reject, stats, on_progress,
+                                  set(allow), repairs, options)
 
 
 def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role_map: Mapping[str, str],
                on_reject: Callable[[dict], None] | None, stats: ReadStats,
-               on_progress: Callable[[int], None] | None, allow: set[str], repairs: tuple[str, ...]
-               ) -> Iterator[dict]:
+               on_progress: Callable[[int], None] | None, allow: set[str], repairs: tuple[str, ...],
+               options: dict) -> Iterator[dict]:
     container = sniff_container(path)
-    if container == "json" and not salvage and array_left_open(path):
+    if container == "json" and not salvage and isinstance(path, Path) and array_left_open(path):
         _fail_fast_on_truncation(path)
     counters: list = []
-    rows = iter_rows(path, container, counters)
+    rows = iter_rows(path, container, counters, options["python_literals"])
     head = list(islice(rows, DETECT_SAMPLE_ROWS))
     if not head:  # an empty shard: nothing to read, nothing wrong
         stats.files.append({"file": str(path), "container": container, "format": None})
         return
-    format = format or detect_format([row for row, _ in head])
+    if not options["python_literals"]:
+        _refuse_python_literals(head, path)
+    if container == "json_object" and isinstance(head[0][0], Unreadable):  # one document: nothing to salvage
+        raise InputError(f"one JSON object over several lines, and it is not valid JSON: {head[0][0].detail}",
+                         file=str(path), hint="fix the file; JSONL has one complete object per line")
+    spec, field, file_stats = options["spec"], options["field"], {"file": str(path), "container": container}
+    if field or (container in ("json_object", "jsonl") and len(head) == 1 and not _fits(head[0][0], format, spec)):
+        if field and not (container in ("json_object", "jsonl") and len(head) == 1):
+            raise InputError(f"--field {field}: expected a file holding one JSON object, found a {container} "
+                             "file of several rows", file=str(path), hint="drop --field for this file")
+        unwrapped = unwrap(head[0][0], field)
+        if unwrapped:
+            items, key, file_stats["note"] = unwrapped
+            where = {"field": key} if key else {}  # rows keyed by id: the id names them
+            file_stats.update(where)
+            rows = ((row, {**where, "index": index}) for index, row in enumerate(items))
+            head = list(islice(rows, DETECT_SAMPLE_ROWS))
+    format = "columns" if spec else format or detect_format([row for row, _ in head])
     cut_before_any_row = all(isinstance(row, Unreadable) for row, _ in head) and head[-1][0].reason == "truncated"
     if format is None and not cut_before_any_row:  # a file cut that early has no rows to detect from
         raise InputError(_undetected(head, container), file=str(path), hint="force one with --format "
-                         + " | ".join(f"{name} ({'+'.join(sorted(keys))})" for name, keys in SIGNATURES.items()))
-    stats.files.append({"file": str(path), "container": container, "format": format})
+                         + " | ".join(f"{name} ({'+'.join(sorted(keys))})" for name, keys in SIGNATURES.items())
+                         + ", or map the fields with --columns, e.g. --columns prompt=question,response=answer")
+    stats.files.append({**file_stats, "format": format})
     bytes_before = stats.bytes_read
     rows = chain(head, rows)
     if format == "oasst":  # flat message rows: rebuild each tree from its consecutive rows
@@ -142,7 +188,7 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
                 reject(row.reason, row.detail, row.raw, source, value=row.unreadable_bytes or None)
                 continue
             try:
-                records = to_records(row, format, source, role_map)
+                records = to_records(row, format, source, role_map, spec)
             except RowProblem as problem:
                 reject(problem.reason, problem.detail, row, source)
                 continue
@@ -169,12 +215,33 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
 def _undetected(head: list[tuple[Any, dict]], container: str) -> str:
     """Why no format fits the first rows: their keys, or that they are not objects at all."""
     keys = sorted({k for row, _ in head if isinstance(row, dict) for k in row})
+    if keys and container == "json_object":
+        return (f"this file is one JSON object with keys {keys} and no key holds a list of rows alone: name "
+                "the one that does with --field KEY")
     if keys:
         return f"cannot tell the format of this {container} file: its rows have keys {keys}"
     if container == "jsonl":
-        return ("the first lines are not JSON objects: expected one object per line (JSONL) or a top-level "
-                "array of objects; a single JSON document holding the list must be unwrapped first")
+        return ("the first lines are not JSON objects: expected one object per line (JSONL), a top-level "
+                "array of objects, or one object holding the rows (--field KEY)")
     return f"cannot tell the format of this {container} file: its first rows are not objects"
+
+
+def _fits(row: Any, format: str | None, spec: Mapping[str, Any] | None) -> bool:
+    """Whether a row already is a record: the mapped columns, the given format's keys, or any format's."""
+    if not isinstance(row, dict):
+        return False
+    if spec is not None:
+        return spec.get("messages", spec.get("prompt")) in row
+    return SIGNATURES[format] <= row.keys() if format else detect_format([row]) is not None
+
+
+def _refuse_python_literals(head: list[tuple[Any, dict]], path: Path) -> None:
+    """Lines like ``{'a': 1}`` are Python's repr of a dict, not JSON: say so, and how to read them."""
+    for row, position in head:
+        if isinstance(row, Unreadable) and row.reason == "invalid_json" and str(row.raw).lstrip().startswith("{'"):
+            raise InputError("this line is a Python dict literal (single quotes), not JSON", file=str(path),
+                             line=position.get("line"), hint="--python-literals reads such lines safely with "
+                             "ast.literal_eval (it runs no code); or rewrite the file with json.dumps")
 
 
 def _fail_fast_on_truncation(path: Path) -> None:

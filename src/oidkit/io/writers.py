@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from oidkit.atomic import fsync, remove_leftovers, temp_path
+from oidkit.atomic import fsync, remove_leftovers, rename_target, temp_path, write_atomic, writes_in_place
 from oidkit.errors import OidError
+from oidkit.io.files import iter_rows, sniff_container
 from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
 from oidkit.io.outputs import publish_shards
 from oidkit.io.parts import PLACEHOLDERS, TOOL_CALL_PARTS, to_parts
@@ -209,9 +210,13 @@ class _Shard:
 
     def __init__(self, path: Path, format: str):
         self.path, self.format, self.count, self.batch, self.batch_chars = path, format, 0, [], 0
-        path.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(path)
-        self.temp = temp_path(path)
+        target = rename_target(path)
+        if writes_in_place(target):  # /dev/stdout, a pipe: written directly (see oidkit.atomic)
+            self.temp = target
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            remove_leftovers(target)
+            self.temp = temp_path(target)
         if format == "parquet":
             self.parquet = pq.ParquetWriter(self.temp, PARQUET_SCHEMA)
         else:
@@ -298,13 +303,79 @@ def write_records(
         if shard_size:
             stale = itertools.takewhile(Path.exists, (shard_path(path, n) for n in itertools.count(len(shards))))
             publish_shards(path, [(s.temp, s.path, s.count) for s in shards], list(stale))
-        else:
+        elif not writes_in_place(shards[0].temp):
             fsync(shards[0].temp)
-            os.replace(shards[0].temp, path)
+            os.replace(shards[0].temp, rename_target(path))
     except BaseException:
         for shard in shards:
             with contextlib.suppress(Exception):
                 shard.close()
-            shard.temp.unlink(missing_ok=True)
+            if not writes_in_place(shard.temp):  # never unlink a device or pipe we were writing to
+                shard.temp.unlink(missing_ok=True)
         raise
     return [shard.path for shard in shards]
+
+
+# LLaMA-Factory's dataset_info.json: how each of our formats is described to ``llamafactory-cli train``.
+DATASET_INFO_COLUMNS = {
+    "alpaca": {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
+               "history": "history"},
+    "sharegpt": {"messages": "conversations", "system": "system", "tools": "tools"},
+    "openai": {"messages": "messages", "system": "system", "tools": "tools"},
+}
+
+
+def _chat_tags(format: str) -> dict[str, str]:
+    spec = CHAT_FORMATS[format]
+    spelling = spec["spelling"]
+    return {"role_tag": spec["role"], "content_tag": spec["content"], "user_tag": spelling["user"],
+            "assistant_tag": spelling["assistant"], "observation_tag": spelling["tool"],
+            "function_tag": spelling["tool_call"], "system_tag": spelling["system"]}
+
+
+def check_dataset_info(out: str | Path, format: str | None, shard_size: int | None) -> None:
+    """Refuse ``--dataset-info`` before any work when the output cannot be one LLaMA-Factory dataset file."""
+    format = format or infer_write_format(Path(out))
+    if format not in DATASET_INFO_COLUMNS:
+        raise OidError(f"--dataset-info describes alpaca, sharegpt or openai files for LLaMA-Factory, not {format}; "
+                       "name the output *.alpaca.json, *.sharegpt.json or *.openai.jsonl")
+    if shard_size:
+        raise OidError("--dataset-info describes one file: leave --shard-size out")
+
+
+def dataset_info_entry(path: Path, format: str) -> dict:
+    """The ``dataset_info.json`` entry of a file we wrote: only the columns it holds, and its role spellings."""
+    keys: set[str] = set()
+    for row, _ in iter_rows(path, sniff_container(path)):
+        keys |= set(row) if isinstance(row, dict) else set()
+    columns = {k: v for k, v in DATASET_INFO_COLUMNS[format].items() if v in keys or k in ("prompt", "response")}
+    entry: dict[str, Any] = {"file_name": path.name, "formatting": "alpaca" if format == "alpaca" else "sharegpt",
+                             "columns": columns}
+    if format != "alpaca":
+        entry["columns"]["messages"] = DATASET_INFO_COLUMNS[format]["messages"]
+        entry["tags"] = _chat_tags(format)
+    return entry
+
+
+def write_dataset_info(path: str | Path, format: str | None = None) -> Path:
+    """Add or replace ``path``'s entry in the ``dataset_info.json`` beside it (other entries kept); returns it.
+
+    The entry is named after the file without its data suffixes (``chat.sharegpt.json`` -> ``chat.sharegpt``).
+    """
+    path = Path(path)
+    format = format or infer_write_format(path)
+    info_path = path.parent / "dataset_info.json"
+    info = {}
+    if info_path.exists():
+        try:
+            info = orjson.loads(info_path.read_bytes())
+        except orjson.JSONDecodeError as e:
+            raise OidError(f"{info_path}: not valid JSON ({e}); fix or remove it, then run again") from None
+        if not isinstance(info, dict):
+            raise OidError(f"{info_path}: expected an object of dataset entries; fix or remove it, then run again")
+    name = path.name
+    while Path(name).suffix.lower() in (".json", ".jsonl", ".gz", ".zst"):
+        name = Path(name).stem
+    info[name] = dataset_info_entry(path, format)
+    write_atomic(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
+    return info_path

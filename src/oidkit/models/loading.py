@@ -50,8 +50,8 @@ def _in_hub_cache(name: str) -> bool:
 
 
 # A model spec may end in "@int8" (weight-only int8, ~0.9% perplexity cost on SmolLM2) or "@int8-dynamic"
-# (int8 matmuls, faster, larger cost), so every command that takes a model can serve or evaluate it
-# quantised: `oid serve smollm2-135m-instruct@int8`, `oid eval DATA --compare M M@int8`.
+# (int8 matmuls with per-token activation scales, faster, ~2.7% cost), so every command that takes a model
+# can serve or evaluate it quantised: `oid serve smollm2-135m-instruct@int8`, `oid eval DATA --compare M M@int8`.
 QUANTIZE_SUFFIXES = {"@int8": "weight", "@int8-dynamic": "dynamic"}
 
 

@@ -5,12 +5,14 @@ Every Linear weight matrix becomes int8 with one float scale per output channel 
 
 - ``weight`` (default): weight-only. The product is ``(x @ q^T) * scale`` in float, so only the weight
   rounding error remains: SmolLM2-135M's perplexity on ShareGPT text moves by about 1% (6.01 -> 6.06).
-  Memory is what it saves; converting the int8 matrix to float on each call costs time.
-- ``dynamic``: activations are also quantised, per batch, and the product runs on int8 x int8 -> int32
-  kernels (PyTorch's ``quantize_dynamic``): faster on long inputs, but a Transformer's activations have
-  outlier channels (LLM.int8(), Dettmers et al. 2022) that one scale per tensor flattens. The inputs of
-  the feed-forward down projection and of the output head are the worst: those layers stay float
-  (quantising them too took SmolLM2's perplexity on GSM8K text from 6.0 to 14.8; without them, 7.1).
+  Memory is what it saves: converting the int8 matrix to float on each call costs time (measured on this
+  AVX-512 CPU, and PyTorch's fused ``_weight_int8pack_mm`` is ten times slower still; docs/performance.md).
+- ``dynamic``: activations are also quantised to int8, **one scale per token** (per row), and the product
+  runs on int8 x int8 -> int32 kernels: ``torch._int_mm`` for several rows, PyTorch's fbgemm/x86
+  ``linear_dynamic`` for a single row (decoding: there its one scale per call is per token, and its call
+  costs less). One scale per whole batch, as ``quantize_dynamic`` does, lets one token's outlier
+  channels (LLM.int8(), Dettmers et al. 2022) flatten every other token: SmolLM2's perplexity went
+  6.01 -> 7.44 that way; per token it is 6.17 with every layer, the output head included, in int8.
 
 ``benchmarks/bench_model.py`` measures speed and perplexity of both against float32.
 """
@@ -26,7 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 Mode = Literal["weight", "dynamic"]
-DYNAMIC_KEEP_FLOAT = ("down_proj", "feed_forward.w2", "lm_head", "output")  # names in HF and in our llama.py
+
+
+def per_channel_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(q, scale)`` with ``weight[row] ~ scale[row] * q[row]``, ``q`` int8 in -127..127 (symmetric)."""
+    weight = weight.detach().float()
+    scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+    return torch.round(weight / scale[:, None]).to(torch.int8), scale
 
 
 class Int8Linear(nn.Module):
@@ -34,9 +42,8 @@ class Int8Linear(nn.Module):
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
-        weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
-        self.register_buffer("weight_int8", torch.round(weight / scale[:, None]).to(torch.int8))
+        weight_int8, scale = per_channel_int8(linear.weight)
+        self.register_buffer("weight_int8", weight_int8)
         self.register_buffer("scale", scale)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float())
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -47,6 +54,36 @@ class Int8Linear(nn.Module):
         return out if self.bias is None else out + self.bias
 
 
+class DynamicInt8Linear(nn.Module):
+    """A Linear layer computing in int8: per-channel int8 weights, activations quantised per token."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        weight_int8, scale = per_channel_int8(linear.weight)
+        self.register_buffer("weight_int8_t", weight_int8.t().contiguous())  # (in, out), as _int_mm takes it
+        self.register_buffer("scale", scale)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float())
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        with warnings.catch_warnings():  # PyTorch marks quantized tensors deprecated; the kernel is current
+            warnings.simplefilter("ignore")
+            weight = torch.quantize_per_channel(weight_int8.float() * scale[:, None], scale.double(),
+                                                torch.zeros_like(scale, dtype=torch.long), 0, torch.qint8)
+        self.packed = torch.ops.quantized.linear_prepack(weight, self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).float()
+        if rows.shape[0] == 1:  # decoding one token: fbgemm's single call, its one activation scale is per token
+            out = torch.ops.quantized.linear_dynamic(rows, self.packed, False)
+        else:
+            row_scale = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
+            rows_int8 = torch.round(rows / row_scale).to(torch.int8)
+            # x @ w^T = (sx qx) @ (q^T sw) = (qx @ q^T) * sx * sw, the product exact in int32
+            out = torch._int_mm(rows_int8, self.weight_int8_t).float() * row_scale * self.scale
+            if self.bias is not None:
+                out = out + self.bias
+        return out.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+
 def quantize_int8(model: nn.Module, mode: Mode = "weight") -> nn.Module:
     """An int8 copy of ``model`` (float32, CPU, eval mode); the original is left as it was.
 
@@ -54,34 +91,24 @@ def quantize_int8(model: nn.Module, mode: Mode = "weight") -> nn.Module:
     stay float.
     """
     model = copy.deepcopy(model).float().cpu().eval()
-    if mode == "dynamic":
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        chosen = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-                  if isinstance(module, nn.Linear) and not name.endswith(DYNAMIC_KEEP_FLOAT)}
-        with warnings.catch_warnings():  # PyTorch points to torchao for this API, once per layer
-            warnings.simplefilter("ignore")
-            return quantize_dynamic(model, chosen, dtype=torch.qint8, inplace=True)
-    if mode != "weight":
+    if mode not in ("weight", "dynamic"):
         raise ValueError(f"unknown int8 mode {mode!r}; choose weight or dynamic")
+    layer = Int8Linear if mode == "weight" else DynamicInt8Linear
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Linear):
-                setattr(parent, name, Int8Linear(child))
+                setattr(parent, name, layer(child))
     return model
 
 
 def linear_weight_bytes(model: nn.Module) -> int:
-    """Bytes held by the Linear weights (float, our int8, or PyTorch's packed int8), to show the memory saved."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
-
+    """Bytes held by the Linear weights (float or our int8), to show the memory saved."""
     total = 0
     for module in model.modules():
         if isinstance(module, nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
         elif isinstance(module, Int8Linear):
             total += module.weight_int8.numel() + module.scale.numel() * module.scale.element_size()
-        elif isinstance(module, DynamicInt8Linear):  # int8 weight + one float64 scale per output channel
-            weight = module.weight()
-            total += weight.numel() + weight.q_per_channel_scales().numel() * 8
+        elif isinstance(module, DynamicInt8Linear):  # counted once: the packed copy for fbgemm doubles it
+            total += module.weight_int8_t.numel() + module.scale.numel() * module.scale.element_size()
     return total

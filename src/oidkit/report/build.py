@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -9,9 +11,10 @@ from pathlib import Path
 
 import orjson
 
-from oidkit.atomic import write_atomic
+from oidkit.atomic import atomic_path, write_atomic
 from oidkit.errors import InputError
 from oidkit.io import read_jsonl, read_records
+from oidkit.io.files import expand_paths
 from oidkit.io.outputs import refuse_overwriting_inputs
 from oidkit.report.card import dataset_card
 from oidkit.report.html import render_html
@@ -80,6 +83,32 @@ def kept_count_warnings(curation: dict | None, stats: dict, unreadable: list[dic
     why = (f" ({len(unreadable):,} rows of it were rejected on read: see the ingest rejects)" if unreadable
            else ": are they from the same run?")
     return [f"the curation stats say {claimed:,} records were kept, but the data has {found:,}{why}"]
+
+
+def link_data(data: list[Path], out: Path) -> list[str]:
+    """Put the data files in ``out/data/`` so that the card's folder loads with ``datasets.load_dataset(out)``;
+    returns their paths relative to ``out``.
+
+    A hard link costs no space and leaves the original as it is (a copy where links cannot cross file systems).
+    """
+    folder = out / "data"
+    files = [f for f in expand_paths(data) if f.is_file()]
+    names = [f.name for f in files]
+    linked = []
+    for i, source in enumerate(files):
+        target = folder / (source.name if names.count(source.name) == 1 else f"{i:03d}-{source.name}")
+        if target.exists() and target.samefile(source):
+            linked.append(target.relative_to(out).as_posix())
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            with atomic_path(target) as temp:
+                shutil.copyfile(source, temp)
+        linked.append(target.relative_to(out).as_posix())
+    return linked
 
 
 def iter_rejects(paths: list[Path]) -> Iterator[dict]:
@@ -153,7 +182,7 @@ def build_report(
     write_atomic(out / "report.html", page)
     write_atomic(out / "stats.json", orjson.dumps(stats, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
     recipe_text = inputs.recipe.read_text(encoding="utf-8") if inputs.recipe else None
-    card = dataset_card(stats, title=title or inputs.data[0].stem, license=license, data_file=inputs.data[0].name,
-                        recipe=recipe_text)
+    card = dataset_card(stats, title=title or inputs.data[0].stem, license=license,
+                        data_files=link_data(inputs.data, out), recipe=recipe_text)
     write_atomic(out / "README.md", card)
     return stats

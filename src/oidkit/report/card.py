@@ -62,7 +62,7 @@ def limitations(stats: dict) -> list[str]:
     return lines
 
 
-def front_matter(stats: dict, *, title: str, license: str, data_file: str) -> str:
+def front_matter(stats: dict, *, title: str, license: str, data_files: list[str]) -> str:
     meta = {
         "pretty_name": title,
         "license": license,
@@ -70,17 +70,18 @@ def front_matter(stats: dict, *, title: str, license: str, data_file: str) -> st
         "size_categories": [size_category(stats["overview"]["records"])],
         "task_categories": ["text-generation"],
         "tags": ["instruction-tuning", "conversational", "oidkit"],
-        "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": data_file}]}],
+        "configs": [{"config_name": "default", "data_files": [
+            {"split": "train", "path": data_files[0] if len(data_files) == 1 else data_files}]}],
     }
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def dataset_card(stats: dict, *, title: str, license: str, data_file: str, recipe: str | None) -> str:
-    """README.md text of the dataset card."""
+def dataset_card(stats: dict, *, title: str, license: str, data_files: list[str], recipe: str | None) -> str:
+    """README.md text of the dataset card; ``data_files`` are relative to its folder."""
     overview, tokens = stats["overview"], stats["tokens"]
     languages = ", ".join(f"{r['lang']} ({100 * r['share']:.1f}%)" for r in stats["languages"][:8])
     parts = [
-        front_matter(stats, title=title, license=license, data_file=data_file),
+        front_matter(stats, title=title, license=license, data_files=data_files),
         f"# {title}\n",
         f"{overview['records']:,} conversations ({overview['turns']:,} turns: {overview['user_turns']:,} user, "
         f"{overview['assistant_turns']:,} assistant) in {languages}. Median user turn "
@@ -106,6 +107,9 @@ def dataset_card(stats: dict, *, title: str, license: str, data_file: str, recip
             [[s["name"], number(s["in"]), number(s["out"]), number(s["dropped"]),
               ", ".join(f"{code}: {n:,}" for code, n in (s.get("reasons") or {}).items())]
              for s in funnel["steps"]]) + "\n")
+        notes = [f"- {s['name']}: {note}" for s in funnel["steps"] for note in s.get("notes") or []]
+        if notes:
+            parts.append("What curation could not do:\n\n" + "\n".join(notes) + "\n")
     if not recipe and not funnel:
         parts.append("No curation recipe or funnel was given.\n")
     parts += ["## Known limitations\n", "\n".join(f"- {line}" for line in limitations(stats)) + "\n"]

@@ -132,6 +132,8 @@ from the lexicon ({{ en.distinct_verbs }} distinct verbs); see docs/report.md fo
 <td class="l">{% for code, n in (s.reasons or {}).items() %}{{ code }}: {{ n | num }}{{ ", " if not loop.last }}
 {% endfor %}</td></tr>
 {% endfor %}</table>
+{% for s in f.steps %}{% for note in s.notes or [] %}<p class="reason">skipped in {{ s.name }}: {{ note }}</p>
+{% endfor %}{% endfor %}
 {% else %}<p class="note">No curation stats or rejects were given (use --stats / --rejects, or point
 oid report at an `oid curate` output folder).</p>{% endif %}
 {% if stats.rejects %}<h3>Rejects by reason</h3>

@@ -229,7 +229,7 @@ def curation_funnel(curate_stats: dict | None, rejects: dict | None, kept: int) 
     its first reject appears; what operators modified is then unknown.
     """
     if curate_stats:
-        steps = [{key: op.get(key) for key in ("name", "op", "in", "out", "dropped", "modified", "reasons")}
+        steps = [{key: op.get(key) for key in ("name", "op", "in", "out", "dropped", "modified", "reasons", "notes")}
                  for op in curate_stats.get("operators", [])]
         return {"from": "stats", "input": curate_stats.get("input", {}).get("records"),
                 "output": curate_stats.get("output", {}).get("records"), "steps": steps,

@@ -168,9 +168,10 @@ class Completion:
 
 
 def rows_independent(model: Any) -> bool:
-    """Whether each row of a batched forward gets the results it would get alone. Not with PyTorch's dynamic
-    int8 Linear layers (``@int8-dynamic``): they quantise activations with one scale for the whole batch."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+    """Whether each row of a batched forward gets the results it would get alone. Not with dynamic int8 Linear
+    layers (``@int8-dynamic``): a single row runs fbgemm's kernel (asymmetric uint8 activations), several rows
+    ``torch._int_mm`` (symmetric int8), which round differently enough to change a near-tied greedy token."""
+    from oidkit.models.quantize import DynamicInt8Linear
 
     return not any(isinstance(module, DynamicInt8Linear) for module in model.modules())
 

@@ -56,8 +56,8 @@ def run_self_instruct(seeds_path: str | Path, out_dir: str | Path, *, model: str
                       config: SelfInstructConfig | None = None, concurrency: int = 4, progress=None) -> SynthResult:
     """Self-Instruct from a seed-task file (Self-Instruct / BELLE JSONL shape)."""
     config = config or SelfInstructConfig()
-    backend = _backend(out_dir, model, endpoint, concurrency, seeds_path)
-    result = self_instruct(backend, load_seed_tasks(seeds_path), config, progress)
+    seeds = load_seed_tasks(seeds_path)  # before the model loads: a missing file fails at once
+    result = self_instruct(_backend(out_dir, model, endpoint, concurrency, seeds_path), seeds, config, progress)
     settings = {"method": "self-instruct", "model": str(model), "endpoint": endpoint, "seeds": str(seeds_path),
                 "config": {k: v for k, v in config.__dict__.items() if k != "blacklist"}}
     write_outputs(out_dir, result, settings)

@@ -100,6 +100,13 @@ class SeedTask:
 
 def load_seed_tasks(path: str | Path) -> list[SeedTask]:
     """Seed tasks in the Self-Instruct / BELLE JSONL shape (``instruction``, ``instances``, ``is_classification``)."""
+    from oidkit.errors import InputError
+
+    if not Path(path).is_file():
+        raise InputError("seed tasks not found", file=str(path),
+                         hint="Self-Instruct's and BELLE's seeds are in the shared data folder "
+                              "(self_instruct_seed_tasks.jsonl, belle_zh_seed_tasks.jsonl; $OIDKIT_SHARED_DATA or "
+                              "../shared/data); any JSONL of {instruction, instances} rows works")
     tasks = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -107,8 +114,6 @@ def load_seed_tasks(path: str | Path) -> list[SeedTask]:
                 continue
             row = json.loads(line)
             if "instruction" not in row:
-                from oidkit.errors import InputError
-
                 raise InputError("a seed task needs an 'instruction' field", file=str(path), line=number,
                                  hint="seed files look like Self-Instruct's seed_tasks.jsonl")
             tasks.append(SeedTask(str(row.get("id", number)), row["instruction"],

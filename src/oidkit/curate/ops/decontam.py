@@ -63,6 +63,9 @@ class DecontaminateConfig(OpConfig):
     """Shared n-gram length in tokens (words; characters for CJK)."""
     roles: list[str] = ["user", "assistant"]
     """Which turns of a training record are searched."""
+    required: bool = False
+    """A benchmark file that is not found stops the run, instead of the benchmark being skipped with a note
+    (in stats.json and the report's curation section)."""
 
 
 @register
@@ -73,12 +76,22 @@ class Decontaminate(Filter):
     Config = DecontaminateConfig
     reasons = {"benchmark_overlap": "shares an n-gram with an evaluation item (value: benchmark, item, n-gram)"}
 
+    def __init__(self, config: DecontaminateConfig):
+        super().__init__(config)
+        self.specs, missing = resolve_benchmarks(config.benchmarks)
+        for spec in missing:
+            if config.required:
+                raise ConfigError(f"benchmark {spec.name}: no file at {spec.path}; set OIDKIT_SHARED_DATA to the "
+                                  "folder holding the evaluation sets or give {name, path, fields} for your copy")
+            self.notes.append(f"benchmark {spec.name} skipped: no file at {spec.path} (set OIDKIT_SHARED_DATA; "
+                              "required: true makes this an error)")
+
     def setup(self) -> None:
         # n-gram (a tuple of tokens) -> (benchmark, item id). A plain dict of tuples: measured on the real
         # data it beat a numpy rolling-hash index (tuple hashing is C code; the numpy version was 0.75x).
         n = self.config.ngram
         self.index: dict[tuple[str, ...], tuple[str, str]] = {}
-        for spec in resolve_benchmarks(self.config.benchmarks):
+        for spec in self.specs:
             for item_id, item_text in benchmark_items(spec):
                 item_tokens = tokens(unicodedata.normalize("NFKC", item_text))
                 for start in range(len(item_tokens) - n + 1):
@@ -95,9 +108,9 @@ class Decontaminate(Filter):
         return True, "", None
 
 
-def resolve_benchmarks(entries: list[str | BenchmarkSpec]) -> list[BenchmarkSpec]:
-    """Known names to specs under the shared data folder; a ConfigError for unknown names or missing files."""
-    specs = []
+def resolve_benchmarks(entries: list[str | BenchmarkSpec]) -> tuple[list[BenchmarkSpec], list[BenchmarkSpec]]:
+    """``(found, missing)``: known names resolved under the shared data folder; a ConfigError for unknown names."""
+    specs, missing = [], []
     for entry in entries:
         if isinstance(entry, str):
             if entry not in KNOWN_BENCHMARKS:
@@ -105,11 +118,8 @@ def resolve_benchmarks(entries: list[str | BenchmarkSpec]) -> list[BenchmarkSpec
                                   "{name: ..., path: file.jsonl, fields: [question]}")
             known = KNOWN_BENCHMARKS[entry]
             entry = known.model_copy(update={"path": str(shared_data_dir() / known.path)})
-        if not benchmark_files(entry.path):
-            raise ConfigError(f"benchmark {entry.name}: no file at {entry.path}; set OIDKIT_SHARED_DATA to the "
-                              "folder holding the evaluation sets or give an explicit path")
-        specs.append(entry)
-    return specs
+        (specs if benchmark_files(entry.path) else missing).append(entry)
+    return specs, missing
 
 
 def benchmark_files(pattern: str) -> list[Path]:
