@@ -513,10 +513,19 @@ def export_command(
     which: str = typer.Option("best", help="best (lowest eval loss; falls back to last) or last"),
     format: str = typer.Option("hf", help="output format: hf (a standalone Hugging Face folder), gguf (one file)"),
     quant: str = typer.Option("f16", help="with --format gguf: f16 or q8_0 (half the size, ~8.5 bits/weight)"),
+    eval_report: str = typer.Option(None, help="an `oid eval` report.json (or its folder): its tables go into "
+                                    "the model card"),
+    base_model: str = typer.Option(None, help="hub id of the base model for the card, when the run used a local "
+                                   "folder (aliases are known)"),
+    license: str = typer.Option(None, help="license of the card (default: the base model's)"),
+    data_card: str = typer.Option(None, help="the training data's card (default: README.md beside the data)"),
 ) -> None:
     """Export a training run as a standalone model folder that plain `transformers` loads.
 
-    Example:  oid export --merge demo-out/train demo-out/model
+    The folder (or the bare adapter, --no-merge) gets a model card, README.md: base model as a hub id,
+    license, the data's card, training settings and, with --eval-report, the evaluation tables.
+
+    Example:  oid export --merge demo-out/train demo-out/model --eval-report demo-out/eval
 
     GGUF (llama.cpp, Ollama; RUN_DIR may also be a model folder or alias):
     oid export --format gguf --quant q8_0 demo-out/train demo-out/model-q8_0.gguf
@@ -529,7 +538,9 @@ def export_command(
         return
     from oidkit.models.export import export_run
 
-    console.print(f"wrote {export_run(run_dir, out, format=format, which=which, merge=merge)}")
+    result = export_run(run_dir, out, format=format, which=which, merge=merge, eval_report=eval_report,
+                        base_model=base_model, license=license, data_card=data_card)
+    console.print(f"wrote {result} (model card: {result / 'README.md'})")
 
 
 # --- applications ------------------------------------------------------------------------------------
@@ -664,9 +675,12 @@ def serve_command(
     max_body_mb: float = typer.Option(8.0, min=0.001, help="request bodies over this many MB are answered 413"),
     quantize: Quantize = typer.Option(None, help=QUANTIZE_HELP),
 ) -> None:
-    """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions.
+    """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions,
+    and a chat page in the browser at / (streaming, system prompt, temperature, copy, regenerate).
 
     Concurrent requests are batched: each forward pass decodes the next token of every running completion.
+    Chat takes tools/tool_choice (templates that read tools; calls parsed back into tool_calls) and
+    logprobs/top_logprobs.
 
     Example:  oid serve demo-out/tuned --port 8000 &   then   oid ask "What is 2+2?" --port 8000
               oid serve smollm2-135m-instruct --quantize int8 --max-batch-size 4
@@ -922,6 +936,52 @@ def review_command(
 
     serve(data, rejects=rejects, log_path=log, host=host, port=port, token=token, labels=labels,
           annotator=annotator, sample=sample, seed=seed, salvage=salvage)
+
+@app.command("arena")
+def arena_command(
+    model_a: str = typer.Argument(..., metavar="MODEL_A|report", help="first model (folder, alias, .gguf)"),
+    model_b: str = typer.Argument(..., metavar="MODEL_B|LOG", help="second model; after `report`: the arena log"),
+    prompts: str = typer.Option(None, help="prompts: records in any format oid reads (the turns before the last "
+                                "answer, e.g. a held-out split); without it, type prompts on the page"),
+    limit: int = typer.Option(None, help="only the first N prompts of --prompts"),
+    log: str = typer.Option(None, help="vote log (default: PROMPTS's name with .arena.jsonl, beside it)"),
+    annotator: str = typer.Option(None, help="your name in the log (asked on the page when not given)"),
+    host: str = typer.Option("127.0.0.1", help="interface to listen on; other than loopback needs --token"),
+    port: int = typer.Option(8766),
+    token: str = typer.Option(None, help="secret every request must carry (open the page with ?token=...)"),
+    max_tokens: int = typer.Option(256, help="answer length"),
+    temperature: float = typer.Option(0.0, help="0: greedy, the same answers after a restart"),
+    endpoint_a: str = typer.Option(None, help="MODEL_A is served at this OpenAI-compatible URL"),
+    endpoint_b: str = typer.Option(None, help="MODEL_B is served at this OpenAI-compatible URL"),
+    as_json: bool = typer.Option(False, "--json", help="report: print JSON"),
+) -> None:
+    """Compare two models blind in the browser: same prompt, two answers in random order, you pick A, B, tie
+    or both bad. Names are shown only after the vote; votes are appended (fsynced) to a log with who and when.
+
+    Examples:
+
+      oid arena smollm2-135m-instruct demo-out/model --prompts demo-out/curated/splits/test.jsonl --limit 50
+
+      oid arena report demo-out/curated/splits/test.arena.jsonl      # win rates, 95% intervals, agreement
+    """
+    if model_a == "report":
+        import json
+        from pathlib import Path
+
+        from oidkit.review.arena import arena_report, report_text
+        from oidkit.review.log import ReviewLog
+
+        if not Path(model_b).is_file():
+            fail(f"{model_b}: no arena log there; usage: oid arena report LOG")
+        report = arena_report(ReviewLog(model_b, read_only=True))
+        print(json.dumps(report, indent=2, ensure_ascii=False) if as_json else report_text(report))
+        return
+    from oidkit.review.arena import serve_arena
+
+    serve_arena(model_a, model_b, prompts=prompts, limit=limit, log_path=log, annotator=annotator, host=host,
+                port=port, token=token, max_tokens=max_tokens, temperature=temperature, endpoint_a=endpoint_a,
+                endpoint_b=endpoint_b)
+
 
 # --- synth -----------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 ``merge`` folds LoRA adapters into the base weights (peft ``merge_and_unload``) so plain ``transformers``
 loads the result without oidkit or peft. Other formats (e.g. GGUF) are added as further functions here.
+Both the merged folder and the bare adapter get a model card (``models/card.py``) as their README.md.
 """
 
 from __future__ import annotations
@@ -61,8 +62,18 @@ def export_adapter(run_dir: str | Path, out_dir: str | Path, *, which: str = "be
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "hf", which: str = "best",
-               merge: bool = True) -> Path:
-    """Export in ``format``; ``hf`` writes a merged model (or the bare adapter with ``merge=False``)."""
+               merge: bool = True, **card: str | None) -> Path:
+    """Export in ``format``; ``hf`` writes a merged model (or the bare adapter with ``merge=False``).
+
+    ``card`` goes to the model card: ``base_model`` (a hub id), ``license``, ``eval_report``, ``data_card``.
+    """
+    from oidkit.models.card import model_card, write_model_card
+
     if format != "hf":
         raise ConfigError(f"unknown export format {format!r}; available: hf")
-    return export_merged(run_dir, out_dir, which=which) if merge else export_adapter(run_dir, out_dir, which=which)
+    weights = run_weights(run_dir, which)
+    adapter = not merge and (weights / "adapter_config.json").exists()
+    text = model_card(run_dir, out_dir, adapter=adapter, **card)  # a bad --eval-report fails before any work
+    out = export_merged(run_dir, out_dir, which=which) if merge else export_adapter(run_dir, out_dir, which=which)
+    write_model_card(out, text)
+    return out

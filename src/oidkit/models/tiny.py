@@ -22,8 +22,9 @@ _DEFAULT_CORPUS = [
 ]
 
 
-def build_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None):
-    """A byte-level BPE ``PreTrainedTokenizerFast`` with ChatML special tokens and chat template."""
+def build_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None, chat_template: str = CHATML_TEMPLATE):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` with ChatML special tokens and a ChatML chat template
+    (``oidkit.core.chat.CHATML_TOOLS_TEMPLATE`` for one that supports tool calls)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -44,7 +45,7 @@ def build_tokenizer(vocab_size: int = 512, corpus: list[str] | None = None):
         pad_token="<|endoftext|>",
         unk_token="<|endoftext|>",
     )
-    fast.chat_template = CHATML_TEMPLATE
+    fast.chat_template = chat_template
     return fast
 
 
@@ -61,13 +62,14 @@ def build_tiny_model(
     tie_word_embeddings: bool = True,
     seed: int = 0,
     corpus: list[str] | None = None,
+    chat_template: str = CHATML_TEMPLATE,
 ) -> Path:
     """Save a tiny random ``LlamaForCausalLM`` and its tokenizer to ``path`` and return the path."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     path = Path(path)
-    tokenizer = build_tokenizer(vocab_size, corpus)
+    tokenizer = build_tokenizer(vocab_size, corpus, chat_template)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import yaml
 
+from oidkit.core.markdown import markdown_table
+
 # Hugging Face size categories: upper bounds and their labels.
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
@@ -72,12 +74,6 @@ def front_matter(stats: dict, *, title: str, license: str, data_files: list[str]
             {"split": "train", "path": data_files[0] if len(data_files) == 1 else data_files}]}],
     }
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def dataset_card(stats: dict, *, title: str, license: str, data_files: list[str], recipe: str | None) -> str:

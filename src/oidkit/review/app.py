@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import yaml
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from oidkit.core.web import SECURITY_HEADERS, mount_static
 from oidkit.errors import ConfigError
 from oidkit.records import conversation_problems
 from oidkit.review.agreement import agreement, progress
@@ -34,12 +34,6 @@ TOKEN_HEADER = "x-review-token"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 ALL_INTERFACES = ("0.0.0.0", "::", "")
 MAX_PAGE = 200
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                               "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 class Decision(BaseModel):
@@ -194,7 +188,7 @@ def add_read_routes(app: FastAPI, index: Index, log: ReviewLog, labels: list[str
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    mount_static(app, STATIC)
 
     @app.get("/api/meta")
     def meta() -> dict:

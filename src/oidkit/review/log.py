@@ -7,7 +7,10 @@ see :mod:`oidkit.review.index`) and one action:
 
 - ``decision``: ``decision`` = ``accept`` | ``reject`` | ``null`` (cleared), with an optional ``reason``;
 - ``labels``: ``labels`` = the annotator's full label list for the item;
-- ``edit``: ``messages`` = the whole edited conversation, ``base`` = the version it was edited from.
+- ``edit``: ``messages`` = the whole edited conversation, ``base`` = the version it was edited from;
+- ``vote`` (``oid arena``): ``models`` = the two models in the order shown (A, B), ``choice`` = ``A`` | ``B`` |
+  ``tie`` | ``both_bad``, ``winner`` = the chosen model's name (or ``tie`` / ``both_bad``), ``prompt`` and
+  ``answers`` (what was shown), ``note``. An annotator's latest vote on a key counts.
 
 A record's *version* is the ``seq`` of its latest edit (0 = as in the file). An edit whose ``base`` is
 not the current version was made on a stale copy and is refused as an :class:`EditConflict`.
@@ -24,6 +27,7 @@ from typing import Any
 import orjson
 
 DECISIONS = ("accept", "reject", None)
+VOTES = ("A", "B", "tie", "both_bad")
 
 
 class EditConflict(Exception):
@@ -48,20 +52,25 @@ def default_log_path(data: str | Path) -> Path:
 class ReviewLog:
     """The log file opened for appending, and the state its lines add up to."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        """Replay ``path``; ``read_only`` (reports) never writes to it, else it is opened for appending."""
         self.path = Path(path)
         self.lock = threading.Lock()
         self.seq = 0
         self.decisions: dict[str, dict[str, dict]] = {}  # key -> annotator -> decision event
         self.labels: dict[str, dict[str, list[str]]] = {}  # key -> annotator -> labels
         self.edits: dict[str, dict] = {}  # key -> latest edit event
+        self.votes: dict[str, dict[str, dict]] = {}  # key -> annotator -> latest vote event
         self.skipped_lines = 0
+        if read_only:
+            self._replay(repair=False)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             self._replay()
         self.file = open(self.path, "ab")  # noqa: SIM115 -- open for the app's lifetime, closed by close()
 
-    def _replay(self) -> None:
+    def _replay(self, repair: bool = True) -> None:
         raw = self.path.read_bytes()
         for line in raw.splitlines():
             try:
@@ -70,7 +79,7 @@ class ReviewLog:
                 self.skipped_lines += 1
                 continue
             self._apply(event)
-        if raw and not raw.endswith(b"\n"):  # keep a cut line apart from the next one we append
+        if repair and raw and not raw.endswith(b"\n"):  # keep a cut line apart from the next one we append
             with open(self.path, "ab") as f:
                 f.write(b"\n")
                 f.flush()
@@ -85,6 +94,8 @@ class ReviewLog:
             self.labels.setdefault(key, {})[annotator] = list(event["labels"])
         elif event["action"] == "edit":
             self.edits[key] = event
+        elif event["action"] == "vote":
+            self.votes.setdefault(key, {})[annotator] = event
 
     def _append(self, event: dict) -> dict:
         """Write, flush and fsync one event, then apply it; the caller holds the lock."""
@@ -119,6 +130,17 @@ class ReviewLog:
             return self._append({"annotator": annotator, "key": key, "action": "edit", "base": base,
                                  "messages": messages})
 
+    def vote(self, key: str, annotator: str, *, models: list[str], choice: str, prompt: list[dict],
+             answers: list[str], note: str = "") -> dict:
+        """Append an arena vote: ``choice`` among the two ``models`` shown as A and B."""
+        if choice not in VOTES:
+            raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {choice!r}")
+        winner = {"A": models[0], "B": models[1]}.get(choice, choice)
+        with self.lock:
+            return self._append({"annotator": annotator, "key": key, "action": "vote", "models": models,
+                                 "choice": choice, "winner": winner, "prompt": prompt, "answers": answers,
+                                 "note": note})
+
     def final_decision(self, key: str) -> dict | None:
         """The latest decision anyone made on ``key`` (``None`` when never decided or cleared)."""
         events = self.decisions.get(key, {}).values()
@@ -128,6 +150,7 @@ class ReviewLog:
     def annotators(self) -> list[str]:
         names = {a for per_key in (*self.decisions.values(), *self.labels.values()) for a in per_key}
         names |= {e["annotator"] for e in self.edits.values()}
+        names |= {a for per_key in self.votes.values() for a in per_key}
         return sorted(names)
 
     def review_meta(self, key: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """An OpenAI-compatible HTTP API for one local model: ``/v1/models`` (and ``/v1/models/{id}``),
-``/v1/chat/completions``, ``/v1/completions``.
+``/v1/chat/completions``, ``/v1/completions``; and a chat page at ``/`` (``page.py``).
 
 Concurrent requests share the model's forward passes (continuous batching): a single worker thread owns
 the model and a ``DecodeBatch`` of up to ``max_batch_size`` completions; each step runs one batched
@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from oidkit.core.tool_calls import ToolCallStream, parse_tool_calls, template_message, template_supports_tools
 from oidkit.serve.generation import (
     Completion,
     DecodeBatch,
@@ -41,6 +42,7 @@ from oidkit.serve.generation import (
     make_generator,
     rows_independent,
 )
+from oidkit.serve.page import add_chat_page
 
 DEFAULT_MAX_TOKENS = 512
 # Decoding on CPU is bound by reading the weights: a step over 8 rows costs ~1.3x one row's on SmolLM2-135M.
@@ -76,9 +78,23 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[TextPart] | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: the call it answers
+    name: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -107,10 +123,15 @@ class SamplingRequest(BaseModel):
 class ChatRequest(SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
 
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str]
+    logprobs: int | None = None  # the legacy format: refused with a clear 400 rather than ignored
 
 
 class Job:
@@ -323,8 +344,10 @@ def sampling_params(served: Served, request: SamplingRequest, prompt_tokens: int
         raise context_exceeded(served, param, f"{prompt_tokens + (requested or 0)} tokens ({prompt_tokens} in "
                                               f"the {param}, {requested or 0} in the completion)")
     stop = [s for s in ([request.stop] if isinstance(request.stop, str) else request.stop or []) if s]
+    logprobs = getattr(request, "logprobs", False) is True  # chat's flag; /v1/completions refuses its own
     return SamplingParams(max_tokens=requested or min(DEFAULT_MAX_TOKENS, room), temperature=request.temperature,
-                          top_p=request.top_p, stop=stop, seed=request.seed)
+                          top_p=request.top_p, stop=stop, seed=request.seed, logprobs=logprobs,
+                          top_logprobs=(getattr(request, "top_logprobs", None) or 0) if logprobs else 0)
 
 
 async def job_deltas(job: Job) -> AsyncIterator[tuple[int, Delta]]:
@@ -342,13 +365,16 @@ async def collect(job: Job, usage: dict, complete: Callable[[list[dict]], dict])
     """The whole answer of a non-streaming request."""
     texts = [""] * len(job.completions)
     finishes: list[str | None] = [None] * len(texts)
+    logprobs: list[list[dict]] = [[] for _ in texts]
     async for index, delta in job_deltas(job):
         texts[index] += delta.text
+        logprobs[index] += delta.logprobs or []
         if delta.finish_reason:
             finishes[index] = delta.finish_reason
             usage["completion_tokens"] += delta.completion_tokens
-    return {**complete([{"index": i, "text": t, "finish_reason": f}
-                        for i, (t, f) in enumerate(zip(texts, finishes, strict=True))]), "usage": total_usage(usage)}
+    return {**complete([{"index": i, "text": t, "finish_reason": f, "logprobs": lp}
+                        for i, (t, f, lp) in enumerate(zip(texts, finishes, logprobs, strict=True))]),
+            "usage": total_usage(usage)}
 
 
 async def answer_whole(job: Job, usage: dict, complete: Callable[[list[dict]], dict], http: Request) -> dict:
@@ -365,8 +391,12 @@ async def answer_whole(job: Job, usage: dict, complete: Callable[[list[dict]], d
     return answer.result()
 
 
-async def server_sent_events(job: Job, usage: dict, chunk: Callable[[int, str | None, str | None], dict],
-                             include_usage: bool) -> AsyncIterator[str]:
+# chunk(index, text, finish, logprobs): one streamed chunk of choice ``index``: its opening (no text, no
+# finish), new text (with the log-probabilities of its tokens, when asked for) or its finish.
+Chunk = Callable[[int, str | None, str | None, list[dict] | None], dict]
+
+
+async def server_sent_events(job: Job, usage: dict, chunk: Chunk, include_usage: bool) -> AsyncIterator[str]:
     """The answer as server-sent events: a first chunk per choice, its text deltas, its finish, then [DONE]."""
     def event(data: dict) -> str:
         return f"data: {json.dumps(data, ensure_ascii=False)}\n\n"
@@ -376,25 +406,24 @@ async def server_sent_events(job: Job, usage: dict, chunk: Callable[[int, str | 
         async for index, delta in job_deltas(job):
             if index not in started:
                 started.add(index)
-                yield event(chunk(index, None, None))
-            if delta.text:
-                yield event(chunk(index, delta.text, None))
+                yield event(chunk(index, None, None, None))
+            if delta.text or delta.logprobs:
+                yield event(chunk(index, delta.text, None, delta.logprobs))
             if delta.finish_reason:
                 usage["completion_tokens"] += delta.completion_tokens
-                yield event(chunk(index, None, delta.finish_reason))
+                yield event(chunk(index, None, delta.finish_reason, None))
     except Exception as e:  # the status line is sent already: report in the stream
         yield event({"error": {"message": f"generation failed: {e}", "type": "server_error", "param": None,
                                "code": None}})
     finally:  # also runs when the client disconnects (starlette cancels or closes this generator)
         job.cancelled = True
     if include_usage:
-        yield event({**chunk(0, None, None), "choices": [], "usage": total_usage(usage)})
+        yield event({**chunk(0, None, None, None), "choices": [], "usage": total_usage(usage)})
     yield "data: [DONE]\n\n"
 
 
 async def generate(served: Served, prompts: list[list[int]], request: SamplingRequest, params: SamplingParams,
-                   chunk: Callable[[int, str | None, str | None], dict], complete: Callable[[list[dict]], dict],
-                   http: Request) -> Any:
+                   chunk: Chunk, complete: Callable[[list[dict]], dict], http: Request) -> Any:
     """Queue ``request.n`` completions per prompt and answer them, whole or streamed."""
     # Choice i of a prompt samples with seed + i: choice 0 is the n=1 answer, and every choice is
     # reproducible whichever requests it shares the batch with.
@@ -408,32 +437,83 @@ async def generate(served: Served, prompts: list[list[int]], request: SamplingRe
     return StreamingResponse(server_sent_events(job, usage, chunk, include_usage), media_type="text/event-stream")
 
 
+def template_messages(messages: list[ChatMessage]) -> list[dict]:
+    """The request's messages as the chat template reads them: text content, tool calls in the template's shape
+    (arguments as objects), a tool turn's call id and name."""
+    converted = []
+    for m in messages:
+        message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        if m.tool_calls:
+            message["tool_calls"] = [c.model_dump() for c in m.tool_calls]
+        message.update({k: v for k, v in (("tool_call_id", m.tool_call_id), ("name", m.name)) if v is not None})
+        converted.append(template_message(message))
+    return converted
+
+
+def tools_to_render(served: Served, request: ChatRequest) -> list[dict] | None:
+    """The tool definitions for the template (``None``: answer in text, nothing parsed); a 400 when the request
+    uses tools and the model's template does not read them, or asks for a choice nothing here can enforce."""
+    uses_tools = bool(request.tools) or any(m.tool_calls or m.role == "tool" for m in request.messages)
+    if uses_tools and not template_supports_tools(served.tokenizer.chat_template):
+        raise APIError(400, f"model '{served.name}' has a chat template that does not support tools (it never reads "
+                       "`tools`): tool definitions, assistant tool_calls and tool messages would be dropped. Serve a "
+                       "model whose template supports tools (Qwen2.5, Hermes, Llama 3.1, or one trained with "
+                       "data.chat_template=chatml-tools), or send the conversation without them.",
+                       param="tools", code="tools_not_supported")
+    if request.tool_choice not in (None, "auto", "none"):
+        raise APIError(400, f"tool_choice {request.tool_choice!r} cannot be enforced here (generation is not "
+                       "constrained to a call); use 'auto' (the model decides) or 'none'", param="tool_choice")
+    return request.tools if request.tools and request.tool_choice != "none" else None
+
+
+def openai_logprobs(entries: list[dict] | None) -> dict | None:
+    return None if entries is None else {"content": entries}
+
+
 async def chat_completion(served: Served, request: ChatRequest, http: Request) -> Any:
     if not served.tokenizer.chat_template:
         raise APIError(400, f"model '{served.name}' has no chat template; use /v1/completions", param="messages")
     check_request(served, request, ["".join(m.text() for m in request.messages)], "messages")
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                for m in request.messages]
+    tools = tools_to_render(served, request)
+    messages = template_messages(request.messages)
     if served.default_system and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": served.default_system})
-    text = await run_in_threadpool(served.tokenizer.apply_chat_template, messages, tokenize=False,
-                                   add_generation_prompt=True)
+    text = await run_in_threadpool(served.tokenizer.apply_chat_template, messages,
+                                   tools=tools, tokenize=False, add_generation_prompt=True)
     [prompt_ids] = await tokenize(served, [text])
     params = sampling_params(served, request, len(prompt_ids), request.max_completion_tokens or request.max_tokens,
                              "messages")
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served.name,
             "system_fingerprint": None}
+    streams: dict[int, ToolCallStream] = {}  # per choice, when tool calls are parsed out of the text
 
-    def chunk(index: int, text: str | None, finish: str | None) -> dict:
-        delta = {"role": "assistant", "content": ""} if text is None and finish is None else (
-            {"content": text} if text is not None else {})
-        return {**head, "object": "chat.completion.chunk",
-                "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+    def chunk(index: int, text: str | None, finish: str | None, logprobs: list[dict] | None) -> dict:
+        if text is None and finish is None:
+            delta: dict[str, Any] = {"role": "assistant", "content": ""}
+        elif text is not None:
+            delta = {"content": streams.setdefault(index, ToolCallStream()).feed(text) if tools else text}
+        else:
+            delta, calls = {}, []
+            if tools:
+                rest, calls = streams.setdefault(index, ToolCallStream()).finish()
+                delta = {"content": rest} if rest else {}
+                if calls:
+                    delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+            finish = "tool_calls" if calls else finish
+        return {**head, "object": "chat.completion.chunk", "choices": [
+            {"index": index, "delta": delta, "finish_reason": finish,
+             "logprobs": openai_logprobs(logprobs if params.logprobs else None)}]}
+
+    def message(text: str) -> dict:
+        content, calls = parse_tool_calls(text) if tools else (text, [])
+        return {"role": "assistant", "content": content or None, "tool_calls": calls} if calls else {
+            "role": "assistant", "content": content}
 
     def complete(choices: list[dict]) -> dict:
         return {**head, "object": "chat.completion", "choices": [
-            {"index": c["index"], "message": {"role": "assistant", "content": c["text"]},
-             "finish_reason": c["finish_reason"], "logprobs": None} for c in choices]}
+            {"index": c["index"], "message": (answer := message(c["text"])),
+             "finish_reason": "tool_calls" if answer.get("tool_calls") else c["finish_reason"],
+             "logprobs": openai_logprobs(c["logprobs"] if params.logprobs else None)} for c in choices]}
 
     return await generate(served, [prompt_ids], request, params, chunk, complete, http)
 
@@ -442,13 +522,16 @@ async def text_completion(served: Served, request: CompletionRequest, http: Requ
     prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
     if not prompts:
         raise APIError(400, "prompt is an empty list", param="prompt")
+    if request.logprobs is not None:
+        raise APIError(400, "logprobs is not supported on /v1/completions; use /v1/chat/completions with "
+                       "\"logprobs\": true (and top_logprobs)", param="logprobs")
     check_request(served, request, prompts, "prompt")
     prompt_ids = await tokenize(served, prompts)
     params = sampling_params(served, request, max(len(p) for p in prompt_ids), request.max_tokens, "prompt")
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served.name,
             "object": "text_completion"}
 
-    def chunk(index: int, text: str | None, finish: str | None) -> dict:
+    def chunk(index: int, text: str | None, finish: str | None, logprobs: list[dict] | None) -> dict:
         return {**head, "choices": [{"index": index, "text": text or "", "finish_reason": finish, "logprobs": None}]}
 
     def complete(choices: list[dict]) -> dict:
@@ -495,6 +578,7 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: i
     app.state.worker = worker
     add_error_handlers(app)
     add_routes(app, served)
+    add_chat_page(app)
     return app
 
 

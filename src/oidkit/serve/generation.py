@@ -23,15 +23,22 @@ class SamplingParams:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
+    logprobs: bool = False  # report each output token's log-probability
+    top_logprobs: int = 0  # and the most likely alternatives at each position
 
 
 @dataclass
 class Delta:
-    """New text of a completion; the last delta of a completion carries ``finish_reason`` ("stop" or "length")."""
+    """New text of a completion; the last delta of a completion carries ``finish_reason`` ("stop" or "length").
+
+    With ``SamplingParams.logprobs``, ``logprobs`` holds OpenAI ``{token, logprob, bytes, top_logprobs}`` entries
+    for the tokens sampled since the previous delta.
+    """
 
     text: str
     completion_tokens: int
     finish_reason: str | None = None
+    logprobs: list[dict] | None = None
 
 
 def load_serving_model(name_or_path: str | Path) -> tuple[Any, Any]:
@@ -88,6 +95,23 @@ def sample_next(logits: Any, params: SamplingParams, generator: Any) -> int:
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def token_entry(tokenizer: Any, token: int, logprob: float) -> dict:
+    text = tokenizer.decode([token])
+    return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+
+
+def token_logprobs(tokenizer: Any, logits: Any, token: int, top: int) -> dict:
+    """The log-probability of ``token`` under the model's own distribution (before temperature and top-p,
+    as other OpenAI-compatible servers report it) and the ``top`` most likely tokens."""
+    import torch
+
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    entry = token_entry(tokenizer, token, float(logprobs[token]))
+    values, ids = torch.topk(logprobs, top) if top else ([], [])
+    entry["top_logprobs"] = [token_entry(tokenizer, int(i), float(v)) for v, i in zip(values, ids, strict=True)]
+    return entry
+
+
 class Completion:
     """One completion's text as its tokens arrive: text deltas as soon as they are complete characters, stop
     strings that never leak into the output (text that might begin one is held back until it cannot), and
@@ -102,9 +126,21 @@ class Completion:
         self.sampled = 0  # completion tokens, the end token included
         self.text, self.sent = "", 0  # decoded text so far, and how many of its characters were delivered
         self.finish: str | None = None
+        self.logprobs: list[dict] = []  # one entry per output token, when params.logprobs
+        self.logprobs_sent = 0
 
     def sample(self, logits: Any) -> int:
-        return sample_next(logits, self.params, self.generator)
+        token = sample_next(logits, self.params, self.generator)
+        if self.params.logprobs and token not in self.end_ids:
+            self.logprobs.append(token_logprobs(self.tokenizer, logits, token, self.params.top_logprobs))
+        return token
+
+    def _delta(self, text: str, finish: str | None = None) -> Delta:
+        """A delta with the log-probabilities of the tokens sampled since the last one."""
+        entries = None
+        if self.params.logprobs:
+            entries, self.logprobs_sent = self.logprobs[self.logprobs_sent:], len(self.logprobs)
+        return Delta(text, self.sampled, finish, entries)
 
     def add(self, token: int) -> Delta | None:
         """Take the next sampled token; the new text to deliver, if any (the last delta carries ``finish``)."""
@@ -123,12 +159,12 @@ class Completion:
         safe = len(text) - self.hold
         if text.endswith("\ufffd") or safe <= self.sent:  # a multi-byte character is not complete yet
             return None
-        delta, self.sent = Delta(text[self.sent:safe], self.sampled), safe
+        delta, self.sent = self._delta(text[self.sent:safe]), safe
         return delta
 
     def _end(self, reason: str) -> Delta:
         self.finish = reason
-        return Delta(self.text[self.sent:], self.sampled, reason)
+        return self._delta(self.text[self.sent:], reason)
 
 
 def rows_independent(model: Any) -> bool:

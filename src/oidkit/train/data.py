@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from oidkit.atomic import atomic_path, write_atomic
-from oidkit.core.chat import encode_record
+from oidkit.core.chat import RENDERING_VERSION, encode_record
 from oidkit.errors import InputError
 from oidkit.io import read_records
 from oidkit.io.files import expand_paths
@@ -114,7 +114,7 @@ def load_tokenized(
     """
     # the repairs read_records applies shape the records too: a cache from before them must not be reused
     key_parts = [tokenizer_digest(tokenizer), template, sorted(options.items()), max_examples, file_digest(paths),
-                 REPAIRS]
+                 REPAIRS, RENDERING_VERSION]
     key = hashlib.blake2b(orjson.dumps(key_parts, default=str), digest_size=16).hexdigest()
     folder = tokenized_cache_root(cache_dir) / key
     if (folder / "counts.json").exists():
