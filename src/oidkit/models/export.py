@@ -72,6 +72,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "hf", 
     if format != "hf":
         raise ConfigError(f"unknown export format {format!r}; available: hf")
     weights = run_weights(run_dir, which)
+    refuse_overwriting_inputs([], [run_dir], folders=[out_dir])  # before the card reads anything
     adapter = not merge and (weights / "adapter_config.json").exists()
     text = model_card(run_dir, out_dir, adapter=adapter, **card)  # a bad --eval-report fails before any work
     out = export_merged(run_dir, out_dir, which=which) if merge else export_adapter(run_dir, out_dir, which=which)
