@@ -4,9 +4,9 @@ A JSON array is never decoded whole: a regex tokenizer (strings as single tokens
 do not count) finds where each top-level element starts and ends in a window of bytes, and orjson parses
 just that span. Most files are written by ``json.dump`` (one element per line, or indented), so a byte
 search first guesses the element's end from the layout and orjson checks the guess (see
-:func:`_whole_element`); the tokenizer runs only where the guess fails. Memory stays at one window plus one element, and every row knows its byte offset, line
-and index. A file cut mid-record ends in a ``truncated`` item that says how many bytes were unreadable;
-the caller decides whether that is an error or a salvage.
+:func:`_whole_element`); the tokenizer runs only where the guess fails. Memory stays at one window
+plus one element, and every row knows its byte offset, line and index. A file cut mid-record ends in a
+``truncated`` item that says how many bytes were unreadable; the caller decides whether that is an error or a salvage.
 """
 
 from __future__ import annotations
