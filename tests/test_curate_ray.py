@@ -78,6 +78,20 @@ def test_ray_workers_read_each_input_file_as_the_local_engine_reads_the_folder(l
     assert [r["id"] for r in kept][:3] == [r["id"] for r in records][:3]
 
 
+def test_a_bad_input_read_in_a_worker_is_the_readers_own_message(local_ray, tmp_path):
+    from oidkit.errors import InputError
+
+    (tmp_path / "cut.json").write_text('[{"conversations": [{"from": "human", "value": "hi"}]}, {"conv')
+    messages = []
+    for engine in ("local", "ray"):
+        recipe = load_recipe(base={"input": str(tmp_path / "cut.json"), "output": str(tmp_path / engine),
+                                   "engine": engine, "steps": [{"op": "exact_dedup"}]})
+        with pytest.raises(InputError) as error:
+            run_recipe(recipe)
+        messages.append(str(error.value))
+    assert messages[1] == messages[0] and "truncated JSON array" in messages[0] and "--salvage" in messages[0]
+
+
 @pytest.mark.real
 def test_semantic_operators_match_on_ray(local_ray, tmp_path):
     from test_curate_runner import crafted_records

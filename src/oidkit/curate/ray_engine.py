@@ -32,6 +32,7 @@ from oidkit.atomic import atomic_folder
 from oidkit.curate.base import GlobalOp, Operator
 from oidkit.curate.batch import Tally, apply_decisions, run_batch
 from oidkit.curate.runner import read_accounting
+from oidkit.errors import OidError
 from oidkit.io import ReadStats, read_records
 from oidkit.io.files import expand_paths
 
@@ -73,17 +74,19 @@ def _tagged(uids: np.ndarray, records: list[dict], outcome: tuple[list[dict], li
 
 def _read_file(task: dict, options: dict) -> list[dict]:
     """One input file read in a worker: a row per record and per row rejected on read, in file order, and
-    one row with the file's ``[rows read, rows rejected]``."""
+    one row with the file's ``[rows read, rows rejected]``; or one row with the reader's error."""
     rejects: list[dict] = []
     stats = ReadStats()
-    records = list(read_records(task["path"], on_reject=rejects.append, stats=stats, **options))
     base = task["number"] * FILE_UIDS
-    counts = {"uid": base, "record": "", "reject": "",
-              "counts": orjson.dumps([stats.rows, sum(stats.rejected.values())]).decode()}
-    return [counts, *({"uid": base + i, "record": orjson.dumps(r).decode(), "reject": "", "counts": ""}
-                      for i, r in enumerate(records)),
-            *({"uid": base + i, "record": "", "reject": orjson.dumps(r).decode(), "counts": ""}
-              for i, r in enumerate(rejects))]
+    empty = {"uid": base, "record": "", "reject": "", "counts": "", "error": ""}
+    try:
+        records = list(read_records(task["path"], on_reject=rejects.append, stats=stats, **options))
+    except OidError as error:  # raised again on the driver as it is (Ray would wrap it and add to its message)
+        return [{**empty, "error": pickle.dumps(error).hex()}]
+    counts = orjson.dumps([stats.rows, sum(stats.rejected.values())]).decode()
+    return [{**empty, "counts": counts}, *({**empty, "uid": base + i, "record": orjson.dumps(r).decode()}
+                                           for i, r in enumerate(records)),
+            *({**empty, "uid": base + i, "reject": orjson.dumps(r).decode()} for i, r in enumerate(rejects))]
 
 
 # Operators set up in this worker process, by type and config: Ray reuses worker processes across tasks,
@@ -140,6 +143,8 @@ class RayEngine:
         files = [{"number": n, "path": str(path)} for n, path in enumerate(expand_paths(spec.paths))]
         rows = ray.data.from_items(files, override_num_blocks=len(files)).flat_map(
             _read_file, fn_kwargs={"options": options}).materialize()
+        for batch in rows.filter(expr="error != ''").iter_batches(batch_format="numpy"):
+            raise pickle.loads(bytes.fromhex(batch["error"][0]))
         rejects, read_rows, rejected = [], 0, 0
         for batch in rows.select_columns(["uid", "reject", "counts"]).iter_batches(batch_format="numpy"):
             for uid, reject, counts in zip(batch["uid"].tolist(), batch["reject"], batch["counts"], strict=True):
