@@ -11,6 +11,7 @@ run() {
   python "benchmarks/bench_$name.py" "$@" --out "$OUT/$name.json"
 }
 run ingest      # oid convert vs json + pandas: records/s and peak RSS on the real ShareGPT file
+run curate      # local engine vs Ray with 2 workers on the real ShareGPT shards: same results, wall time
 run dedup       # our MinHash LSH vs datasketch: records/s, agreement, 2 workers
 run novelty     # Self-Instruct novelty filter vs rouge-score pairwise: identical decisions, speed-up
 run pii         # PII redaction: recall and precision per type and language on a planted set, real counts

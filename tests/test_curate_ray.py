@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from oidkit.curate.recipe import load_recipe
@@ -47,6 +48,50 @@ def test_ray_engine_matches_local_engine(local_ray, tmp_path, shared_data, monke
     assert len(results["local"]["rejects"]) >= 5  # the crafted data exercises every dropping operator
 
 
+def test_ray_workers_read_each_input_file_as_the_local_engine_reads_the_folder(local_ray, tmp_path, monkeypatch):
+    import oidkit.curate.runner as runner
+    from test_curate_runner import crafted_records
+
+    records = crafted_records()
+    shards = tmp_path / "in"
+    shards.mkdir()
+    write_jsonl(shards / "a.jsonl", records[: len(records) // 2])
+    with open(shards / "b.jsonl", "wb") as f:  # bad rows in the second file: rejected on read, in order
+        f.write(b'{"not": "a record"}\n')
+        for record in records[len(records) // 2:]:
+            f.write(orjson.dumps(record) + b"\n")
+        f.write(b'{"messages": [{"role": "user", "content": "cut')
+    (shards / "c.jsonl").write_bytes(b"")  # an empty shard reads nothing
+    outcome = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        if engine == "ray":  # the driver reads nothing: the workers do (separate processes, not patched)
+            monkeypatch.setattr(runner, "read_records", lambda *a, **k: pytest.fail("the driver read the input"))
+        stats = run_recipe(load_recipe(base={"input": str(shards), "output": str(out), "engine": engine,
+                                             "batch_size": 5, "steps": [{"op": "exact_dedup"}]}))
+        outcome[engine] = (stats["input"] | {"ingest_rejects": None}, list(read_jsonl(out / "kept.jsonl")),
+                           list(read_jsonl(out / "rejects.jsonl")), list(read_jsonl(out / "ingest_rejects.jsonl")))
+    assert outcome["ray"] == outcome["local"]
+    read, kept, _, ingest_rejects = outcome["local"]
+    assert [r["reason"] for r in ingest_rejects] == ["missing_field", "invalid_json"]
+    assert read["rows"] == len(records) + 2 and read["records"] == len(records)
+    assert [r["id"] for r in kept][:3] == [r["id"] for r in records][:3]
+
+
+def test_a_bad_input_read_in_a_worker_is_the_readers_own_message(local_ray, tmp_path):
+    from oidkit.errors import InputError
+
+    (tmp_path / "cut.json").write_text('[{"conversations": [{"from": "human", "value": "hi"}]}, {"conv')
+    messages = []
+    for engine in ("local", "ray"):
+        recipe = load_recipe(base={"input": str(tmp_path / "cut.json"), "output": str(tmp_path / engine),
+                                   "engine": engine, "steps": [{"op": "exact_dedup"}]})
+        with pytest.raises(InputError) as error:
+            run_recipe(recipe)
+        messages.append(str(error.value))
+    assert messages[1] == messages[0] and "truncated JSON array" in messages[0] and "--salvage" in messages[0]
+
+
 @pytest.mark.real
 def test_semantic_operators_match_on_ray(local_ray, tmp_path):
     from test_curate_runner import crafted_records
@@ -67,7 +112,6 @@ def test_semantic_operators_match_on_ray(local_ray, tmp_path):
 
 
 def test_an_interrupted_ray_run_resumes_from_its_step_checkpoint(local_ray, tmp_path, monkeypatch):
-    import oidkit.curate.runner as runner
     from test_curate_runner import crafted_records
 
     write_jsonl(tmp_path / "in.jsonl", crafted_records())
@@ -91,7 +135,9 @@ def test_an_interrupted_ray_run_resumes_from_its_step_checkpoint(local_ray, tmp_
     assert not (tmp_path / "ray" / "stats.json").exists()
 
     benchmark.write_text('{"question": "Write a short story about a lighthouse keeper who finds a message"}\n')
-    monkeypatch.setattr(runner, "read_input", lambda *a: pytest.fail("a resumed run does not read the input again"))
+    from oidkit.curate.ray_engine import RayEngine
+
+    monkeypatch.setattr(RayEngine, "read", lambda *a: pytest.fail("a resumed run does not read the input again"))
     resumed = run("ray")
     monkeypatch.undo()
     straight = run("local")

@@ -3,9 +3,12 @@
 - Records travel as one JSON string column (``record``), so nested ``meta`` of any shape survives.
 - Filters and mappers run as ``map_batches`` tasks; ``setup()`` runs once per worker process (a cache by
   operator type and config), so models and benchmark indexes are built once per worker, not per batch.
-- Every row carries ``uid``, its position in the input. Global operators (dedup, mix, split) compute
-  their small keys in ``map_batches``; the driver sorts them by ``uid`` (so "first" means first in the
-  input, as in the local engine), resolves them and broadcasts the decisions by ``uid`` (``ray.put``).
+- Workers read the input, one task per input file (shard): rows rejected on read and each file's counts
+  go to the driver, which writes ``ingest_rejects.jsonl`` as the local engine does.
+- Every row carries ``uid``, its position in the input (file number, then position in the file). Global
+  operators (dedup, mix, split) compute their small keys in ``map_batches``; the driver sorts them by
+  ``uid`` (so "first" means first in the input, as in the local engine), resolves them and broadcasts the
+  decisions by ``uid`` (``ray.put``).
 - Step checkpoints are sharded Parquet written by Ray; rejects and per-batch tallies stream to the driver,
   which writes ``rejects.jsonl`` and ``stats.json`` exactly as the local engine does.
 
@@ -28,9 +31,16 @@ import ray
 from oidkit.atomic import atomic_folder
 from oidkit.curate.base import GlobalOp, Operator
 from oidkit.curate.batch import Tally, apply_decisions, run_batch
+from oidkit.curate.runner import read_accounting
+from oidkit.errors import OidError
+from oidkit.io import ReadStats, read_records
+from oidkit.io.files import expand_paths
 
 if TYPE_CHECKING:  # rich loads only when bars are shown
     from oidkit.core.progress import ProgressFn
+    from oidkit.curate.recipe import Recipe
+
+FILE_UIDS = 1 << 40  # uid = file number * FILE_UIDS + position in the file
 
 
 def _records(column: Any) -> list[dict]:
@@ -60,6 +70,23 @@ def _tagged(uids: np.ndarray, records: list[dict], outcome: tuple[list[dict], li
         tallies[0] = pickle.dumps(tally).hex()
     return {"uid": uids, "record": np.array(record_cells, dtype=object),
             "reject": np.array(reject_cells, dtype=object), "tally": tallies}
+
+
+def _read_file(task: dict, options: dict) -> list[dict]:
+    """One input file read in a worker: a row per record and per row rejected on read, in file order, and
+    one row with the file's ``[rows read, rows rejected]``; or one row with the reader's error."""
+    rejects: list[dict] = []
+    stats = ReadStats()
+    base = task["number"] * FILE_UIDS
+    empty = {"uid": base, "record": "", "reject": "", "counts": "", "error": ""}
+    try:
+        records = list(read_records(task["path"], on_reject=rejects.append, stats=stats, **options))
+    except OidError as error:  # raised again on the driver as it is (Ray would wrap it and add to its message)
+        return [{**empty, "error": pickle.dumps(error).hex()}]
+    counts = orjson.dumps([stats.rows, sum(stats.rejected.values())]).decode()
+    return [{**empty, "counts": counts}, *({**empty, "uid": base + i, "record": orjson.dumps(r).decode()}
+                                           for i, r in enumerate(records)),
+            *({**empty, "uid": base + i, "reject": orjson.dumps(r).decode()} for i, r in enumerate(rejects))]
 
 
 # Operators set up in this worker process, by type and config: Ray reuses worker processes across tasks,
@@ -108,9 +135,28 @@ class RayEngine:
         self.batch_size, self.progress = batch_size, progress
         self.dataset = None
 
-    def start(self, records: list[dict]) -> None:
-        rows = [{"uid": uid, "record": orjson.dumps(r).decode()} for uid, r in enumerate(records)]
-        self.dataset = ray.data.from_items(rows).materialize()
+    def read(self, recipe: Recipe, out: Path, progress: ProgressFn) -> dict:
+        """Read the input in the workers, a task per file; returns the read's accounting as the local engine."""
+        spec = recipe.input
+        options = {"format": spec.format, "salvage": spec.salvage, "columns": spec.columns, "field": spec.field,
+                   "python_literals": spec.python_literals}
+        files = [{"number": n, "path": str(path)} for n, path in enumerate(expand_paths(spec.paths))]
+        rows = ray.data.from_items(files, override_num_blocks=len(files)).flat_map(
+            _read_file, fn_kwargs={"options": options}).materialize()
+        for batch in rows.filter(expr="error != ''").iter_batches(batch_format="numpy"):
+            raise pickle.loads(bytes.fromhex(batch["error"][0]))
+        rejects, read_rows, rejected = [], 0, 0
+        for batch in rows.select_columns(["uid", "reject", "counts"]).iter_batches(batch_format="numpy"):
+            for uid, reject, counts in zip(batch["uid"].tolist(), batch["reject"], batch["counts"], strict=True):
+                if reject:
+                    rejects.append((uid, orjson.loads(reject)))
+                elif counts:
+                    file_rows, file_rejected = orjson.loads(counts)
+                    read_rows, rejected = read_rows + file_rows, rejected + file_rejected
+        progress("read (files)", len(files), len(files))
+        self.dataset = rows.filter(expr="record != ''").select_columns(["uid", "record"]).materialize()
+        return read_accounting(out, [reject for _, reject in sorted(rejects, key=lambda pair: pair[0])],
+                               read_rows, rejected, self.dataset.count())
 
     def run_step(self, op: Operator, step: str) -> tuple[list[dict], Tally]:
         if isinstance(op, GlobalOp):

@@ -45,8 +45,10 @@ class LocalEngine:
         self.records: list[dict] = []
         self.batch_size, self.progress = batch_size, progress
 
-    def start(self, records: list[dict]) -> None:
-        self.records = records
+    def read(self, recipe: Recipe, out: Path, progress: ProgressFn) -> dict:
+        """Read the input into memory; returns the read's accounting (see :func:`read_input`)."""
+        self.records, read = read_input(recipe, out, progress)
+        return read
 
     def run_step(self, op: Operator, step: str) -> tuple[list[dict], Tally]:
         """Apply one operator to the current records; return its rejects and tally."""
@@ -108,12 +110,17 @@ def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> tuple[list[di
     records = list(read_records(spec.paths, format=spec.format, salvage=spec.salvage, columns=spec.columns,
                                 field=spec.field, python_literals=spec.python_literals,
                                 on_reject=ingest_rejects.append, on_progress=advance, stats=stats))
+    return records, read_accounting(out, ingest_rejects, stats.rows, sum(stats.rejected.values()), len(records))
+
+
+def read_accounting(out: Path, ingest_rejects: list[dict], rows: int, rejected: int, records: int) -> dict:
+    """Write the rows rejected on read to ``OUT/ingest_rejects.jsonl``; return the read's accounting."""
     if ingest_rejects:
         write_jsonl(out / "ingest_rejects.jsonl", ingest_rejects)
     else:  # a file left by an earlier run on other input would be counted with this one
         (out / "ingest_rejects.jsonl").unlink(missing_ok=True)
-    return records, {"rows": stats.rows, "rejected_on_read": sum(stats.rejected.values()), "records": len(records),
-                     "ingest_rejects": str(out / "ingest_rejects.jsonl") if ingest_rejects else None}
+    return {"rows": rows, "rejected_on_read": rejected, "records": records,
+            "ingest_rejects": str(out / "ingest_rejects.jsonl") if ingest_rejects else None}
 
 
 def run_recipe(recipe: Recipe, *, force: bool = False, show_progress: bool = False) -> dict:
@@ -157,8 +164,7 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
     resume_at = find_checkpoint(checkpoints, operators, step_fingerprints, engine)
     read = None
     if resume_at == 0:
-        records, read = read_input(recipe, out, progress)
-        engine.start(records)
+        read = engine.read(recipe, out, progress)
     for index, (name, op) in enumerate(operators):
         if index < resume_at:
             continue

@@ -2,9 +2,11 @@
 
 A JSON array is never decoded whole: a regex tokenizer (strings as single tokens, so braces inside text
 do not count) finds where each top-level element starts and ends in a window of bytes, and orjson parses
-just that span. Memory stays at one window plus one element, and every row knows its byte offset, line
-and index. A file cut mid-record ends in a ``truncated`` item that says how many bytes were unreadable;
-the caller decides whether that is an error or a salvage.
+just that span. Most files are written by ``json.dump`` (one element per line, or indented), so a byte
+search first guesses the element's end from the layout and orjson checks the guess (see
+:func:`_whole_element`); the tokenizer runs only where the guess fails. Memory stays at one window
+plus one element, and every row knows its byte offset, line and index. A file cut mid-record ends in a
+``truncated`` item that says how many bytes were unreadable; the caller decides whether that is an error or a salvage.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ CHUNK_BYTES = 1 << 23
 TOP_LEVEL = re.compile(rb'[\[\]{},"]')
 NESTED = re.compile(rb'[\[\]{}"]')
 WHITESPACE = b" \t\r\n\xef\xbb\xbf"  # JSON whitespace plus the UTF-8 byte order mark
+JSON_SPACE = re.compile(rb"[ \t\r\n]*")
+CLOSER = {0x7B: b"}", 0x5B: b"]"}
+# Guesses that fail (a compact one-line array, a window boundary) fall back to the tokenizer; past this
+# many misses, plus one per 8 hits, a file's layout is not one the guess fits and it stops being tried.
+GUESS_MISSES = 16
 
 
 @dataclass
@@ -113,6 +120,43 @@ def _string_end(buf: bytes, position: int) -> int:
     return -1
 
 
+def _whole_element(buf: bytes, start: int) -> tuple[Any, int, int] | None:
+    """``(value, first byte, index of the ',' or ']' after it)`` of the element starting at ``start``, or ``None``.
+
+    Raw newlines cannot occur inside JSON strings, so ``json.dump``'s layouts give the end away: an element
+    alone on its line ends at the end of that line, an indented one at the first line holding only its
+    closing bracket at its own indentation. orjson parses the guessed span; because it parses from the
+    element's first byte, a span that parses whole *is* the element (a shorter or longer one would not
+    parse), and a ``,`` or ``]`` must follow it, so the result is the tokenizer's exactly.
+    """
+    first = JSON_SPACE.match(buf, start).end()
+    closer = CLOSER.get(buf[first] if first < len(buf) else -1)
+    if closer is None:
+        return None
+    line_end = buf.find(b"\n", first)
+    if line_end < 0:
+        return None
+    line = buf[first:line_end].rstrip(b" \t\r")
+    line = line[:-1] if line.endswith(b",") else line
+    if line.endswith(closer) and len(line) > 1:
+        end = first + len(line)
+    else:
+        newline = buf.rfind(b"\n", start, first)
+        if newline < 0:
+            return None
+        close = buf.find(b"\n" + buf[newline + 1:first] + closer, line_end)
+        if close < 0:
+            return None
+        end = close + first - newline + 1
+    after = JSON_SPACE.match(buf, end).end()
+    if buf[after:after + 1] not in (b",", b"]"):
+        return None
+    try:
+        return orjson.loads(buf[first:end]), first, after
+    except orjson.JSONDecodeError:
+        return None
+
+
 def iter_json_array(stream: BinaryIO, *, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[Any, dict]]:
     """``(value, position)`` per element of a top-level JSON array, streamed.
 
@@ -127,6 +171,7 @@ def iter_json_array(stream: BinaryIO, *, chunk_bytes: int = CHUNK_BYTES) -> Iter
         raise ValueError("not a JSON array")
     lines, depth, index, pos = _LineCounter(), 1, 0, pos + 1
     start = pos  # where the current element's span begins (just after '[' or ',')
+    hits = misses = 0
 
     def element(end: int) -> tuple[Any, dict] | None:
         span = buf[start:end]
@@ -137,6 +182,20 @@ def iter_json_array(stream: BinaryIO, *, chunk_bytes: int = CHUNK_BYTES) -> Iter
         return parse_span(stripped), {"line": lines.at(buf, base, offset), "offset": offset, "index": index}
 
     while True:
+        if pos == start and depth == 1 and misses <= GUESS_MISSES + hits // 8:
+            found = _whole_element(buf, start)
+            if found is None:
+                misses += 1
+            else:
+                hits += 1
+                value, first, after = found
+                yield value, {"line": lines.at(buf, base, base + first), "offset": base + first, "index": index}
+                index, start = index + 1, after + 1
+                pos = start
+                if buf[after] == 0x5D:  # ']' closes the array
+                    yield from _trailing_data(buf[pos:] + stream.read(1024), base + pos, index)
+                    return
+                continue
         match = (TOP_LEVEL if depth == 1 else NESTED).search(buf, pos)
         end = -1 if match is None else match.end()
         if match is not None and buf[match.start()] == 0x22:

@@ -188,6 +188,21 @@ def to_parquet_row(record: dict) -> dict:
             "meta": dumps(record.get("meta", {}))}
 
 
+def parquet_table(rows: list[dict]) -> pa.Table:
+    """Rows of :func:`to_parquet_row` as an Arrow table of ``PARQUET_SCHEMA``, built column by column.
+
+    Flat lists of strings plus list offsets convert several times faster than ``Table.from_pylist`` on
+    nested dicts, which was most of the time of writing Parquet.
+    """
+    messages = [message for row in rows for message in row["messages"]]
+    offsets = pa.array(itertools.accumulate((len(row["messages"]) for row in rows), initial=0), pa.int32())
+    turns = pa.StructArray.from_arrays([pa.array([m[f.name] for m in messages], f.type) for f in MESSAGE_TYPE],
+                                       fields=list(MESSAGE_TYPE))
+    columns = [pa.ListArray.from_arrays(offsets, turns, type=field.type) if field.name == "messages"
+               else pa.array([row[field.name] for row in rows], field.type) for field in PARQUET_SCHEMA]
+    return pa.Table.from_arrays(columns, schema=PARQUET_SCHEMA)
+
+
 ROW_MAKERS: dict[str, Callable[[dict], dict]] = {
     "jsonl": lambda record: record,
     "alpaca": to_alpaca,
@@ -241,7 +256,7 @@ class _Shard:
 
     def _flush(self) -> None:
         if self.batch:
-            self.parquet.write_table(pa.Table.from_pylist(self.batch, schema=PARQUET_SCHEMA))
+            self.parquet.write_table(parquet_table(self.batch))
             self.batch, self.batch_chars = [], 0
 
     def close(self) -> None:
