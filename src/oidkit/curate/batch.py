@@ -1,4 +1,4 @@
-"""One operator over one batch, with full accounting: what both engines (local, Ray) run per batch.
+"""One operator over one batch with full accounting, and the read's accounting: what both engines share.
 
 Every record that enters leaves either kept (possibly modified) or as a reject naming the step, the reason
 code and the measured value; the :class:`Tally` counts both.
@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from oidkit.curate.base import Decision, Filter, Mapper, Operator
+from oidkit.io import write_jsonl
 from oidkit.records import conversation_problems, make_reject
 
 
@@ -109,3 +111,11 @@ def batches(items: list, size: int) -> Iterable[list]:
         yield items[start:start + size]
 
 
+def read_accounting(out: Path, ingest_rejects: list[dict], rows: int, rejected: int, records: int) -> dict:
+    """Write the rows rejected on read to ``OUT/ingest_rejects.jsonl``; return the read's accounting."""
+    if ingest_rejects:
+        write_jsonl(out / "ingest_rejects.jsonl", ingest_rejects)
+    else:  # a file left by an earlier run on other input would be counted with this one
+        (out / "ingest_rejects.jsonl").unlink(missing_ok=True)
+    return {"rows": rows, "rejected_on_read": rejected, "records": records,
+            "ingest_rejects": str(out / "ingest_rejects.jsonl") if ingest_rejects else None}

@@ -30,8 +30,7 @@ import ray
 
 from oidkit.atomic import atomic_folder
 from oidkit.curate.base import GlobalOp, Operator
-from oidkit.curate.batch import Tally, apply_decisions, run_batch
-from oidkit.curate.runner import read_accounting
+from oidkit.curate.batch import Tally, apply_decisions, read_accounting, run_batch
 from oidkit.errors import OidError
 from oidkit.io import ReadStats, read_records
 from oidkit.io.files import expand_paths

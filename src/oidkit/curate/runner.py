@@ -22,7 +22,7 @@ import yaml
 
 from oidkit.atomic import atomic_folder, atomic_path, write_atomic
 from oidkit.curate.base import GlobalOp, Operator
-from oidkit.curate.batch import Tally, apply_decisions, batches, run_batch
+from oidkit.curate.batch import Tally, apply_decisions, batches, read_accounting, run_batch
 from oidkit.curate.recipe import Recipe, build_operators, resolved_recipe
 from oidkit.curate.text import digest
 from oidkit.io import ReadStats, read_jsonl, read_records, write_jsonl, write_records
@@ -111,16 +111,6 @@ def read_input(recipe: Recipe, out: Path, progress: ProgressFn) -> tuple[list[di
                                 field=spec.field, python_literals=spec.python_literals,
                                 on_reject=ingest_rejects.append, on_progress=advance, stats=stats))
     return records, read_accounting(out, ingest_rejects, stats.rows, sum(stats.rejected.values()), len(records))
-
-
-def read_accounting(out: Path, ingest_rejects: list[dict], rows: int, rejected: int, records: int) -> dict:
-    """Write the rows rejected on read to ``OUT/ingest_rejects.jsonl``; return the read's accounting."""
-    if ingest_rejects:
-        write_jsonl(out / "ingest_rejects.jsonl", ingest_rejects)
-    else:  # a file left by an earlier run on other input would be counted with this one
-        (out / "ingest_rejects.jsonl").unlink(missing_ok=True)
-    return {"rows": rows, "rejected_on_read": rejected, "records": records,
-            "ingest_rejects": str(out / "ingest_rejects.jsonl") if ingest_rejects else None}
 
 
 def run_recipe(recipe: Recipe, *, force: bool = False, show_progress: bool = False) -> dict:
