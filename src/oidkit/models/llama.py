@@ -17,7 +17,7 @@ The whole model, top to bottom (x is a (batch, time, dim) tensor of hidden state
 - SwiGLU feed-forward (Shazeer 2020): ``W2( silu(W1 x) * W3 x )``.
 
 Weights load from a Hugging Face Llama folder (``LlamaModel.from_pretrained``) and give the same logits
-as ``transformers`` (tests/test_llama.py pins that to 1e-4); ``save_pretrained`` writes a folder that
+as ``transformers`` (tests/models/test_llama.py pins that to 1e-4); ``save_pretrained`` writes a folder that
 ``transformers`` loads back, so everything else in oidkit (evaluate, serve, export) works on our models.
 """
 

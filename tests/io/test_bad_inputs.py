@@ -1,4 +1,4 @@
-"""Every reading command on every case of the bad-input corpus (tests/badinputs/make_corpus.py).
+"""Every reading command on every case of the bad-input corpus (tests/io/badinputs/make_corpus.py).
 
 For each case and command: the exit code; no traceback and no "bug in oidkit" message; a failure names
 the file (and the position when there is one) and leaves no output; the input bytes are unchanged; and
@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 
 import pytest
+from badinputs.make_corpus import Case, build
 from typer.testing import CliRunner
 
-from badinputs.make_corpus import Case, build
 from oidkit.cli import app
 
 EXITS = {  # command -> exit code per kind

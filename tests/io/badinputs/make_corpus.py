@@ -1,7 +1,7 @@
 """Build the bad-input corpus: one folder per case, and what every reading command must do with it.
 
-Run it alone to look at the files: ``python tests/badinputs/make_corpus.py /tmp/corpus`` (it prints the
-cases). ``tests/test_bad_inputs.py`` builds it into a temporary folder and runs convert, inspect,
+Run it alone to look at the files: ``python tests/io/badinputs/make_corpus.py /tmp/corpus`` (it prints the
+cases). ``tests/io/test_bad_inputs.py`` builds it into a temporary folder and runs convert, inspect,
 validate, curate and report on every case.
 
 A case's ``kind`` says what the commands do:

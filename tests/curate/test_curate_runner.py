@@ -18,7 +18,7 @@ from oidkit.errors import ConfigError
 from oidkit.io import read_jsonl, write_jsonl
 from oidkit.records import make_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALL_STEPS = [
     {"op": "normalise"},
     {"op": "heuristics"},

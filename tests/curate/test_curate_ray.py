@@ -49,8 +49,9 @@ def test_ray_engine_matches_local_engine(local_ray, tmp_path, shared_data, monke
 
 
 def test_ray_workers_read_each_input_file_as_the_local_engine_reads_the_folder(local_ray, tmp_path, monkeypatch):
-    import oidkit.curate.runner as runner
     from test_curate_runner import crafted_records
+
+    import oidkit.curate.runner as runner
 
     records = crafted_records()
     shards = tmp_path / "in"

@@ -21,7 +21,7 @@ from oidkit.errors import ConfigError
 from oidkit.io import validate
 from oidkit.io.outputs import incomplete_outputs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECIPE = """steps:
   - op: normalise
   - op: heuristics

@@ -15,7 +15,7 @@ from oidkit.errors import ConfigError
 from oidkit.train.config import load_train_config
 from oidkit.train.pretrain import load_pretrain_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_recipes_load_by_name_from_any_folder(tmp_path, monkeypatch):
