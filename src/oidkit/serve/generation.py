@@ -102,6 +102,11 @@ class Completion:
         self.sampled = 0  # completion tokens, the end token included
         self.text, self.sent = "", 0  # decoded text so far, and how many of its characters were delivered
         self.finish: str | None = None
+        # Incremental detokenisation: only tokens[start:] are decoded each step, so a step costs the same at
+        # token 500 as at token 5. ``settled`` is the text of tokens[:end] (ends on a complete character),
+        # ``head`` that of tokens[start:end]: the text the window decodes to before its new tokens.
+        self.start = self.end = 0
+        self.settled = self.head = ""
 
     def sample(self, logits: Any) -> int:
         return sample_next(logits, self.params, self.generator)
@@ -112,7 +117,7 @@ class Completion:
         if token in self.end_ids:
             return self._end("stop")
         self.tokens.append(token)
-        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        text = self._decode_new()
         hits = [h for h in (text.find(s, max(self.sent - len(s), 0)) for s in self.params.stop) if h >= 0]
         if hits:
             self.text = text[: min(hits)]
@@ -125,6 +130,23 @@ class Completion:
             return None
         delta, self.sent = Delta(text[self.sent:safe], self.sampled), safe
         return delta
+
+    def _decode_new(self) -> str:
+        """The whole text so far, equal to decoding every token, from a decode of the last few tokens only.
+
+        The window starts one settled stretch back (not at the new token) because a token's text can depend
+        on the one before it: a SentencePiece word-start space is dropped at the start of a decode, and
+        byte-level tokens split one character across tokens."""
+        window = self.tokenizer.decode(self.tokens[self.start:], skip_special_tokens=True)
+        text = self.settled + window[len(self.head):]
+        if not window.endswith("\ufffd"):  # complete characters: the window can move on
+            head = self.tokenizer.decode(self.tokens[self.end:], skip_special_tokens=True)
+            if head:  # the window starts at the new stretch, unless it shows nothing (special tokens only)
+                self.start, self.head = self.end, head
+            else:
+                self.head = window
+            self.settled, self.end = text, len(self.tokens)
+        return text
 
     def _end(self, reason: str) -> Delta:
         self.finish = reason
@@ -172,7 +194,7 @@ class DecodeBatch:
         with torch.no_grad():
             output = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
                                 use_cache=True, logits_to_keep=1)
-        self._join(output.past_key_values, mask)
+        self._join(output.cache, mask)
         self.completions += completions
         self.next_tokens += [0] * len(completions)
         return self._sample(output.logits, first=len(self) - len(completions))
@@ -184,9 +206,9 @@ class DecodeBatch:
         mask = torch.cat([self.mask, torch.ones(len(self), 1, dtype=torch.bool)], dim=1)
         with torch.no_grad():
             output = self.model(input_ids=torch.tensor(self.next_tokens)[:, None], attention_mask=mask,
-                                position_ids=self.mask.sum(dim=1, keepdim=True), past_key_values=self.cache,
+                                position_ids=self.mask.sum(dim=1, keepdim=True), cache=self.cache,
                                 use_cache=True, logits_to_keep=1)
-        self.cache, self.mask = output.past_key_values, mask
+        self.cache, self.mask = output.cache, mask
         return self._sample(output.logits, first=0)
 
     def _sample(self, logits: Any, first: int) -> list[tuple[Completion, Delta]]:
