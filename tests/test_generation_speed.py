@@ -1,13 +1,16 @@
-"""Incremental detokenisation in ``Completion``: the text after every token equals decoding all tokens at once."""
+"""The decoding fast paths give what the plain ones give: incremental detokenisation in ``Completion`` (the text
+after every token equals decoding all tokens at once) and the growing KV cache (the same logits as transformers'
+``DynamicCache``, across the points where its room is reallocated)."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
+import torch
 
 from oidkit.models.tiny import build_tokenizer
-from oidkit.serve.generation import Completion, SamplingParams
+from oidkit.serve.generation import Completion, SamplingParams, growing_cache
 
 TEXTS = ["Hello, world! It's 3.14 degrees.", "你好，世界！今天天气很好。", "emoji 🙂 and ü, naïve café",
          " leading space, double  space and a newline\nhere."]
@@ -64,3 +67,23 @@ def test_incremental_text_equals_full_decode_with_smollm2(smollm2_gguf):
     _, tokenizer = load_model("smollm2-135m-instruct")
     for text in TEXTS:
         streamed_texts(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def test_growing_cache_decodes_like_dynamic_cache(tiny_model):
+    from transformers import DynamicCache
+
+    model, _ = tiny_model
+    torch.manual_seed(0)
+    prompt = torch.randint(0, model.config.vocab_size, (2, 5))
+    logits, caches = {}, {"dynamic": DynamicCache(), "growing": growing_cache()}
+    with torch.no_grad():
+        for name, cache in caches.items():
+            tokens, steps = prompt, []
+            for _ in range(80):  # 5 + 80 tokens: the room (2 x 5 + 64 = 74 columns) is outgrown once
+                output = model(input_ids=tokens, cache=cache, use_cache=True)
+                cache, tokens = output.cache, output.logits[:, -1:].argmax(dim=-1)
+                steps.append(output.logits[:, -1])
+            logits[name] = torch.stack(steps)
+        grown = cache.layers[0]
+    assert grown.room[0].shape[-2] > 74 and grown.keys.shape[-2] == 84
+    torch.testing.assert_close(logits["growing"], logits["dynamic"], rtol=0, atol=1e-5)
