@@ -5,6 +5,8 @@ Measured, greedy, in one run:
   to first token (TTFT; the peer's is a 1-token ``generate``), decode tokens/s (tokens after the first / time
   after the first), and decode as a share of the memory-bandwidth bound (copy bandwidth measured in the same
   run / bytes of Linear weights one token reads);
+- the same for our decode loop called directly (``generate_stream``: the server without HTTP, threads and
+  the client, which here run in the model's process and share its GIL);
 - where our TTFT goes, in the server's process: chat template, tokenisation, prefill with the first token;
 - four concurrent clients: mean TTFT (queueing included) and aggregate tokens/s. The peer for four clients
   is one batched ``generate`` call over the four prompts, the best plain ``transformers`` does with them.
@@ -83,15 +85,34 @@ def stream_one(client, prompt: str, max_tokens: int) -> tuple[float, float, int]
     return first - started, end - first, tokens
 
 
+def loop_one(model, tokenizer, prompt: str, max_tokens: int) -> tuple[float, float, int]:
+    """(TTFT, seconds after the first token, tokens) of our decode loop called directly: the server without HTTP."""
+    from oidkit.serve.generation import SamplingParams, generate_stream
+
+    started = time.perf_counter()
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    first, tokens = None, 0
+    for delta in generate_stream(model, tokenizer, ids, SamplingParams(max_tokens=max_tokens, temperature=0)):
+        first, tokens = first or time.perf_counter(), delta.completion_tokens
+    end = time.perf_counter()
+    return first - started, end - first, tokens
+
+
 def single_client(model, tokenizer, client, max_tokens: int, repeats: int) -> tuple[dict, dict]:
-    """One client: server and ``generate`` alternate, prompt by prompt, ``repeats`` rounds; medians."""
-    ours: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": []}
+    """One client: server, our loop without HTTP and ``generate`` alternate, prompt by prompt, ``repeats``
+    rounds; medians."""
+    ours: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": [], "loop_ttft_s": [], "loop_decode_tok_s": []}
     peer: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": []}
     for _ in range(repeats):
         for prompt in PROMPTS[:2]:
             ttft, after, tokens = stream_one(client, prompt, max_tokens)
             ours["ttft_s"].append(ttft)
             ours["decode_tok_s"].append((tokens - 1) / max(after, 1e-9))
+            ttft, after, tokens = loop_one(model, tokenizer, prompt, max_tokens)
+            ours["loop_ttft_s"].append(ttft)
+            ours["loop_decode_tok_s"].append((tokens - 1) / max(after, 1e-9))
             first = hf_generate(model, tokenizer, [prompt], 1)[0]
             seconds, tokens = hf_generate(model, tokenizer, [prompt], max_tokens)
             peer["ttft_s"].append(first)
@@ -163,10 +184,15 @@ def main() -> None:
     bound = copy_bandwidth(repeats) / linear_weight_bytes(model)
     for side in (ours, peer):
         side["decode_share_of_bound"] = side["decode_tok_s"] / bound
+    ours["loop_decode_share_of_bound"] = ours["loop_decode_tok_s"] / bound
+    peer.update({f"loop_{key}": peer[key] for key in ("ttft_s", "decode_tok_s", "decode_share_of_bound")})
     rows = []
     for key, label, better in [("ttft_s", "TTFT, 1 client (s)", "lower"),
                                ("decode_tok_s", "decode tokens/s, 1 client", "higher"),
                                ("decode_share_of_bound", "decode share of the bandwidth bound", "higher"),
+                               ("loop_ttft_s", "TTFT, our loop without HTTP (s)", "lower"),
+                               ("loop_decode_tok_s", "decode tokens/s, our loop without HTTP", "higher"),
+                               ("loop_decode_share_of_bound", "share of the bound, loop without HTTP", "higher"),
                                ("concurrent_ttft_s", "mean TTFT, 4 clients (s)", "lower"),
                                ("concurrent_tok_s", "aggregate tokens/s, 4 clients", "higher")]:
         a, b = ours[key], peer[key]
