@@ -171,9 +171,9 @@ def growing_layer_class() -> type:
 
     class GrowingLayer(DynamicLayer):
         """A KV cache layer with room to spare: a step writes its one new column in place, where transformers'
-        ``DynamicLayer`` concatenates, copying the whole cache every step (at 1,000 cached tokens that copy
-        took a third of a SmolLM2-135M step). The room doubles when full, so each token is copied O(1)
-        times; ``keys`` and ``values`` are views of the filled part."""
+        ``DynamicLayer`` concatenates, copying the whole cache every step (profiled at 1,500 cached tokens:
+        32% of a SmolLM2-135M step's CPU time, 3% with this layer). The room doubles when full, so each
+        token is copied O(1) times; ``keys`` and ``values`` are views of the filled part."""
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
             if not self.is_initialized:
