@@ -12,35 +12,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
-from common import print_table, sharegpt_records, write_figures
-
-
-def median_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time per named run, after one warm-up each. The runs alternate (a, b, a, b, ...) so that
-    load from other processes on a shared machine falls on all of them alike; medians, not means."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def copy_bandwidth(repeats: int, megabytes: int = 256) -> float:
-    """Bytes/s of a large tensor copy (read + write), the memory bandwidth one thread gets right now."""
-    source = torch.ones(megabytes * 2**20 // 4)
-    target = torch.empty_like(source)
-    seconds = median_seconds({"copy": lambda: target.copy_(source)}, repeats)["copy"]
-    return 2 * source.numel() * 4 / seconds
+from common import copy_bandwidth, median_seconds, print_table, sharegpt_records, write_figures
 
 
 def real_text_tokens(tokenizer, length: int) -> torch.Tensor:

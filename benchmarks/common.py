@@ -1,10 +1,14 @@
-"""Helpers shared by the benchmarks: where the real data is, a ratio table, the JSON figures file."""
+"""Helpers shared by the benchmarks: where the real data is, alternating median timings, the memory bandwidth,
+a ratio table, the JSON figures file."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -50,3 +54,27 @@ def write_figures(path: str | None, figures: dict) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(figures, indent=2, ensure_ascii=False))
         print(f"figures written to {path}")
+
+
+def median_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time per named run, after one warm-up each. The runs alternate (a, b, a, b, ...) so that
+    load from other processes on a shared machine falls on all of them alike; medians, not means."""
+    for run in runs.values():
+        run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def copy_bandwidth(repeats: int, megabytes: int = 256) -> float:
+    """Bytes/s of a large tensor copy (read + write), the memory bandwidth one thread gets right now."""
+    import torch
+
+    source = torch.ones(megabytes * 2**20 // 4)
+    target = torch.empty_like(source)
+    seconds = median_seconds({"copy": lambda: target.copy_(source)}, repeats)["copy"]
+    return 2 * source.numel() * 4 / seconds
