@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import orjson
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,3 +196,14 @@ def scripted():
     yield start
     for s in servers:
         s.close()
+
+
+def readable_lines(path) -> list[dict]:
+    """The log's lines, without the one a kill may have cut short."""
+    lines = []
+    for raw in path.read_bytes().splitlines():
+        try:
+            lines.append(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            continue
+    return lines

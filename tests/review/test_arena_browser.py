@@ -9,10 +9,9 @@ import sys
 import time
 
 import httpx
-import orjson
 import pytest
 
-from conftest import ROOT, free_port, serving
+from conftest import ROOT, free_port, readable_lines, serving
 from oidkit.io import write_jsonl
 from oidkit.models.backends import LocalBackend, OpenAIBackend
 from oidkit.review.arena import Arena, create_arena_app, load_prompts
@@ -32,13 +31,7 @@ def write_prompts(path, n: int = 3):
 
 
 def votes(path) -> list[dict]:
-    lines = []
-    for raw in path.read_bytes().splitlines():
-        try:
-            lines.append(orjson.loads(raw))
-        except orjson.JSONDecodeError:
-            continue
-    return [line for line in lines if line["action"] == "vote"]
+    return [line for line in readable_lines(path) if line["action"] == "vote"]
 
 
 def test_blind_vote_reveals_names_only_after_and_hostile_answers_do_not_run(chromium, tiny_model, tiny_model_path,

@@ -10,10 +10,9 @@ import threading
 import time
 
 import httpx
-import orjson
 import pytest
 
-from conftest import free_port
+from conftest import free_port, readable_lines
 from oidkit.io import write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -39,17 +38,6 @@ def start_server(data, log, port: int) -> tuple[subprocess.Popen, httpx.Client]:
             time.sleep(0.1)
     process.kill()
     raise RuntimeError("server did not start within 60 s")
-
-
-def readable_lines(path) -> list[dict]:
-    """The log's lines, without the one a kill may have cut short."""
-    lines = []
-    for raw in path.read_bytes().splitlines():
-        try:
-            lines.append(orjson.loads(raw))
-        except orjson.JSONDecodeError:
-            continue
-    return lines
 
 
 def test_sigkill_during_a_burst_keeps_every_acknowledged_edit(tmp_path):
