@@ -1,20 +1,28 @@
-"""Fine-tuning throughput: our trainer (packed and unpacked) against TRL's SFTTrainer, side by side.
+"""Fine-tuning throughput: our trainer against TRL's SFTTrainer, padded and at its best, side by side.
 
-Our trainer runs transformers' Llama and, with ``model.impl=oidkit``, our readable one. Same model, same
-records (short real ShareGPT conversations), same sequence length, batch size, LoRA settings, optimizer steps,
-autocast precision (TRL's defaults of bf16 and gradient checkpointing are set to ours explicitly) and CPU
-threads. The figure is trained (non-padding) tokens per second of the training loop (model loading and
-tokenisation excluded on both sides), plus the achieved FLOP/s (6 * parameters * tokens / s) against a
-measured matmul peak of this machine.
+Sides: ours packed and padded (transformers' Llama), ours with ``model.impl=oidkit`` (our readable Llama), and
+TRL padded, TRL with packing (its best-fit-decreasing strategy, which trains padding-free) and TRL padding-free
+without packing (TRL then refuses a ``max_length``; the records are short). Same model, same records (short real
+ShareGPT conversations, loss on every token on both sides), sequence length, batch size, method (full or LoRA),
+optimizer steps, precision (TRL's defaults of bf16 and gradient checkpointing are set to ours explicitly) and
+CPU threads. Each side runs in its own process, so its peak RSS is its own. Printed per side: trained
+(non-padding) tokens per second of the training loop (model loading and tokenisation excluded), the mean train loss
+of the last 3 steps (equal within noise: the data order differs), peak RSS, and the achieved FLOP/s (6 *
+parameters * tokens / s) against the matmul peak measured in the same run.
 
-    python benchmarks/bench_train.py --out bench-out/train.json            # tiny random Llama
-    python benchmarks/bench_train.py --model smollm2-135m-instruct --steps 6 --out bench-out/train-smollm2.json
+    python benchmarks/bench_train.py --quick --out bench-out/train.json                 # tiny random Llama
+    python benchmarks/bench_train.py --model smollm2-135m-instruct --steps 6 --out bench-out/train.json
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
+import math
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +30,7 @@ from pathlib import Path
 import torch
 
 from common import print_table, sharegpt_records, write_figures
-from oidkit.io import write_jsonl
+from oidkit.io import read_jsonl, write_jsonl
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.0, "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 
@@ -61,27 +69,35 @@ def parameter_count(model: str) -> int:
     return sum(p.numel() for p in skeleton.parameters())
 
 
+def last_losses(losses: list[float]) -> float:
+    """The mean train loss of the last 3 steps: one step's loss is too noisy to compare."""
+    return sum(losses[-3:]) / len(losses[-3:])
+
+
 def run_ours(model: str, data: Path, work: Path, args: argparse.Namespace, packing: bool,
              impl: str = "transformers") -> dict:
     from oidkit.train.config import load_train_config
     from oidkit.train.run import run_training
 
     out = work / f"ours-{impl}-{'packed' if packing else 'padded'}"
+    lora = [f"lora.r={LORA['r']}", f"lora.alpha={LORA['alpha']}", f"lora.dropout={LORA['dropout']}",
+            f"lora.target_modules={LORA['targets']}"] if args.method == "lora" else []
     config = load_train_config(None, [
         f"model.name={model}", f"model.impl={impl}", f"data.train={data}", f"data.max_seq_len={args.seq_len}",
         "data.overlong=truncate",
-        f"data.packing={packing}", f"data.cache_dir={work / 'cache'}", "data.train_on=all", "method=lora",
-        f"lora.r={LORA['r']}", f"lora.alpha={LORA['alpha']}", f"lora.dropout={LORA['dropout']}",
-        f"lora.target_modules={LORA['targets']}", f"train.output_dir={out}", f"train.batch_size={args.batch_size}",
+        f"data.packing={packing}", f"data.cache_dir={work / 'cache'}", "data.train_on=all", f"method={args.method}",
+        *lora, f"train.output_dir={out}", f"train.batch_size={args.batch_size}",
         f"train.max_steps={args.steps}", "optim.warmup_steps=0", "optim.lr=1e-4", f"train.threads={args.threads}",
         f"train.precision={args.precision}"])
     summary = run_training(config)
     with open(out / "metrics.csv") as f:
-        seconds = float(list(csv.DictReader(f))[-1]["elapsed_s"])
-    return {"tokens": summary["tokens"], "seconds": seconds}
+        rows = [row for row in csv.DictReader(f) if row["split"] == "train"]
+    return {"tokens": summary["tokens"], "seconds": float(rows[-1]["elapsed_s"]),
+            "loss": last_losses([float(row["loss"]) for row in rows])}
 
 
-def run_trl(model: str, records: list[dict], work: Path, args: argparse.Namespace) -> dict:
+def run_trl(model: str, records: list[dict], work: Path, args: argparse.Namespace, packing: bool,
+            padding_free: bool) -> dict:
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -93,21 +109,45 @@ def run_trl(model: str, records: list[dict], work: Path, args: argparse.Namespac
     tokenizer = AutoTokenizer.from_pretrained(where)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    config = SFTConfig(output_dir=str(work / "trl"), max_length=args.seq_len,
+    # TRL refuses padding-free without packing unless max_length is None (it would not enforce it)
+    max_length = None if padding_free and not packing else args.seq_len
+    config = SFTConfig(output_dir=str(work / "trl"), max_length=max_length,
                        per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=1e-4,
                        warmup_steps=0, report_to=[], logging_steps=1, save_strategy="no", use_cpu=True,
+                       packing=packing, packing_strategy="bfd", padding_free=padding_free,
                        # TRL defaults to bf16 autocast and gradient checkpointing: match our settings instead
                        bf16=args.precision == "bf16", gradient_checkpointing=False,
                        dataloader_num_workers=0, seed=0, disable_tqdm=True)
     peft_config = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-                             target_modules=LORA["targets"], task_type="CAUSAL_LM")
+                             target_modules=LORA["targets"], task_type="CAUSAL_LM") if args.method == "lora" else None
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(where), args=config, processing_class=tokenizer,
                          train_dataset=Dataset.from_list(records), peft_config=peft_config)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
     tokens = max(int(log.get("num_tokens", 0)) for log in trainer.state.log_history)
-    return {"tokens": tokens, "seconds": seconds}
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    return {"tokens": tokens, "seconds": seconds, "loss": last_losses(losses)}
+
+
+SIDES = {
+    "ours (packed)": lambda m, w, a, r: run_ours(m, w / "records.jsonl", w, a, packing=True),
+    "ours (padded)": lambda m, w, a, r: run_ours(m, w / "records.jsonl", w, a, packing=False),
+    "ours impl=oidkit (packed)": lambda m, w, a, r: run_ours(m, w / "records.jsonl", w, a, packing=True,
+                                                                    impl="oidkit"),
+    "TRL (padded)": lambda m, w, a, r: run_trl(m, r, w, a, packing=False, padding_free=False),
+    "TRL (packing bfd)": lambda m, w, a, r: run_trl(m, r, w, a, packing=True, padding_free=True),
+    "TRL (padding-free)": lambda m, w, a, r: run_trl(m, r, w, a, packing=False, padding_free=True),
+}
+
+
+def run_side(name: str, model: str, work: Path, args: argparse.Namespace) -> dict:
+    """One side in a fresh process (its own peak RSS, no state left by the others): the child prints JSON."""
+    command = [sys.executable, __file__, *sys.argv[1:], "--model", model, "--side", name, "--work", str(work)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -118,14 +158,27 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--method", choices=["full", "lora"], default="full")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both trainers")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="autocast for both trainers")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="autocast for both trainers")
     parser.add_argument("--quick", action="store_true", help="4 steps, batch size 2")
     parser.add_argument("--out", help="figures JSON")
+    parser.add_argument("--sides", default=",".join(SIDES), help="comma-separated subset of: " + ", ".join(SIDES))
+    parser.add_argument("--side", choices=list(SIDES), help=argparse.SUPPRESS)  # internal: run one side
+    parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.steps, args.batch_size = 4, 2
+    unknown = set(args.sides.split(",")) - set(SIDES)
+    if unknown:
+        parser.error(f"unknown sides {sorted(unknown)}; choose from: {', '.join(SIDES)}")
     torch.set_num_threads(args.threads)
+    if args.side:
+        work = Path(args.work)
+        result = SIDES[args.side](args.model, work, args, list(read_jsonl(work / "records.jsonl")))
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -141,27 +194,29 @@ def main() -> None:
                                          max_position_embeddings=args.seq_len, corpus=[text(r) for r in records]))
         write_jsonl(work / "records.jsonl", records)
         n_params = parameter_count(model)
-        results = {"ours (packed)": run_ours(model, work / "records.jsonl", work, args, packing=True),
-                   "ours (padded)": run_ours(model, work / "records.jsonl", work, args, packing=False),
-                   "ours, model.impl=oidkit (packed)": run_ours(model, work / "records.jsonl", work, args,
-                                                                 packing=True, impl="oidkit"),
-                   "TRL SFTTrainer (padded)": run_trl(model, records, work, args)}
-    peak = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
-    trl_rate = results["TRL SFTTrainer (padded)"]["tokens"] / results["TRL SFTTrainer (padded)"]["seconds"]
+        peak = matmul_peak(torch.bfloat16 if args.precision == "bf16" else torch.float32)
+        results = {name: run_side(name, model, work, args) for name in args.sides.split(",")}
+    rate = {name: result["tokens"] / result["seconds"] for name, result in results.items()}
+    trl_padded = rate.get("TRL (padded)", math.nan)
+    trl_best = max((name for name in rate if name.startswith("TRL")), key=rate.get)
     rows, figures = [], {"model": args.model, "params": n_params, "records": len(records), "seq_len": args.seq_len,
                          "batch_size": args.batch_size, "steps": args.steps, "threads": args.threads,
-                         "precision": args.precision,
-                         "matmul_peak_flops": peak, "runs": {}}
+                         "method": args.method, "precision": args.precision, "matmul_peak_flops": peak,
+                         "trl_best": trl_best, "runs": {}}
     for name, result in results.items():
-        rate = result["tokens"] / result["seconds"]
-        flops = 6 * n_params * rate
-        rows.append([name, f"{result['tokens']:,}", f"{result['seconds']:.1f}", f"{rate:,.0f}",
-                     f"{rate / trl_rate:.2f}x", f"{flops / 1e9:.2f}", f"{100 * flops / peak:.0f}%"])
-        figures["runs"][name] = {**result, "tokens_per_s": rate, "ratio_to_trl": rate / trl_rate, "flops": flops}
-    print_table(f"fine-tuning throughput: {args.model}, {n_params / 1e6:.1f}M params, seq {args.seq_len}, "
-                f"batch {args.batch_size}, {args.steps} steps, {args.precision}, {args.threads} thread(s); "
-                f"{args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s",
-                ["trainer", "trained tokens", "loop s", "tokens/s", "vs TRL", "GFLOP/s", "of peak"], rows)
+        flops = 6 * n_params * rate[name]
+        rows.append([name, f"{result['tokens']:,}", f"{result['seconds']:.1f}", f"{rate[name]:,.0f}",
+                     f"{rate[name] / trl_padded:.2f}x", f"{rate[name] / rate[trl_best]:.2f}x",
+                     f"{result['loss']:.3f}", f"{result['peak_rss_mb']:,.0f}", f"{flops / 1e9:.2f}",
+                     f"{100 * flops / peak:.0f}%"])
+        figures["runs"][name] = {**result, "tokens_per_s": rate[name], "flops": flops,
+                                 "ratio_to_trl_padded": rate[name] / trl_padded,
+                                 "ratio_to_trl_best": rate[name] / rate[trl_best]}
+    print_table(f"fine-tuning throughput: {args.model}, {n_params / 1e6:.1f}M params, {args.method}, seq "
+                f"{args.seq_len}, batch {args.batch_size}, {args.steps} steps, {args.precision}, {args.threads} "
+                f"thread(s); {args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s; TRL's best: {trl_best}",
+                ["trainer", "trained tokens", "loop s", "tokens/s", "vs TRL padded", "vs TRL best",
+                 "loss (last 3 steps)", "peak RSS MB", "GFLOP/s", "of peak"], rows)
     write_figures(args.out, figures)
 
 

@@ -10,6 +10,7 @@ import torch
 from oidkit.core.chat import IGNORE_INDEX, encode_record
 from oidkit.errors import InputError
 from oidkit.io import write_jsonl
+from oidkit.models.loss import TargetLoss
 from oidkit.train import data as data_module
 from oidkit.train.data import load_tokenized
 from oidkit.train.loop import token_loss_sum
@@ -130,7 +131,8 @@ def test_packed_rows_give_the_same_per_token_loss_as_separate_records(tiny_model
             n = len(example["input_ids"])
             assert torch.allclose(packed_logits[at : at + n], alone, atol=1e-4)
             at += n
-        separate = [float(token_loss_sum(model, collate_rows(examples, [[i]], 0))) for i in range(len(examples))]
+        separate = [float(token_loss_sum(TargetLoss(model), collate_rows(examples, [[i]], 0)))
+                    for i in range(len(examples))]
         # per-example loss sums, read off the packed row's logits, match each example run alone
         packed_sums = []
         at = 0
@@ -140,7 +142,7 @@ def test_packed_rows_give_the_same_per_token_loss_as_separate_records(tiny_model
                 packed_logits[at : at + n], torch.tensor(example["labels"]), ignore_index=IGNORE_INDEX,
                 reduction="sum")))
             at += n
-        assert float(token_loss_sum(model, packed)) == pytest.approx(sum(separate), abs=1e-3)
+        assert float(token_loss_sum(TargetLoss(model), packed)) == pytest.approx(sum(separate), abs=1e-3)
     assert packed_sums == pytest.approx(separate, abs=1e-4)
 
 

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oidkit.errors import ConfigError
+from oidkit.models.loss import target_cross_entropy
 
 
 @dataclass
@@ -293,12 +294,15 @@ class LlamaModel(nn.Module):
 
     def forward(self, tokens: torch.Tensor, *, position_ids: torch.Tensor | None = None,
                 segment_ids: torch.Tensor | None = None, cache: KVCache | None = None,
-                attentions: list | None = None) -> torch.Tensor:
-        """Logits (B, T, vocab) for token ids (B, T).
+                attentions: list | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids (B, T); with ``labels``, the summed loss instead.
 
         ``position_ids``: per-token positions (default ``0..T-1`` after what ``cache`` holds); packed
         records pass positions restarting at 0 per record together with ``segment_ids``. ``attentions``:
-        a list that receives each layer's (B, heads, T, T_keys) attention probabilities.
+        a list that receives each layer's (B, heads, T, T_keys) attention probabilities. ``labels`` (B, T):
+        the next token at each position, ``IGNORE_INDEX`` where none counts; the output head then runs only
+        on the positions that count (``models.loss.target_cross_entropy``), as nanoGPT's
+        ``forward(idx, targets)`` computes its loss next to the model.
         """
         B, T = tokens.shape
         past = cache.length if cache is not None else 0
@@ -314,6 +318,8 @@ class LlamaModel(nn.Module):
             x = block(x, cos.to(x.dtype), sin.to(x.dtype), mask, cache, attentions)
         if cache is not None:
             cache.length += T
+        if labels is not None:
+            return target_cross_entropy(self.norm(x), self.output, labels)
         return self.output(self.norm(x))
 
     @torch.no_grad()
@@ -479,8 +485,13 @@ class NextTokenView(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, use_cache: bool = False) -> Any:
-        segment_ids = (position_ids == 0).cumsum(dim=-1)
-        return SimpleNamespace(logits=self.model(input_ids, position_ids=position_ids, segment_ids=segment_ids))
+        return SimpleNamespace(logits=self.model(input_ids, position_ids=position_ids,
+                                                 segment_ids=(position_ids == 0).cumsum(dim=-1)))
+
+    def target_loss(self, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed loss over the labelled positions (what ``models.loss.TargetLoss`` asks of a model)."""
+        return self.model(input_ids, position_ids=position_ids, segment_ids=(position_ids == 0).cumsum(dim=-1),
+                          labels=labels)
 
 
 def load_llama(name_or_path: str | Path, *, dtype: torch.dtype = torch.float32) -> tuple[LlamaModel, Any]:

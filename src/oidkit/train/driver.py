@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel
 
 from oidkit.core.runs import MetricsLog, plot_loss
+from oidkit.models.loss import TargetLoss
 from oidkit.train.checkpoint import resume_latest, save_checkpoint
 from oidkit.train.config import LoopSection, OptimSection, refuse_run_dir_holding_data, save_config
 from oidkit.train.loop import LoopSettings, LoopState, evaluate, train_loop
@@ -61,7 +62,7 @@ def loop_settings(t: LoopSection, optim: OptimSection) -> LoopSettings:
 
 @dataclass
 class Driven:
-    """The end of :func:`drive`: the loop's state, the trained model (DDP-wrapped when distributed), the log."""
+    """The end of :func:`drive`: the loop's state, the trained model (as given, never wrapped), the log."""
 
     state: LoopState
     model: torch.nn.Module
@@ -81,12 +82,14 @@ def drive(model: torch.nn.Module, get_batch: Callable[[int], dict], validation: 
     resumed = resume_latest(run_dir, model=model, optimizer=optimizer, scheduler=scheduler,
                             console=console) if resume else None
     state = resumed or LoopState()
+    # the loop calls a module that returns the loss, so data parallel wraps the whole step, loss included
+    trained: torch.nn.Module = TargetLoss(model)
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model)
+        trained = torch.nn.parallel.DistributedDataParallel(trained)
 
     def on_checkpoint(s: LoopState) -> None:
         if is_main:
-            save_checkpoint(run_dir / "checkpoints" / f"step-{s.step:06d}", model=getattr(model, "module", model),
+            save_checkpoint(run_dir / "checkpoints" / f"step-{s.step:06d}", model=model,
                             optimizer=optimizer, scheduler=scheduler, step=s.step, loop_state=s.to_dict())
 
     def on_best(s: LoopState) -> None:
@@ -95,9 +98,9 @@ def drive(model: torch.nn.Module, get_batch: Callable[[int], dict], validation: 
 
     metrics = MetricsLog(run_dir, resume_step=state.step if resumed else None) if is_main else None
     if metrics and eval_at_start and validation and not t.eval_every and not resumed:
-        metrics.log({"step": 0, "split": "eval", "loss": evaluate(model, validation, t.precision, t.device)})
+        metrics.log({"step": 0, "split": "eval", "loss": evaluate(trained, validation, t.precision, t.device)})
     bars.start_training(t.max_steps, state.step)
-    state = train_loop(model, optimizer, scheduler, get_batch, loop_settings(t, optim), state=state,
+    state = train_loop(trained, optimizer, scheduler, get_batch, loop_settings(t, optim), state=state,
                        eval_batches=validation, log=metrics.log if metrics else None, on_checkpoint=on_checkpoint,
                        on_best=on_best, progress=bars.step)
     if t.save_every and state.step % t.save_every:

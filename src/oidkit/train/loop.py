@@ -1,8 +1,9 @@
 """The training loop: a loop. Gradient accumulation, clipping, autocast, evaluation, early stopping.
 
-It takes a model, an optimizer, a scheduler and ``get_batch(i)`` (micro-batch ``i`` of the run, see
-``packing.BatchSource``); what to save and where is decided by the caller through ``on_checkpoint`` and
-``on_best``. The model may be a plain module, a peft model or a ``DistributedDataParallel`` wrapper.
+It takes a model that returns its summed loss (``models.loss.TargetLoss``, possibly inside a
+``DistributedDataParallel`` wrapper), an optimizer, a scheduler and ``get_batch(i)`` (micro-batch ``i`` of the
+run, see ``packing.BatchSource``); what to save and where is decided by the caller through ``on_checkpoint``
+and ``on_best``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from oidkit.core.chat import IGNORE_INDEX
 
@@ -60,15 +60,12 @@ def autocast(precision: str, device: str) -> contextlib.AbstractContextManager:
 def token_loss_sum(model: torch.nn.Module, batch: dict, precision: str = "fp32", device: str = "cpu") -> torch.Tensor:
     """Summed cross-entropy over the target tokens of a batch (labels are pre-shifted, -100 ignored).
 
-    No ``attention_mask`` is passed: the restarting ``position_ids`` tell transformers where packed
-    examples begin (see ``packing``). ``use_cache=False`` matters: with a KV cache transformers skips that
-    packed-sequence detection and would let packed examples attend to each other.
+    ``model`` computes its own loss: a ``models.loss.TargetLoss`` (or a ``DistributedDataParallel`` around
+    one), which runs the output head only on the target positions.
     """
     with autocast(precision, device):
-        logits = model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
-                       use_cache=False).logits
-    return F.cross_entropy(logits.float().flatten(0, 1), batch["labels"].to(device).flatten(),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+        return model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
+                     labels=batch["labels"].to(device)).float()
 
 
 def target_count(batch: dict) -> int:

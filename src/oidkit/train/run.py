@@ -86,7 +86,6 @@ def save_weights(model: Any, tokenizer: Any, folder: Path) -> None:
     Runs of our own Llama are saved under transformers' names, so export, eval and serve read them exactly
     like runs of the transformers model.
     """
-    model = getattr(model, "module", model)  # DistributedDataParallel
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     with atomic_folder(folder, owned=True) as temp:
         if isinstance(model, NextTokenView):
