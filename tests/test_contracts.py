@@ -35,21 +35,23 @@ def test_the_tree_keeps_every_contract():
     assert "0 broken" in result.stdout
 
 
-def test_an_evaluate_module_importing_train_breaks_the_build_naming_the_rule(tmp_path):
+def lint_with_added_import(tmp_path, module: str, line: str) -> subprocess.CompletedProcess:
+    """lint-imports on a copy of the package whose ``module`` (a path under oidkit/) gains ``line``."""
     shutil.copytree(ROOT / "src" / "oidkit", tmp_path / "oidkit", ignore=shutil.ignore_patterns("__pycache__"))
-    metrics = tmp_path / "oidkit" / "evaluate" / "metrics.py"
-    metrics.write_text(metrics.read_text() + "\nimport oidkit.train  # noqa: E402\n")
-    result = lint_imports(tmp_path)
+    path = tmp_path / "oidkit" / module
+    path.write_text(path.read_text() + f"\n{line}  # noqa: E402\n")
+    return lint_imports(tmp_path)
+
+
+def test_an_evaluate_module_importing_train_breaks_the_build_naming_the_rule(tmp_path):
+    result = lint_with_added_import(tmp_path, "evaluate/metrics.py", "import oidkit.train")
     assert result.returncode != 0
     assert contracts()["stages"]["name"].split(" (")[0] in result.stdout.replace("\n", " ")
     assert "oidkit.evaluate.metrics -> oidkit.train" in result.stdout
 
 
 def test_a_cycle_inside_a_part_breaks_the_build(tmp_path):
-    shutil.copytree(ROOT / "src" / "oidkit", tmp_path / "oidkit", ignore=shutil.ignore_patterns("__pycache__"))
-    registry = tmp_path / "oidkit" / "models" / "gguf_convert.py"
-    registry.write_text(registry.read_text() + "\nfrom oidkit.models.registry import cache_root  # noqa: E402\n")
-    result = lint_imports(tmp_path)
+    result = lint_with_added_import(tmp_path, "models/gguf_convert.py", "from oidkit.models.registry import cache_root")
     assert result.returncode != 0 and "No cycles are allowed in oidkit.models" in result.stdout
 
 
