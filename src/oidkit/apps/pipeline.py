@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from oidkit.apps import APPS, Built
+from oidkit.atomic import write_atomic
 from oidkit.core.app_prompt import write_app_prompt
 from oidkit.core.config import PACKAGED, read_recipe, set_key, split_override
 from oidkit.core.stats import paired_bootstrap
@@ -93,8 +94,8 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
 
     report = build_report(name, settings, size, built, curated, training, outputs, seconds, out)
     report["seconds"]["total"] = round(time.perf_counter() - started, 1)
-    (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    write_atomic(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
+    write_atomic(out / "report.md", markdown(report))
     return report
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from oidkit.atomic import write_atomic
+
 APP_PROMPT_FILE = "oidkit_app.json"
 
 
 def write_app_prompt(model_dir: str | Path, app: str, system_prompt: str) -> Path:
     path = Path(model_dir) / APP_PROMPT_FILE
-    path.write_text(json.dumps({"app": app, "system_prompt": system_prompt}, ensure_ascii=False, indent=2),
-                    encoding="utf-8")
+    write_atomic(path, json.dumps({"app": app, "system_prompt": system_prompt}, ensure_ascii=False, indent=2))
     return path
 
 
