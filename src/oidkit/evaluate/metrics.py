@@ -24,12 +24,16 @@ _SQUAD_TOKEN_RE = re.compile(f"[{CJK_CLASS}]|[^\\s{CJK_CLASS}]+")
 _NUMBER_RE = re.compile(r"-?[\d,]*\.?\d+")
 
 
+def bleu_tokenizer(references: list[str]) -> str:
+    """sacrebleu's tokenizer for these references: ``zh`` when any is Chinese, else its default ``13a``."""
+    return "zh" if any(has_cjk(r) for r in references) else "13a"
+
+
 def bleu(predictions: list[str], references: list[str]) -> float:
-    """sacrebleu corpus BLEU (0-100); the ``zh`` tokenizer when any reference is Chinese, else ``13a``."""
+    """sacrebleu corpus BLEU (0-100), tokenized by :func:`bleu_tokenizer`."""
     import sacrebleu
 
-    tokenize = "zh" if any(has_cjk(r) for r in references) else "13a"
-    return sacrebleu.corpus_bleu(predictions, [references], tokenize=tokenize).score
+    return sacrebleu.corpus_bleu(predictions, [references], tokenize=bleu_tokenizer(references)).score
 
 
 def chrf(predictions: list[str], references: list[str]) -> float:

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import unicodedata
 
-from oidkit.evaluate.metrics import RougeTokenizer
-from oidkit.text import has_cjk
+from oidkit.evaluate.metrics import RougeTokenizer, bleu_tokenizer
 
 
 def sentence_bleu(output: str, reference: str) -> float:
     """sacrebleu sentence BLEU (0-100), ``zh`` tokens when the reference is Chinese."""
     import sacrebleu
 
-    return sacrebleu.sentence_bleu(output, [reference], tokenize="zh" if has_cjk(reference) else "13a").score
+    return sacrebleu.sentence_bleu(output, [reference], tokenize=bleu_tokenizer([reference])).score
 
 
 def sentence_chrf(output: str, reference: str) -> float:
