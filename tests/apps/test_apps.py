@@ -1,25 +1,10 @@
-"""Applications: the paired bootstrap, per-item task metrics, each app's ingest on its real files, the pipeline."""
+"""Applications: per-item task metrics, each app's ingest on its real files, the pipeline."""
 
 from __future__ import annotations
 
 import pytest
 
-from oidkit.core.stats import paired_bootstrap
 from oidkit.evaluate.task_metrics import multi_reference_rouge, score_task, slot_mention
-
-
-def test_paired_bootstrap_against_hand_computed_cases():
-    # Differences [1, 0]: a resample of two items has mean 0, 0.5 or 1 with chances 1/4, 1/2, 1/4, so the
-    # 2.5th percentile is 0 and the 97.5th is 1: the interval touches zero and does not exclude it.
-    result = paired_bootstrap([0, 0], [1, 0], resamples=2000, seed=0)
-    assert result == {"diff": 0.5, "low": 0.0, "high": 1.0, "excludes_zero": False}
-    # Every item improves by exactly 2: every resample's mean is 2.
-    assert paired_bootstrap([1, 2, 3], [3, 4, 5]) == {"diff": 2.0, "low": 2.0, "high": 2.0, "excludes_zero": True}
-    worse = paired_bootstrap([0.9] * 50 + [0.5] * 50, [0.1] * 50 + [0.5] * 50)
-    assert worse["diff"] == pytest.approx(-0.4) and worse["high"] < 0 and worse["excludes_zero"]
-    assert paired_bootstrap([0.3, 0.1], [0.2, 0.6], seed=3) == paired_bootstrap([0.3, 0.1], [0.2, 0.6], seed=3)
-    with pytest.raises(ValueError):
-        paired_bootstrap([1, 2], [1])
 
 
 def test_slot_mention_on_crafted_turns():

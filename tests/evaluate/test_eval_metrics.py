@@ -89,21 +89,6 @@ def test_wilson_interval_matches_hand_computed_values():
     assert not math.isnan(wilson_interval(10, 10)[0])
 
 
-def test_paired_bootstrap_against_hand_computed_cases():
-    from oidkit.core.stats import paired_bootstrap
-
-    # Every difference is 1: every resample's mean is 1, so is the interval.
-    assert paired_bootstrap([0.0, 0.5, 1.0], [1.0, 1.5, 2.0]) == {"diff": 1.0, "low": 1.0, "high": 1.0,
-                                                                 "excludes_zero": True}
-    # Differences 2 and 0: a resample of two has mean 0, 1 or 2 with chance 1/4, 1/2, 1/4, so the 2.5% and 97.5%
-    # points of 1000 resamples are 0 and 2 and the interval holds 0.
-    result = paired_bootstrap([0.0, 1.0], [2.0, 1.0], resamples=1000, seed=3)
-    assert result == {"diff": 1.0, "low": 0.0, "high": 2.0, "excludes_zero": False}
-    assert paired_bootstrap([0.0, 1.0], [2.0, 1.0], seed=3) == result  # seeded
-    with pytest.raises(ValueError, match="equally long"):
-        paired_bootstrap([1.0], [1.0, 2.0])
-
-
 def test_generation_metrics_come_from_the_registry_in_report_order(monkeypatch):
     from oidkit.evaluate import scores
     from oidkit.evaluate.run import EvalOptions, score_generations
