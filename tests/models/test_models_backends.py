@@ -118,3 +118,21 @@ def test_local_backend_keeps_the_end_of_prompts_longer_than_the_context(tiny_mod
     assert 0 < batched[0].prompt_tokens <= 512 - 4
     alone = LocalBackend("tiny", batch_size=1, loaded=(model, tokenizer)).generate([short])
     assert batched[1].text == alone[0].text  # left padding: batching does not change an answer
+
+
+def test_local_backend_batches_by_length_and_answers_in_request_order(tiny_model):
+    model, tokenizer = tiny_model
+    params = {"temperature": 0, "max_tokens": 4}
+    # long, short, long, short: sorted into (short, short) and (long, long) batches
+    requests = [GenerationRequest([{"role": "user", "content": ("word " * n) + f"item {i}"}], params)
+                for i, n in enumerate((60, 1, 50, 2))]
+    seen: list[int] = []
+    backend = LocalBackend("tiny", batch_size=2, loaded=(model, tokenizer))
+    original = backend._generate_batch
+    backend._generate_batch = lambda batch: seen.append([r.messages[0]["content"].count("word") for r in batch]) \
+        or original(batch)
+    batched = backend.generate(requests)
+    assert seen == [[1, 2], [50, 60]]
+    alone = LocalBackend("tiny", batch_size=1, loaded=(model, tokenizer)).generate(requests)
+    assert [g.text for g in batched] == [g.text for g in alone]
+    assert [g.prompt_tokens for g in batched] == [g.prompt_tokens for g in alone]

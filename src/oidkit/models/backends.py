@@ -277,6 +277,8 @@ class LocalBackend:
             else:
                 pending.setdefault(json.dumps(request.params, sort_keys=True), []).append(i)
         for indices in pending.values():
+            # Batches of similar length: a short prompt padded to a long one's length costs as much as the long one
+            indices.sort(key=lambda i: sum(len(str(m.get("content") or "")) for m in requests[i].messages))
             for start in range(0, len(indices), self.batch_size):
                 batch = indices[start:start + self.batch_size]
                 for i, generation in zip(batch, self._generate_batch([requests[i] for i in batch]), strict=True):
