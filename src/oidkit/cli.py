@@ -567,7 +567,7 @@ def app_run(
     from oidkit.apps.pipeline import run_app
 
     report = run_app(name, quick=quick, out=out, model=model, overrides=overrides or [],
-                     log=lambda line: console.print(line, markup=False))
+                     log=lambda line: console.print(line, markup=False), console=console)
     primary, result = report["primary"], report["primary_result"]
     if result:
         cell = result["tuned - base"]

@@ -22,6 +22,7 @@ from oidkit.apps import APPS, Built
 from oidkit.atomic import write_atomic
 from oidkit.core.app_prompt import write_app_prompt
 from oidkit.core.config import PACKAGED, read_recipe, set_key, split_override
+from oidkit.core.progress import LabelBars, ProgressFn
 from oidkit.core.stats import paired_bootstrap
 from oidkit.errors import ConfigError, InputError
 from oidkit.io import write_jsonl
@@ -48,8 +49,9 @@ def list_apps() -> list[dict]:
 
 
 def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, model: str | None = None,
-            overrides: list[str] = (), log: Callable[[str], None] = print) -> dict:
-    """Run application ``name``; returns the report (also written to ``OUT/report.json`` and ``report.md``)."""
+            overrides: list[str] = (), log: Callable[[str], None] = print, console: Any = None) -> dict:
+    """Run application ``name``; returns the report (also written to ``OUT/report.json`` and ``report.md``).
+    With a rich ``console``, training and generation show progress bars on it."""
     from oidkit.curate.ops.decontam import shared_data_dir
 
     settings = app_settings(name, overrides)
@@ -83,13 +85,14 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
     from oidkit.models.export import export_run
     from oidkit.train.run import run_training
 
-    training = run_training(train_config)
+    training = run_training(train_config, console=console)
     model_dir = export_run(out / "train", out / "model")
     write_app_prompt(model_dir, name, built.system_prompt)
     now = stage("train", now)
 
     train_records = read_split(out / "curated" / "splits" / "train.jsonl")
-    outputs = generate_all(settings, built.test, train_records, train_config.model.name, str(model_dir))
+    with LabelBars(console, enabled=console is not None) as bars:
+        outputs = generate_all(settings, built.test, train_records, train_config.model.name, str(model_dir), bars)
     now = stage("evaluate", now)
 
     report = build_report(name, settings, size, built, curated, training, outputs, seconds, out)
@@ -159,7 +162,8 @@ def few_shot(item: dict, train: list[dict], shots: int, seed: int) -> list[dict]
     return [system, *solved, *rest]
 
 
-def generate_all(settings: dict, test: list[dict], train: list[dict], base: str, tuned: str) -> dict[str, list]:
+def generate_all(settings: dict, test: list[dict], train: list[dict], base: str, tuned: str,
+                 progress: ProgressFn | None = None) -> dict[str, list]:
     """Greedy outputs of the three systems on every test item: base and few-shot share one loaded model."""
     from oidkit.evaluate.run import generate_answers
     from oidkit.models import load_model
@@ -172,7 +176,8 @@ def generate_all(settings: dict, test: list[dict], train: list[dict], base: str,
     for model_name, systems in ((base, ("base", "few-shot")), (tuned, ("tuned",))):
         model, tokenizer = load_model(model_name)
         for system in systems:
-            outputs[system] = generate_answers(model, tokenizer, prompts[system], **options)
+            advance = (lambda n, label=f"generate {system}": progress(label, n, len(test))) if progress else None
+            outputs[system] = generate_answers(model, tokenizer, prompts[system], progress=advance, **options)
         del model
         gc.collect()
     return outputs
