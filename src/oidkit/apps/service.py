@@ -100,6 +100,7 @@ def crosswoz_dialogues(name: str, path: Path, rejects: list[dict]) -> tuple[list
 
 
 def training_record(prefix: str, dialogue: Dialogue, system: dict, **meta: str) -> dict:
+    """A whole dialogue after the system prompt: every assistant turn is a training target."""
     dialogue_id, turns, where = dialogue
     return record(f"{prefix}-{dialogue_id}", [system] + [{"role": m["role"], "content": m["content"]} for m in turns],
                   where, **meta)
