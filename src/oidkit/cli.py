@@ -562,7 +562,11 @@ def app_run(
     """Real public data -> task conversations -> curate -> LoRA fine-tune -> base / few-shot / tuned measured
     on the held-out test set with paired bootstrap intervals -> OUT/report.md.
 
-    Example:  oid app run translate --quick --out apps-out/translate
+    Examples:
+
+      oid app run translate --quick --out apps-out/translate
+
+      oid app run service --quick sizes.quick.crosswoz_test=50   (service: SGD and CrossWOZ, in Chinese)
     """
     from oidkit.apps.pipeline import run_app
 

@@ -48,11 +48,14 @@ def test_translate_ingest_on_the_real_wmt_files(shared_data):
 @pytest.mark.real
 def test_service_ingest_on_the_real_sgd_files(shared_data):
     from oidkit.apps import service
+    from oidkit.apps.pipeline import app_settings
 
-    files = {"train": shared_data / "apps/dialogue/sgd/train", "test": shared_data / "apps/dialogue/sgd/test"}
-    built = service.build(files, {"train": None, "test": 300, "history": 4}, seed=0)
+    files = {k: shared_data / v for k, v in app_settings("service")["sources"].items()}
+    sizes = {"train": None, "test": 300, "history": 4, "crosswoz_test_dialogues": 100, "crosswoz_train": 0,
+             "crosswoz_test": 0}
+    built = service.build(files, sizes, seed=0)
     # one SGD test dialogue (dialogues_003, index 55) has a SYSTEM turn with an empty utterance: rejected
-    assert [(s.rows, s.records) for s in built.sources] == [(640, 640), (384, 383)]
+    assert [(s.rows, s.records) for s in built.sources] == [(640, 640), (384, 383), (500, 500)]
     assert built.sources[1].rejected == {"bad_turn": 1} and built.rejects[0]["source"]["index"] == 55
     assert len(built.train) == 640 and len(built.test) == 300
     for item in built.test:
@@ -63,6 +66,72 @@ def test_service_ingest_on_the_real_sgd_files(shared_data):
     # the values a turn acts on appear in its reference utterance far more often than not
     mentioned = [slot_mention(r["messages"][-1]["content"], r["meta"]["slot_values"]) for r in with_values]
     assert sum(mentioned) / len(mentioned) > 0.8
+
+
+def test_slot_mention_on_crafted_chinese_turns():
+    values = ["讲礼驴肉馆", "68元"]
+    assert slot_mention("推荐您去人均消费68元的讲礼驴肉馆用餐。", values) == 1.0
+    assert slot_mention("推荐您去讲礼驴肉馆。", values) == 0.5
+    assert slot_mention("请问您想吃什么菜？", values) == 0.0
+    assert slot_mention("讲礼驴肉馆人均６８元", values) == 1.0  # full-width digits fold (NFKC)
+    # spacing and punctuation differ between the act's value and how the turn says it
+    assert slot_mention("营业时间是周一至周日全天。", ["周一至周日 全天"]) == 1.0
+    assert slot_mention("电话是010-67389898、010-67383333。", ["010-67389898 010-67383333"]) == 1.0
+    assert slot_mention("去北京全聚德（王府井店）吧", ["北京全聚德(王府井店)"]) == 1.0
+    assert slot_mention("去北京全聚德（前门店）吧", ["北京全聚德(王府井店)"]) == 0.0
+
+
+def test_crosswoz_act_values_keep_what_a_turn_says():
+    from oidkit.apps.service import act_values
+
+    acts = [["Inform", "餐馆", "名称", "讲礼驴肉馆"], ["NoOffer", "餐馆", "none", "none"],
+            ["Inform", "酒店", "酒店设施-会议室", "是"], ["Inform", "酒店", "周边景点", "无"],
+            ["Recommend", "景点", "名称", "故宫"], ["Inform", "餐馆", "名称", "讲礼驴肉馆"]]
+    assert act_values(acts) == ["讲礼驴肉馆", "故宫"]  # yes/no, "none found" and repeats are not values said
+    assert act_values([]) == []
+    assert act_values([["Inform", "餐馆", "名称"]]) is None and act_values("Inform") is None
+
+
+def crosswoz_slice(shared_data, folder, dialogues: int):
+    """The first ``dialogues`` dialogues of the real CrossWOZ file plus one without messages, zipped as the
+    source ships it (one JSON object)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(shared_data / "apps/dialogue/crosswoz_val.json.zip") as source:
+        everything = json.loads(source.read("val.json"))
+    part = dict(list(everything.items())[:dialogues]) | {"broken": {"goal": []}}
+    path = folder / "crosswoz_slice.json.zip"
+    with zipfile.ZipFile(path, "w") as target:
+        target.writestr("val.json", json.dumps(part, ensure_ascii=False))
+    return path
+
+
+@pytest.mark.real
+def test_crosswoz_ingest_on_a_slice_of_the_real_file(shared_data, tmp_path):
+    from oidkit.apps import service
+
+    files = {"train": [], "test": [], "crosswoz": crosswoz_slice(shared_data, tmp_path, 30)}
+    sizes = {"train": None, "test": 0, "history": 4, "crosswoz_test_dialogues": 10, "crosswoz_train": None,
+             "crosswoz_test": 40}
+    built = service.build(files, sizes, seed=0)
+    crosswoz = built.sources[2]
+    assert (crosswoz.rows, crosswoz.records, dict(crosswoz.rejected)) == (31, 30, {"missing_field": 1})
+    assert built.rejects[0]["source"]["dialogue"] == "broken"
+    assert len(built.train) == 20 and len(built.test) == 40
+    # a seeded split of dialogues: no held-out dialogue is trained on
+    trained = {r["id"].removeprefix("crosswoz-") for r in built.train}
+    tested = {r["id"].removeprefix("crosswoz-").rsplit("-", 1)[0] for r in built.test}
+    assert len(tested) > 1 and not trained & tested and len(trained | tested) <= 30
+    item = built.test[0]
+    assert item["meta"]["test_set"] == "crosswoz" and item["meta"]["direction"] == "zh"
+    assert item["messages"][0]["content"] == service.CROSSWOZ_PROMPT and "客服" in service.CROSSWOZ_PROMPT
+    assert [m["role"] for m in item["messages"]][1] == "user" and item["messages"][-1]["role"] == "assistant"
+    with_values = [r for r in built.test if r["meta"]["slot_values"]]
+    mentioned = [slot_mention(r["messages"][-1]["content"], r["meta"]["slot_values"]) for r in with_values]
+    assert len(with_values) > 20 and sum(mentioned) / len(mentioned) > 0.9
+    again = service.build(files, sizes, seed=0)
+    assert [r["id"] for r in again.test] == [r["id"] for r in built.test]
 
 
 @pytest.mark.real
@@ -96,6 +165,25 @@ def test_translate_runs_end_to_end_with_a_tiny_model(shared_data, tiny_model_pat
     assert "翻译" in read_app_prompt(tmp_path / "app" / "model")
     markdown = (tmp_path / "app" / "report.md").read_text()
     assert "| chrf_sentence | 6 |" in markdown and "## Five examples" in markdown
+
+
+@pytest.mark.real
+def test_service_runs_end_to_end_with_a_tiny_model(shared_data, tiny_model_path, tmp_path):
+    from oidkit.apps.pipeline import run_app
+
+    zipped = crosswoz_slice(shared_data, tmp_path, 20)
+    report = run_app("service", quick=True, out=tmp_path / "app", model=str(tiny_model_path), log=lambda _: None,
+                     overrides=[f"sources.crosswoz={zipped}", "sizes.quick.train=20", "sizes.quick.test=6",
+                                "sizes.quick.crosswoz_test_dialogues=5", "sizes.quick.crosswoz_train=10",
+                                "sizes.quick.crosswoz_test=4", "split.train=0.7", "split.validation=0.3",
+                                "train_quick.train.max_steps=2", "max_new_tokens=4",
+                                "shots=1"])
+    assert report["ingest"] == {"train_records": 30, "test_items": 10, "rejected": 2}  # SGD 1, CrossWOZ 1
+    assert set(report["results"]) == {"service", "crosswoz"}  # SGD and CrossWOZ are reported apart
+    assert report["results"]["crosswoz"]["metrics"]["rougeL"]["n"] == 4
+    assert report["primary_result"] is report["results"]["service"]["metrics"]["slot_mention"]
+    markdown = (tmp_path / "app" / "report.md").read_text()
+    assert "### crosswoz" in markdown and "| crosswoz | 21 | 20 | missing_field 1 |" in markdown
 
 
 def test_app_list_and_unknown_app():

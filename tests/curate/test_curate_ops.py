@@ -148,6 +148,42 @@ def test_truncated_answer_detection(answer, truncated):
     assert looks_truncated(answer) is truncated
 
 
+LONG_SOURCE = ("The committee met on Tuesday to review the budget for the coming year and agreed after a long "
+               "debate that the money for schools roads and hospitals would rise while spending on the new "
+               "stadium would wait until the next election had been held in the spring")
+
+
+@pytest.mark.parametrize(("request_text", "answer", "truncated"), [
+    # WMT translation pairs whose reference is a headline or byline: complete without a full stop
+    ("Salmonella outbreak sickens 212 people in 23 states", "23 个州爆发沙门氏菌疫情，已致 212 人感染", False),
+    ("跨省游恢复 全国首趟跨省动车旅游专列开行-新华网",
+     "Inter-province travel resumes, nation’s first high-speed train tour launches - Xinhuanet", False),
+    ("美媒揭开了美方无端要求中国关闭驻休斯敦总领馆的真相",
+     "U.S. Media Unveils U.S. Unwarranted Demand to Shut Down Chinese Consulate General In Huston", False),
+    ("2020-07-26 14:40:44 来源：央视网 作者：朱延静 责任编辑：朱延静",
+     "2020-07-26 14:40:44 Source:cctv.com Author:Zhu Yanjing Editor: Zhu Yanjing", False),
+    ("No, that's all. Thank you.", "Have a wonderful day ahead", False),  # a closing: short
+    # ... while cuts stay cuts: on a word a sentence cannot end on, far shorter than the text it translates,
+    # a request that is a sentence, two sentences on the line, an open bracket, a trailing comma
+    ("Kanye West issues public apology to wife Kim Kardashian after revealing marriage details",
+     "Kanye West issues a public apology to his wife Kim Kardashian after", True),
+    (LONG_SOURCE, "The committee met on Tuesday to review the budget for the coming year and agreed", True),
+    ("Explain how photosynthesis works for a plant.",
+     "Photosynthesis turns light and water into sugar inside the leaf cells of green plants", True),
+    ("Write two lines about plants",
+     "Plants need light. They turn it into sugar inside the leaves of every green plant", True),
+    ("what does DPI mean", "DPI (dots per inch", True),
+    ("Spain has so far seen more than 28,000 coronavirus deaths", "目前，西班牙已有超过 28,000 例死亡病例，", True),
+    ("请介绍一下光合作用", "光合作用是植物利用光能把二氧化碳和水转化为有机物的过程，同时它还", True),
+])
+def test_truncation_spares_headlines_but_not_cuts(request_text, answer, truncated):
+    from oidkit.curate.ops.heuristics import looks_truncated
+
+    assert looks_truncated(answer, request_text) is truncated
+    record = chat(request_text, answer)
+    assert build("heuristics", min_chars=4).keep(record)[1] == ("truncated_response" if truncated else "")
+
+
 def test_gopher_repetition_measures_on_known_text():
     assert dup_line_char_ratio("abc\nxyz\nabc\n") == pytest.approx(6 / 9)
     assert dup_line_char_ratio("one\ntwo\nthree") == 0

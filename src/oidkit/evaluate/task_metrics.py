@@ -5,7 +5,7 @@
 - ``multi_reference_rouge``: ROUGE-1/2/L F of one output against each of several references, averaged
   over the references (DialogSum's test has three human summaries per dialogue).
 - ``slot_mention``: the share of the slot values a reference assistant turn acts on that the output
-  mentions (case-insensitive, after NFKC), the task measure of a service assistant.
+  mentions (after NFKC, ignoring case, whitespace and punctuation), the task measure of a service assistant.
 """
 
 from __future__ import annotations
@@ -42,11 +42,15 @@ def multi_reference_rouge(output: str, references: list[str], chinese: str = "ch
 
 
 def _folded(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    # spacing and punctuation are written freely around a value: "周一至周日 全天" is said "周一至周日全天",
+    # a list of phones "a b" as "a、b", "(王府井店)" as "（王府井店）"
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return "".join(ch for ch in text if not ch.isspace() and not unicodedata.category(ch).startswith("P"))
 
 
 def slot_mention(output: str, values: list[str]) -> float | None:
-    """Share of ``values`` found in ``output`` (case- and width-insensitive); None when there are no values."""
+    """Share of ``values`` found in ``output`` (ignoring case, width, whitespace and punctuation); None when there
+    are no values."""
     wanted = {_folded(v) for v in values if _folded(v)}
     if not wanted:
         return None

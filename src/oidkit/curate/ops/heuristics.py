@@ -38,6 +38,21 @@ _CLOSING = re.compile(r"\s*(?:sincerely|(?:best|kind|warm|warmest)(?: regards| w
                       r"thank you|yours(?: truly| sincerely| faithfully)?|with love|love|respectfully|此致|敬礼)"
                       r"[\s,，!.]*$", re.IGNORECASE)
 _SHORT_LINE_WORDS = 8
+# A one-line answer without a full stop is complete as written when it is a headline, title, byline or
+# closing ("Have a nice day"): at most this many words (or twice as many CJK characters), ...
+_HEADLINE_WORDS = 24
+# ... no sentence ending inside it ("U.S." is not one), brackets and quotes closed, and not ending on a word
+# a sentence cannot end on (where cuts land: "the process by which plants and", "同时它还").
+_SENTENCE_END_INSIDE = re.compile(r"[a-z]{2}[.!?]\s|[。！？]")
+_PAIRS = ("()", "[]", "（）", "“”", "《》", "「」", "【】")
+_OPEN_ENDINGS_EN = frozenset(
+    "a an the and or but nor of to in on at for with by from as into onto about than then if because while when "
+    "where which who whom whose whether that this these those is are was were be been being am its their his her "
+    "our your my it not also very so such can could will would shall should may might must do does did has have "
+    "had after before between through during without within against among toward towards upon via until both "
+    "either neither".split())
+_OPEN_ENDINGS_ZH = frozenset("的地得和与及或而并且还也是在了着把被从向对将以但就都又")
+_CLOSERS = "\"'”’)]）」』》"
 
 
 class HeuristicsConfig(OpConfig):
@@ -124,7 +139,7 @@ class Heuristics(Filter):
                 return False, "low_cjk_ratio", round(ratio, 4)
             if c.max_cjk_ratio is not None and ratio > c.max_cjk_ratio:
                 return False, "high_cjk_ratio", round(ratio, 4)
-        if c.drop_truncated_response and answers and looks_truncated(answers[-1]):
+        if c.drop_truncated_response and answers and looks_truncated(answers[-1], last_request(turns)):
             return False, "truncated_response", answers[-1].rstrip()[-40:]
         if c.drop_refusals:
             lowered = "\n".join(answers).lower()
@@ -169,11 +184,17 @@ def alnum_ratio(text: str) -> float:
     return sum(map(str.isalnum, text)) / visible if visible else 0.0
 
 
-def looks_truncated(answer: str) -> bool:
+def last_request(turns: list[dict]) -> str:
+    """The user turn the last assistant turn answers ("" when there is none)."""
+    answered = max((i for i, m in enumerate(turns) if m["role"] == "assistant"), default=0)
+    return next((m.get("content") or "" for m in reversed(turns[:answered]) if m["role"] == "user"), "")
+
+
+def looks_truncated(answer: str, request: str = "") -> bool:
     """An odd number of code fences (the block never closed), or a last line of prose ending in a letter or a
     comma: 4+ words (or 20+ characters of CJK), not a list item, heading or hashtag, not under a letter's
-    closing ("Best regards,"), and not a short line under a bare short line (verse, a signature's name and
-    title, quiz answers: lines that never end in a full stop)."""
+    closing ("Best regards,"), not a short line under a bare short line (verse, a signature's name and
+    title, quiz answers: lines that never end in a full stop), and not a headline (``reads_as_headline``)."""
     if len(_OPEN_FENCE.findall(answer)) % 2:
         return True
     lines = [line for line in answer.rstrip().splitlines() if line.strip()]
@@ -186,7 +207,32 @@ def looks_truncated(answer: str) -> bool:
     if len(words) <= _SHORT_LINE_WORDS and len(lines) > 1 and is_bare_short_line(lines[-2]):
         return False
     long_enough = len(words) >= 4 or (len(last_line) >= 20 and cjk_ratio(last_line) > 0.5)
-    return long_enough and (last_line[-1].isalpha() or last_line[-1] in ",，、")
+    if last_line[-1] in ",，、":
+        return long_enough
+    return long_enough and last_line[-1].isalpha() and not reads_as_headline(answer, request)
+
+
+def reads_as_headline(answer: str, request: str) -> bool:
+    """A one-line answer complete without a full stop: a line of at most 8 words (a closing: "Have a nice day",
+    a name), or a headline or byline answering a request of like length (a third to three times its tokens)
+    that lacks a full stop too (a headline to translate). Either way not ending on a word a sentence cannot end
+    on, with no sentence ending inside and brackets closed. (Cuts are long paragraphs, or land mid-phrase.)"""
+    line = answer.strip()
+    words = line.split()
+    chinese = cjk_ratio(line) > 0.5
+    length = len(line) / 2 if chinese else len(words)  # in words, about two CJK characters a word
+    if "\n" in line or length > _HEADLINE_WORDS:
+        return False
+    if _SENTENCE_END_INSIDE.search(line) or any(line.count(a) != line.count(b) for a, b in _PAIRS):
+        return False
+    if (line[-1] in _OPEN_ENDINGS_ZH) if chinese else (words[-1].rstrip(_CLOSERS).lower() in _OPEN_ENDINGS_EN):
+        return False
+    if length <= _SHORT_LINE_WORDS:
+        return True
+    # a longer line counts only as the counterpart of a request of like length that lacks a full stop too
+    asked = request.rstrip().rstrip(_CLOSERS)
+    size = len(tokens(asked))
+    return bool(asked) and asked[-1] not in ".!?。！？…" and size / 3 <= len(tokens(line)) <= 3 * size
 
 
 def is_bare_short_line(line: str) -> bool:
