@@ -121,9 +121,9 @@ def curate(settings: dict, paths: dict[str, Path], out: Path) -> dict:
     from oidkit.curate.runner import run_recipe
 
     steps = [*settings["curate"],
-             {"op": "decontaminate", "benchmarks": [{"name": f"{settings['app']}_test",
-                                                     "path": str(paths["test_texts"]), "fields": ["text"],
-                                                     "id_field": "id"}]},
+             {"op": "decontaminate", **settings.get("decontaminate", {}),
+              "benchmarks": [{"name": f"{settings['app']}_test", "path": str(paths["test_texts"]),
+                              "fields": ["text"], "id_field": "id"}]},
              {"op": "split", "ratios": settings["split"], "seed": settings["seed"]}]
     recipe = load_recipe(base={"input": str(paths["train"]), "output": str(out), "steps": steps})
     return run_recipe(recipe, force=True)
