@@ -1,0 +1,144 @@
+"""--device auto|cpu|cuda: resolution, the CUDA branch's requests (SDPA, pinned memory), and the CPU left as it was.
+
+No GPU here: ``torch.cuda.is_available`` is monkeypatched, and the CUDA branch is checked by what it asks for.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from oidkit.cli import app
+from oidkit.errors import ConfigError
+from oidkit.models import load_model
+from oidkit.models.device import resolve_device, to_device
+from oidkit.train.loop import token_loss_sum
+
+RECORD = {"id": "0", "messages": [{"role": "user", "content": "What is 2 plus 2?"},
+                                  {"role": "assistant", "content": "2 plus 2 is 4."}]}
+
+
+def gpu(monkeypatch, present: bool) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: present)
+
+
+def test_auto_picks_cuda_only_when_present_and_cuda_without_gpu_is_one_clear_error(monkeypatch):
+    gpu(monkeypatch, True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda") == "cuda" and resolve_device("cpu") == "cpu"
+    gpu(monkeypatch, False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ConfigError, match=r"^--device cuda: torch sees no CUDA GPU.*\nhint: use --device auto"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match=r"train.device cuda: .*\nhint: use train.device auto"):
+        resolve_device("cuda", option="train.device")
+    with pytest.raises(ConfigError, match="expected one of auto, cpu, cuda"):
+        resolve_device("gpu")
+
+
+class LoadStopped(Exception):
+    """Raised by the recording ``from_pretrained`` once it has the arguments: nothing is moved to a GPU."""
+
+
+def test_cuda_loads_with_sdpa_attention_and_the_cpu_as_before(tiny_model_path, monkeypatch):
+    from transformers import AutoModelForCausalLM
+
+    calls = []
+    real = AutoModelForCausalLM.from_pretrained
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs)
+        if torch.cuda.is_available():
+            raise LoadStopped
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", recording)
+    gpu(monkeypatch, True)
+    with pytest.raises(LoadStopped):
+        load_model(tiny_model_path, device="auto")
+    assert calls[-1]["attn_implementation"] == "sdpa"
+    gpu(monkeypatch, False)
+    model, _ = load_model(tiny_model_path, device="auto")
+    assert "attn_implementation" not in calls[-1] and next(model.parameters()).device.type == "cpu"
+
+
+def test_int8_stays_on_the_cpu_under_auto_and_refuses_cuda(tiny_model_path, monkeypatch):
+    gpu(monkeypatch, True)
+    with pytest.raises(ConfigError, match="int8 weights run on the CPU only"):
+        load_model(f"{tiny_model_path}@int8", device="cuda")
+    model, _ = load_model(f"{tiny_model_path}@int8", device="auto")
+    assert next(model.parameters()).device.type == "cpu"
+
+
+def test_cuda_batches_are_pinned_and_copied_without_blocking(tiny_model, monkeypatch):
+    """The training step's copy on the CUDA branch, with the copy itself redirected to the CPU."""
+    from oidkit.models.loss import TargetLoss
+
+    model, _ = tiny_model
+    pinned, copies = [], []
+    real_to = torch.Tensor.to
+
+    def pin_memory(self):
+        pinned.append(self.shape)
+        return self
+
+    def to(self, *args, **kwargs):
+        if args and args[0] == "cuda":
+            copies.append(kwargs)
+            return real_to(self, "cpu")
+        return real_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    ids = torch.tensor([[1, 5, 9, 7, 3]])
+    batch = {"input_ids": ids, "position_ids": torch.arange(5)[None], "labels": torch.tensor([[5, 9, 7, 3, -100]])}
+    on_cuda = token_loss_sum(TargetLoss(model), batch, device="cuda")
+    assert len(pinned) == 3 and copies == [{"non_blocking": True}] * 3
+    pinned.clear()
+    on_cpu = token_loss_sum(TargetLoss(model), batch, device="cpu")
+    assert not pinned and float(on_cpu.detach()) == float(on_cuda.detach())
+    assert to_device(ids, "cpu") is ids  # the CPU path copies nothing
+
+
+def test_device_cuda_without_gpu_exits_2_with_one_message(tiny_model_path, tmp_path, monkeypatch):
+    gpu(monkeypatch, False)
+    data = tmp_path / "held_out.jsonl"
+    data.write_text(json.dumps(RECORD) + "\n")
+    runner = CliRunner()
+    for args in (["eval", str(data), "--model", str(tiny_model_path), "-o", str(tmp_path / "eval")],
+                 ["chat", str(tiny_model_path)],
+                 ["train", "train_demo", f"model.name={tiny_model_path}", f"data.train={data}",
+                  f"train.output_dir={tmp_path / 'run'}"],
+                 ["pretrain", "pretrain_tiny", f"tokenizer={tiny_model_path}", f"data.train=[{data}]",
+                  f"train.output_dir={tmp_path / 'pre'}"]):
+        result = runner.invoke(app, [*args, "--device", "cuda"])
+        assert result.exit_code == 2, (args, result.output)
+        assert result.output.count("error:") == 1 and "Traceback" not in result.output
+        assert "cuda: torch sees no CUDA GPU" in result.output and "hint: use" in result.output
+        assert "--device" in result.output
+    assert not (tmp_path / "run").exists() and not (tmp_path / "eval").exists()  # refused before any work
+
+
+def test_device_cpu_trains_exactly_as_auto_without_gpu(tiny_model_path, tmp_path, monkeypatch):
+    """--device cpu and auto on a machine without GPU: the same losses, and config.yaml says cpu."""
+    from oidkit.core.runs import read_metrics
+    from oidkit.io import write_jsonl
+
+    gpu(monkeypatch, False)
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, [{"id": str(i), "messages": [{"role": "user", "content": f"What is {i} plus {i}?"},
+                                                   {"role": "assistant", "content": f"{2 * i}."}]} for i in range(8)])
+    losses = {}
+    for device in ("cpu", "auto"):
+        run = tmp_path / device
+        args = ["train", "train_demo", f"model.name={tiny_model_path}", f"data.train={data}",
+                f"data.cache_dir={tmp_path / 'cache'}", f"train.output_dir={run}", "train.max_steps=3",
+                "train.batch_size=2", "data.max_seq_len=64", "train.threads=1", "data.validation=null",
+                "data.val_fraction=0.25", "data.num_proc=1", "--device", device]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        losses[device] = [r["loss"] for r in read_metrics(run / "metrics.csv") if r["split"] == "train"]
+        assert "device: cpu" in (run / "config.yaml").read_text()
+    assert len(losses["cpu"]) == 3 and losses["cpu"] == losses["auto"]
