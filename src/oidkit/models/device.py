@@ -27,7 +27,7 @@ def resolve_device(requested: str = "auto", *, option: str = "--device") -> str:
     if requested == "cuda" and not has_cuda:
         raise ConfigError(f"{option} cuda: torch sees no CUDA GPU here (torch {torch.__version__}, "
                           "torch.cuda.is_available() is False)\n"
-                          f"hint: use {option} auto or {option} cpu on this machine; on a GPU machine check "
+                          f"hint: choose auto or cpu for {option} on this machine; on a GPU machine check "
                           "nvidia-smi and that torch is a CUDA build")
     return requested
 

@@ -36,7 +36,7 @@ def seed_everything(seed: int) -> None:
 def with_resolved_device(config: Any) -> Any:
     """``config`` with ``train.device`` resolved (auto -> cuda or cpu) before any work, so a missing GPU fails
     at once and the run folder's ``config.yaml`` says where the run went."""
-    device = resolve_device(config.train.device, option="train.device (oid train/pretrain --device)")
+    device = resolve_device(config.train.device, option="train.device (--device)")
     return config.model_copy(update={"train": config.train.model_copy(update={"device": device})})
 
 
