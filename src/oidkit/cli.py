@@ -700,6 +700,7 @@ def serve_command(
 
     Example:  oid serve demo-out/tuned --port 8000 &   then   oid ask "What is 2+2?" --port 8000
               oid serve smollm2-135m-instruct --quantize int8 --max-batch-size 4
+              oid serve smollm2-135m-instruct --device cuda    (SDPA attention on the GPU)
     """
     from oidkit.serve.app import run_server
 
@@ -718,7 +719,7 @@ def chat_command(
 ) -> None:
     """Chat with a model in the terminal, answers streamed; /reset, /system TEXT, /quit.
 
-    Example:  oid chat smollm2-135m-instruct --system "You are concise."
+    Example:  oid chat smollm2-135m-instruct --system "You are concise." --device cpu
     """
     import sys
 
