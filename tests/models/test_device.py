@@ -143,3 +143,50 @@ def test_device_cpu_trains_exactly_as_auto_without_gpu(tiny_model_path, tmp_path
         losses[device] = [r["loss"] for r in read_metrics(run / "metrics.csv") if r["split"] == "train"]
         assert "device: cpu" in (run / "config.yaml").read_text()
     assert len(losses["cpu"]) == 3 and losses["cpu"] == losses["auto"]
+
+
+class Stop(Exception):
+    """Raised by the recording model once it has seen its inputs."""
+
+
+class InputRecorder(torch.nn.Module):
+    """A stand-in model that records the device of every tensor it is called with, then stops."""
+
+    config = type("Config", (), {"max_position_embeddings": 2048})()
+
+    def __init__(self):
+        super().__init__()
+        self.devices: set[str] = set()
+
+    def forward(self, **inputs):
+        self.devices = {v.device.type for v in inputs.values() if isinstance(v, torch.Tensor)}
+        raise Stop
+
+    generate = forward
+
+
+def test_eval_and_serve_put_their_inputs_on_the_models_device(tiny_model, monkeypatch):
+    """The model says it lives on "meta" (a device without data): every input must be built there."""
+    from oidkit.evaluate.choice import continuation_logprobs
+    from oidkit.evaluate.perplexity import perplexity
+    from oidkit.models.backends import GenerationRequest, LocalBackend
+    from oidkit.serve.generation import Completion, DecodeBatch, SamplingParams, make_generator
+
+    _, tokenizer = tiny_model
+    model = InputRecorder()
+    monkeypatch.setattr("oidkit.models.device.model_device", lambda m: torch.device("meta"))
+    calls = {
+        "perplexity": lambda: perplexity(model, tokenizer, [RECORD]),
+        "choice": lambda: continuation_logprobs(model, tokenizer, "2 plus 2 is", [" 4", " 5"]),
+        "generate": lambda: LocalBackend("m", loaded=(model, tokenizer)).generate(
+            [GenerationRequest(RECORD["messages"][:1], {"temperature": 0.0, "max_tokens": 4})]),
+        "serve": lambda: DecodeBatch(model).add([Completion(tokenizer, [1, 2, 3], SamplingParams(), {0},
+                                                            make_generator(0))]),
+    }
+    failures = []
+    for name, call in calls.items():
+        model.devices = set()
+        with pytest.raises(Stop):
+            call()
+        failures += [] if model.devices == {"meta"} else [name]
+    assert not failures, failures
