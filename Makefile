@@ -9,7 +9,7 @@ OID    := $(VENV)/bin/oid
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 
-.PHONY: venv test lint demo demo-theory apps bench clean
+.PHONY: venv test lint demo demo-theory apps bench gpu-smoke clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,10 @@ apps: $(STAMP)
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh
+
+# On a CUDA machine: short train, eval and serve on the GPU with tokens/s (docs/performance.md, "GPU").
+gpu-smoke: $(STAMP)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/gpu_smoke.sh
 
 clean:
 	rm -rf $(OUT) bench-out .pytest_cache .ruff_cache

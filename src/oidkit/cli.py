@@ -473,27 +473,41 @@ def models_list() -> None:
     Console().print(table)
 
 
+DEVICE_HELP = "auto (CUDA when torch sees a GPU, else the CPU), cpu or cuda (fails at once without a GPU)"
+TRAIN_DEVICE_HELP = DEVICE_HELP + "; sets train.device (default auto)"
+
+
+def device_override(device: str | None) -> list[str]:
+    """``--device X`` of oid train/pretrain as the config override ``train.device=X``."""
+    return [f"train.device={device}"] if device else []
+
+
 @app.command("train")
 def train_command(
     config: str = typer.Argument(..., help="training config YAML, or a packaged one (train_demo)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optim.lr=1e-4 train.max_steps=10"),
     resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in train.output_dir"),
     nproc_per_node: int = typer.Option(1, help="data-parallel processes (started with torchrun)"),
+    device: str = typer.Option(None, help=TRAIN_DEVICE_HELP),
 ) -> None:
     """Fine-tune a causal LM on records (LoRA or full), with evaluation, checkpoints, metrics and plots.
 
     model.impl=oidkit trains our readable Llama (oidkit.models.llama) instead of transformers' class, from
     the same weights; its runs save under transformers' names, so export, eval and serve treat them alike.
 
+    On a GPU (--device auto or cuda): SDPA attention, pinned-memory batches, and bf16 autocast with
+    train.precision=bf16.
+
     Example:  oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
     """
     from oidkit.train.config import load_train_config
 
-    validated = load_train_config(config, overrides or [])  # before any work (or before starting processes)
+    overrides = [*(overrides or []), *device_override(device)]
+    validated = load_train_config(config, overrides)  # before any work (or before starting processes)
     if nproc_per_node > 1:
         from oidkit.train.distributed import launch
 
-        raise typer.Exit(launch(nproc_per_node, [config, *(overrides or []), *(["--resume"] if resume else [])]))
+        raise typer.Exit(launch(nproc_per_node, [config, *overrides, *(["--resume"] if resume else [])]))
     from oidkit.train.run import run_training
 
     summary = run_training(validated, resume=resume, console=console)
@@ -616,6 +630,7 @@ def eval_command(
     judge_model: str = typer.Option(None, help="judge model (local folder/alias, or a name at --judge-endpoint)"),
     judge_endpoint: str = typer.Option(None, help="OpenAI-compatible base URL of the judge; key from --judge-key-env"),
     judge_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the judge's API key"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Evaluate a model (perplexity, BLEU/chrF/ROUGE/EM/F1, GSM8K, multiple choice), or compare two.
 
@@ -640,7 +655,7 @@ def eval_command(
         fail(f"--tokens must be 'assistant' or 'all', got {tokens!r}")
     tasks = [load_task(path, task=task, limit=limit, shots=shots) for path in data]
     options = EvalOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, perplexity_tokens=tokens,
-                          generate=generate, chinese_rouge=chinese_rouge)
+                          generate=generate, chinese_rouge=chinese_rouge, device=device)
     judge = judge_from_backend(judge_model, judge_endpoint, judge_key_env) if judge_model else None
     with LabelBars(console, transient=True) as progress:
         if len(models) == 2:
@@ -678,6 +693,7 @@ def serve_command(
     max_queue: int = typer.Option(64, help="requests waiting for the model beyond this are answered 429"),
     max_body_mb: float = typer.Option(8.0, min=0.001, help="request bodies over this many MB are answered 413"),
     quantize: Quantize = typer.Option(None, help=QUANTIZE_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Serve a model over an OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/completions,
     and a chat page in the browser at / (streaming, system prompt, temperature, copy, regenerate).
@@ -688,11 +704,12 @@ def serve_command(
 
     Example:  oid serve demo-out/tuned --port 8000 &   then   oid ask "What is 2+2?" --port 8000
               oid serve smollm2-135m-instruct --quantize int8 --max-batch-size 4
+              oid serve smollm2-135m-instruct --device cuda    (SDPA attention on the GPU)
     """
     from oidkit.serve.app import run_server
 
     run_server(with_quantize(model, quantize), host=host, port=port, served_name=name, max_batch_size=max_batch_size,
-               max_queue=max_queue, max_body_bytes=int(max_body_mb * 1024 * 1024))
+               max_queue=max_queue, max_body_bytes=int(max_body_mb * 1024 * 1024), device=device)
 
 
 @app.command("chat")
@@ -702,17 +719,18 @@ def chat_command(
     max_tokens: int = typer.Option(256), temperature: float = typer.Option(0.7), top_p: float = typer.Option(0.9),
     seed: int = typer.Option(None),
     quantize: Quantize = typer.Option(None, help=QUANTIZE_HELP),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
 ) -> None:
     """Chat with a model in the terminal, answers streamed; /reset, /system TEXT, /quit.
 
-    Example:  oid chat smollm2-135m-instruct --system "You are concise."
+    Example:  oid chat smollm2-135m-instruct --system "You are concise." --device cpu
     """
     import sys
 
     from oidkit.serve.chat import chat_loop
     from oidkit.serve.generation import SamplingParams, load_serving_model
 
-    loaded, tokenizer = load_serving_model(with_quantize(model, quantize))
+    loaded, tokenizer = load_serving_model(with_quantize(model, quantize), device=device)
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
 
     def write(text: str) -> None:
@@ -810,6 +828,7 @@ def pretrain_command(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. train.max_steps=50"),
     resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in train.output_dir "
                                 "(checkpoints are written every train.save_every steps)"),
+    device: str = typer.Option(None, help=TRAIN_DEVICE_HELP),
 ) -> None:
     """Train a small Llama from scratch on plain text (next-token loss); reports loss and validation perplexity.
 
@@ -821,7 +840,8 @@ def pretrain_command(
     """
     from oidkit.train.pretrain import load_pretrain_config, run_pretraining
 
-    summary = run_pretraining(load_pretrain_config(config, overrides or []), resume=resume, console=console)
+    recipe = load_pretrain_config(config, [*(overrides or []), *device_override(device)])
+    summary = run_pretraining(recipe, resume=resume, console=console)
     line = (f"{summary['steps']} steps, {summary['tokens']:,} tokens, {summary['parameters']:,} parameters; "
             f"train loss {summary['first_train_loss']:.3f} -> {summary['final_train_loss']:.3f} "
             f"(uniform guess {summary['uniform_loss']:.2f})")

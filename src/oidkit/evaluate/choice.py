@@ -60,6 +60,8 @@ def continuation_logprobs(model: Any, tokenizer: Any, context: str, continuation
     """
     import torch
 
+    from oidkit.models.device import model_device
+
     rows, masks = [], []
     for continuation in continuations:
         encoded = tokenizer(context + continuation, add_special_tokens=False, return_offsets_mapping=True)
@@ -67,8 +69,9 @@ def continuation_logprobs(model: Any, tokenizer: Any, context: str, continuation
         masks.append([start >= len(context) for start, _ in encoded["offset_mapping"]])
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    device = model_device(model)
+    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+    attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=device)
     with torch.no_grad():
         logprobs = torch.log_softmax(model(input_ids=input_ids, attention_mask=attention).logits.float(), dim=-1)
     scores = []
@@ -96,14 +99,16 @@ class PrefixCache:
         """The logits after the last of ``ids``, running only the tokens not already in the cache."""
         import torch
 
+        from oidkit.models.device import model_device
+
         keep = 0
         while keep < min(len(self.ids), len(ids) - 1) and self.ids[keep] == ids[keep]:
             keep += 1
         if len(self.ids) > keep:
             self.cache.crop(keep - len(self.ids))
         with torch.no_grad():
-            out = model(input_ids=torch.tensor([ids[keep:]]), cache=self.cache, use_cache=True,
-                        logits_to_keep=1)
+            out = model(input_ids=torch.tensor([ids[keep:]], device=model_device(model)), cache=self.cache,
+                        use_cache=True, logits_to_keep=1)
         self.ids = list(ids)
         return out.logits[0, -1].float()
 

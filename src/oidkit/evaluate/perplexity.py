@@ -46,6 +46,9 @@ def perplexity(
     """
     import torch
 
+    from oidkit.models.device import model_device
+
+    device = model_device(model)
     template = resolve_chat_template(tokenizer, None)
     max_length = int(getattr(model.config, "max_position_embeddings", 2048))
     rows = []
@@ -64,15 +67,15 @@ def perplexity(
         batch = [rows[i] for i in members]
         width = max(len(ids) for ids, _ in batch)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch])
-        labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in batch])
-        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in batch], device=device)
+        labels = torch.tensor([lab + [IGNORE_INDEX] * (width - len(lab)) for _, lab in batch], device=device)
+        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch], device=device)
         # labels are shifted already: labels[t] is the token that the logits at position t predict
         scored = labels != IGNORE_INDEX
         with torch.no_grad():
             logits = scored_logits(model, input_ids, attention, scored)
         token_nll = torch.nn.functional.cross_entropy(logits, labels[scored], reduction="none")
-        nll = torch.zeros(len(batch)).index_add_(0, scored.nonzero()[:, 0], token_nll)
+        nll = torch.zeros(len(batch), device=device).index_add_(0, scored.nonzero()[:, 0], token_nll)
         counts = scored.sum(dim=1)
         for i, record_nll, count in zip(members, nll.tolist(), counts.tolist(), strict=True):
             per_record[i] = {"id": records[i].get("id"), "tokens": count,

@@ -35,6 +35,7 @@ class EvalOptions:
     perplexity_tokens: str = "assistant"  # or "all"
     generate: bool = True  # records: also generate and score the last assistant turn
     chinese_rouge: str = "char"  # or "jieba"
+    device: str = "cpu"  # or "auto" / "cuda" (models.device.resolve_device)
 
 
 def generate_answers(model: Any, tokenizer: Any, conversations: list[list[dict]], *, max_new_tokens: int,
@@ -92,7 +93,7 @@ def evaluate_model(model_name: str, tasks: list[Task], options: EvalOptions | No
     from oidkit.models import load_model
 
     options = options or EvalOptions()
-    model, tokenizer = load_model(model_name)
+    model, tokenizer = load_model(model_name, device=options.device)
     results = {task.name: run_task(model, tokenizer, task, options, progress) for task in tasks}
     del model
     gc.collect()  # the second model of a comparison should not share memory with the first

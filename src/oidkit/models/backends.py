@@ -292,6 +292,8 @@ class LocalBackend:
     def _generate_batch(self, requests: list[GenerationRequest]) -> list[Generation]:
         import torch
 
+        from oidkit.models.device import model_device
+
         params = requests[0].params
         prompts = [
             self.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
@@ -301,7 +303,7 @@ class LocalBackend:
         # Prompts longer than the context keep their end, leaving room for the answer.
         room = int(getattr(self.model.config, "max_position_embeddings", 2048)) - max_new_tokens
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
-                                truncation=True, max_length=room)
+                                truncation=True, max_length=room).to(model_device(self.model))
         temperature = float(params.get("temperature", 1.0))
         if "seed" in params:
             torch.manual_seed(int(params["seed"]))
@@ -317,7 +319,7 @@ class LocalBackend:
         generations = []
         prompt_length = inputs["input_ids"].shape[1]
         end_ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
-        for row, mask in zip(output, inputs["attention_mask"], strict=True):
+        for row, mask in zip(output.cpu(), inputs["attention_mask"].cpu(), strict=True):
             new_tokens = row[prompt_length:]
             text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
             stop = params.get("stop")

@@ -69,12 +69,21 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str 
 
     ``name_or_path`` is a folder, alias, ``.gguf`` file or hub id, optionally ending in ``@int8`` or
     ``@int8-dynamic`` for int8 weights (CPU, float32 activations). ``impl="oidkit"`` loads the weights into
-    our readable Llama, wrapped in ``NextTokenView`` so callers use it as a transformers model.
+    our readable Llama, wrapped in ``NextTokenView`` so callers use it as a transformers model. ``device``:
+    ``auto``, ``cpu`` or ``cuda`` (``models.device.resolve_device``; on CUDA with SDPA attention).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from oidkit.models.device import is_cuda, load_options, resolve_device
+
     name_or_path, int8 = split_quantize(name_or_path)
+    if int8 and device == "auto":
+        device = "cpu"  # the int8 kernels are CPU kernels
+    device = resolve_device(device)
+    if int8 and is_cuda(device):
+        raise ConfigError(f"{name_or_path}@int8: int8 weights run on the CPU only\n"
+                          "hint: use --device cpu (or auto), or drop @int8 / --quantize to run on the GPU")
     where = resolve_model(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(where)
     if tokenizer.pad_token is None:
@@ -85,7 +94,13 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str 
         model = NextTokenView(LlamaModel.from_pretrained(where, dtype=getattr(torch, dtype)))
         model.name_or_path = str(where)  # what transformers models carry; peft writes it into adapter_config
     else:
-        model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))
+        options = load_options(device)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype), **options)
+        except ValueError:  # an architecture transformers has no SDPA attention for: its default attention
+            if not options:
+                raise
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))
     model = model.to(device)
     if int8:
         from oidkit.models.quantize import quantize_int8

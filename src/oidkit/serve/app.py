@@ -584,8 +584,8 @@ def create_app(model: Any, tokenizer: Any, model_name: str, *, max_batch_size: i
 
 def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, served_name: str | None = None,
                max_batch_size: int = DEFAULT_MAX_BATCH_SIZE, max_queue: int = 64,
-               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
-    """Load the model and serve it with uvicorn until interrupted."""
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, device: str = "auto") -> None:
+    """Load the model (on ``device``: auto, cpu or cuda) and serve it with uvicorn until interrupted."""
     import uvicorn
 
     from oidkit.core.app_prompt import read_app_prompt
@@ -593,7 +593,7 @@ def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, 
     from oidkit.models.loading import split_quantize
     from oidkit.serve.generation import load_serving_model, served_model_name
 
-    model, tokenizer = load_serving_model(name_or_path)
+    model, tokenizer = load_serving_model(name_or_path, device=device)
     default_system = read_app_prompt(resolve_model(split_quantize(name_or_path)[0]))
     app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_batch_size=max_batch_size,
                      max_queue=max_queue, max_body_bytes=max_body_bytes, default_system=default_system)

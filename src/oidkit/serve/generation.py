@@ -42,11 +42,12 @@ class Delta:
     logprobs: list[dict] | None = None
 
 
-def load_serving_model(name_or_path: str | Path) -> tuple[Any, Any]:
-    """The one place serve and chat load a model (a quantised variant plugs in here)."""
+def load_serving_model(name_or_path: str | Path, device: str = "cpu") -> tuple[Any, Any]:
+    """The one place serve and chat load a model (a quantised variant plugs in here); ``device``: auto, cpu
+    or cuda."""
     from oidkit.models import load_model
 
-    return load_model(name_or_path)
+    return load_model(name_or_path, device=device)
 
 
 def served_model_name(name_or_path: str | Path) -> str:
@@ -255,7 +256,9 @@ class DecodeBatch:
     """
 
     def __init__(self, model: Any):
-        self.model = model
+        from oidkit.models.device import model_device
+
+        self.model, self.device = model, model_device(model)
         self.completions: list[Completion] = []
         self.next_tokens: list[int] = []  # each row's last sampled token, not yet in the cache
         self.cache: Any = None  # growing_cache(), keys and values [rows, heads, length, head_dim]
@@ -270,9 +273,10 @@ class DecodeBatch:
         import torch
 
         width = max(len(c.prompt_ids) for c in completions)
-        mask = torch.tensor([[False] * (width - len(c.prompt_ids)) + [True] * len(c.prompt_ids) for c in completions])
+        mask = torch.tensor([[False] * (width - len(c.prompt_ids)) + [True] * len(c.prompt_ids) for c in completions],
+                            device=self.device)
         # left-padded with token 0: any id does, the mask hides it
-        ids = torch.tensor([[0] * (width - len(c.prompt_ids)) + c.prompt_ids for c in completions])
+        ids = torch.tensor([[0] * (width - len(c.prompt_ids)) + c.prompt_ids for c in completions], device=self.device)
         with torch.no_grad():
             output = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
                                 cache=growing_cache(), use_cache=True, logits_to_keep=1)
@@ -285,10 +289,11 @@ class DecodeBatch:
         """One forward pass over every row: each completion's next token and its new text, if any."""
         import torch
 
-        mask = torch.cat([self.mask, torch.ones(len(self), 1, dtype=torch.bool)], dim=1)
+        mask = torch.cat([self.mask, torch.ones(len(self), 1, dtype=torch.bool, device=self.device)], dim=1)
         with torch.no_grad():
-            output = self.model(input_ids=torch.tensor(self.next_tokens)[:, None], attention_mask=mask,
-                                position_ids=self.mask.sum(dim=1, keepdim=True), cache=self.cache,
+            next_ids = torch.tensor(self.next_tokens, device=self.device)[:, None]
+            positions = self.mask.sum(dim=1, keepdim=True)
+            output = self.model(input_ids=next_ids, attention_mask=mask, position_ids=positions, cache=self.cache,
                                 use_cache=True, logits_to_keep=1)
         self.cache, self.mask = output.cache, mask
         return self._sample(output.logits, first=0)
@@ -296,6 +301,7 @@ class DecodeBatch:
     def _sample(self, logits: Any, first: int) -> list[tuple[Completion, Delta]]:
         """Sample the next token of rows ``first`` on (their logits start at ``logits[0]``); finished rows leave."""
         deltas = []
+        logits = logits.cpu()  # sampling draws from each completion's own CPU generator
         for row in range(first, len(self)):
             completion = self.completions[row]
             self.next_tokens[row] = token = completion.sample(logits[row - first, -1])

@@ -87,7 +87,8 @@ class LoopSection(Section):
     early_stopping_patience: int | None = Field(None, gt=0, description="evaluations without improvement")
     save_every: int = Field(0, ge=0, description="checkpoint every N steps (0: only at the end)")
     log_every: int = Field(1, gt=0)
-    device: str = "cpu"
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA when torch sees a GPU, else the CPU (oid train --device sets it)")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
 
 

@@ -26,6 +26,8 @@ def init_distributed(device: str = "cpu") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist()
+    if torch.device(device).type == "cuda":  # one GPU per process: "cuda" then means this process's own
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.device(device).type == "cuda" else "gloo")
     return Dist(rank=dist.get_rank(), world=dist.get_world_size())

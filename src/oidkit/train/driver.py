@@ -19,6 +19,7 @@ import torch
 from pydantic import BaseModel
 
 from oidkit.core.runs import MetricsLog, plot_loss
+from oidkit.models.device import resolve_device
 from oidkit.models.loss import TargetLoss
 from oidkit.train.checkpoint import resume_latest, save_checkpoint
 from oidkit.train.config import LoopSection, OptimSection, refuse_run_dir_holding_data, save_config
@@ -30,6 +31,13 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def with_resolved_device(config: Any) -> Any:
+    """``config`` with ``train.device`` resolved (auto -> cuda or cpu) before any work, so a missing GPU fails
+    at once and the run folder's ``config.yaml`` says where the run went."""
+    device = resolve_device(config.train.device, option="train.device (--device)")
+    return config.model_copy(update={"train": config.train.model_copy(update={"device": device})})
 
 
 def start_run(config: BaseModel, t: LoopSection, *, is_main: bool = True) -> Path:

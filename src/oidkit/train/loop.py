@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from oidkit.core.chat import IGNORE_INDEX
+from oidkit.models.device import to_device
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -64,8 +65,9 @@ def token_loss_sum(model: torch.nn.Module, batch: dict, precision: str = "fp32",
     one), which runs the output head only on the target positions.
     """
     with autocast(precision, device):
-        return model(input_ids=batch["input_ids"].to(device), position_ids=batch["position_ids"].to(device),
-                     labels=batch["labels"].to(device)).float()
+        return model(input_ids=to_device(batch["input_ids"], device),
+                     position_ids=to_device(batch["position_ids"], device),
+                     labels=to_device(batch["labels"], device)).float()
 
 
 def target_count(batch: dict) -> int:

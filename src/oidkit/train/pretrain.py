@@ -84,10 +84,11 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
     from oidkit.core.progress import TrainProgress
     from oidkit.core.runs import read_metrics
     from oidkit.models.tokenizer import corpus_texts, load_tokenizer
-    from oidkit.train.driver import drive, finish_run, start_run
+    from oidkit.train.driver import drive, finish_run, start_run, with_resolved_device
     from oidkit.train.packing import BatchSource, eval_batches, pack_examples
 
     console = console or Console(stderr=True)
+    config = with_resolved_device(config)
     t, shape = config.train, config.model
     run_dir = start_run(config, t)
 
@@ -112,7 +113,7 @@ def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: An
         vocab_size=len(tokenizer), dim=shape.dim, n_layers=shape.n_layers, n_heads=shape.n_heads,
         n_kv_heads=shape.n_kv_heads, intermediate_size=shape.intermediate_size, max_seq_len=shape.max_seq_len,
         rope_theta=shape.rope_theta, tie_embeddings=shape.tie_embeddings, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=pad))
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=pad)).to(t.device)
 
     def save_model(folder: Path) -> None:
         with atomic_folder(folder, owned=True) as temp:

@@ -25,7 +25,7 @@ from oidkit.models.llama import NextTokenView, adapter_to_hf, our_linear_names
 from oidkit.train.config import TrainConfig
 from oidkit.train.data import load_tokenized
 from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
-from oidkit.train.driver import drive, finish_run, start_run
+from oidkit.train.driver import drive, finish_run, start_run, with_resolved_device
 from oidkit.train.packing import BatchSource, eval_batches, pack_examples, single_rows
 
 
@@ -103,6 +103,7 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
 
     from oidkit.core.progress import TrainProgress
 
+    config = with_resolved_device(config)
     ctx = init_distributed(config.train.device)
     console = console or Console(stderr=True)
     t = config.train

@@ -1,0 +1,53 @@
+"""Where a model runs: ``--device auto|cpu|cuda`` resolved in one place, and what changes on a GPU.
+
+``auto`` picks CUDA when torch sees a GPU, else the CPU. On CUDA, transformers models load with SDPA attention
+(fused flash / memory-efficient kernels; our own Llama always calls ``F.scaled_dot_product_attention``) and
+batches are copied from pinned (page-locked) host memory without blocking, so the copy overlaps the GPU's work;
+bf16 autocast follows the training precision (``train.loop.autocast``). On the CPU nothing changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from oidkit.errors import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(requested: str = "auto", *, option: str = "--device") -> str:
+    """``cpu`` or ``cuda`` for ``auto|cpu|cuda``; ``option`` names the setting in the error message."""
+    if requested not in DEVICES:
+        raise ConfigError(f"{option} {requested!r}: expected one of {', '.join(DEVICES)}")
+    has_cuda = torch.cuda.is_available()
+    if requested == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if requested == "cuda" and not has_cuda:
+        raise ConfigError(f"{option} cuda: torch sees no CUDA GPU here (torch {torch.__version__}, "
+                          "torch.cuda.is_available() is False)\n"
+                          f"hint: choose auto or cpu for {option} on this machine; on a GPU machine check "
+                          "nvidia-smi and that torch is a CUDA build")
+    return requested
+
+
+def is_cuda(device: str | torch.device) -> bool:
+    return torch.device(device).type == "cuda"
+
+
+def load_options(device: str) -> dict[str, Any]:
+    """Extra ``from_pretrained`` keyword arguments for ``device``: SDPA attention on CUDA, none on the CPU."""
+    return {"attn_implementation": "sdpa"} if is_cuda(device) else {}
+
+
+def to_device(tensor: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; to a GPU through pinned memory with a non-blocking copy."""
+    if not is_cuda(device):
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def model_device(model: Any) -> torch.device:
+    """The device a model's inputs must be on: that of its first parameter."""
+    return next(model.parameters()).device
