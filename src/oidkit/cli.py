@@ -330,8 +330,10 @@ def curate(
     """Run a curation recipe: kept records, every reject with its reason, and per-operator stats.
 
     Writes OUT/kept.jsonl, OUT/rejects.jsonl, OUT/stats.json, OUT/recipe.yaml (and OUT/splits/ with a
-    split step). Overrides use key=value: output=..., engine=ray, heuristics.min_chars=100. Re-running a
-    finished recipe does nothing; an interrupted one resumes after the last finished step.
+    split step). With engine=ray the workers write kept-00000.jsonl, ... and rejects-00000.jsonl, ...,
+    each set's kept.shards.json / rejects.shards.json last. Overrides use key=value: output=..., engine=ray,
+    heuristics.min_chars=100. Re-running a finished recipe does nothing; an interrupted one resumes after
+    the last finished step.
 
     Examples:
 
