@@ -368,7 +368,9 @@ def curate(
     console.print(f"read {read['rows']:,} rows: {read['rejected_on_read']:,} rejected on read"
                   + (f" (-> {read['ingest_rejects']})" if read["ingest_rejects"] else "")
                   + f", {read['records']:,} records; kept {stats['output']['records']:,} of {read['records']:,} "
-                  f"in {stats['seconds']:.1f}s -> {stats['output']['path']}", markup=False)
+                  f"in {stats['seconds']:.1f}s -> {stats['output']['path']}"
+                  + (f" (+{len(stats['output']['paths']) - 1} shards)" if len(stats["output"]["paths"]) > 1 else ""),
+                  markup=False)
 
 
 @app.command()

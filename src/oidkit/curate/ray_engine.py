@@ -9,9 +9,9 @@
   operators (dedup, mix, split) compute their small keys in ``map_batches``; the driver sorts them by
   ``uid`` (so "first" means first in the input, as in the local engine), resolves them and broadcasts the
   decisions by ``uid`` (``ray.put``).
-- Workers write: a step's checkpoint (Parquet, by Ray) and its rejects (JSONL parts, one per block), and at
-  the end the kept records, one part per block (``repartition``: one block per worker CPU, or blocks of at
-  most ``output.shard_size`` records). Parts go under a hidden staging folder; the driver only renames them,
+- Workers write: a step's checkpoint (Parquet, by Ray) and its rejects (JSONL, a part per worker CPU), and at
+  the end the kept records, a part per block (``repartition``: a block per worker CPU, or blocks of at most
+  ``output.shard_size`` records). Parts go under a hidden staging folder; the driver only renames them,
   in ``uid`` order, onto ``kept-00000.jsonl`` ... / ``rejects-00000.jsonl`` ... and writes each set's
   ``BASE.shards.json`` last (``io.outputs.publish_shards``), so a killed run never leaves a set that looks
   complete. Only the per-batch tallies (and the parts' names and counts) reach the driver, for ``stats.json``.
