@@ -330,8 +330,10 @@ def curate(
     """Run a curation recipe: kept records, every reject with its reason, and per-operator stats.
 
     Writes OUT/kept.jsonl, OUT/rejects.jsonl, OUT/stats.json, OUT/recipe.yaml (and OUT/splits/ with a
-    split step). Overrides use key=value: output=..., engine=ray, heuristics.min_chars=100. Re-running a
-    finished recipe does nothing; an interrupted one resumes after the last finished step.
+    split step). With engine=ray the workers write kept-00000.jsonl, ... and rejects-00000.jsonl, ...,
+    each set's kept.shards.json / rejects.shards.json last. Overrides use key=value: output=..., engine=ray,
+    heuristics.min_chars=100. Re-running a finished recipe does nothing; an interrupted one resumes after
+    the last finished step.
 
     Examples:
 
@@ -366,7 +368,9 @@ def curate(
     console.print(f"read {read['rows']:,} rows: {read['rejected_on_read']:,} rejected on read"
                   + (f" (-> {read['ingest_rejects']})" if read["ingest_rejects"] else "")
                   + f", {read['records']:,} records; kept {stats['output']['records']:,} of {read['records']:,} "
-                  f"in {stats['seconds']:.1f}s -> {stats['output']['path']}", markup=False)
+                  f"in {stats['seconds']:.1f}s -> {stats['output']['path']}"
+                  + (f" (+{len(stats['output']['paths']) - 1} shards)" if len(stats["output"]["paths"]) > 1 else ""),
+                  markup=False)
 
 
 @app.command()

@@ -7,10 +7,16 @@ import pytest
 
 from oidkit.curate.recipe import load_recipe
 from oidkit.curate.runner import run_recipe
-from oidkit.io import read_jsonl, write_jsonl
+from oidkit.io import read_jsonl, read_records, write_jsonl
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
+
+
+def outputs(stats: dict) -> tuple[list[dict], list[dict]]:
+    """Kept records and rejects of a run, read from the files its stats name (a shard set on Ray), in order."""
+    kept = [r for path in stats["output"]["paths"] for r in read_jsonl(path)]
+    return kept, [r for path in stats["output"]["rejects_paths"] for r in read_jsonl(path)]
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +39,11 @@ def test_ray_engine_matches_local_engine(local_ray, tmp_path, shared_data, monke
         recipe = load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(out), "engine": engine,
                                    "batch_size": 7, "steps": ALL_STEPS})  # small batches: many blocks
         stats = run_recipe(recipe)
+        kept, rejects = outputs(stats)
         results[engine] = {
-            "kept": [r for r in read_jsonl(out / "kept.jsonl")],
+            "kept": kept,
             "rejects": [(r["operator"], r["reason"], r["record"]["id"], r.get("duplicate_of"), repr(r["value"]))
-                        for r in read_jsonl(out / "rejects.jsonl")],
+                        for r in rejects],
             "operators": [{k: v for k, v in step.items() if k != "seconds"} for step in stats["operators"]],
             "splits": stats["output"]["splits"],
         }
@@ -70,8 +77,8 @@ def test_ray_workers_read_each_input_file_as_the_local_engine_reads_the_folder(l
             monkeypatch.setattr(runner, "read_records", lambda *a, **k: pytest.fail("the driver read the input"))
         stats = run_recipe(load_recipe(base={"input": str(shards), "output": str(out), "engine": engine,
                                              "batch_size": 5, "steps": [{"op": "exact_dedup"}]}))
-        outcome[engine] = (stats["input"] | {"ingest_rejects": None}, list(read_jsonl(out / "kept.jsonl")),
-                           list(read_jsonl(out / "rejects.jsonl")), list(read_jsonl(out / "ingest_rejects.jsonl")))
+        outcome[engine] = (stats["input"] | {"ingest_rejects": None}, *outputs(stats),
+                           list(read_jsonl(out / "ingest_rejects.jsonl")))
     assert outcome["ray"] == outcome["local"]
     read, kept, _, ingest_rejects = outcome["local"]
     assert [r["reason"] for r in ingest_rejects] == ["missing_field", "invalid_json"]
@@ -103,11 +110,10 @@ def test_semantic_operators_match_on_ray(local_ray, tmp_path):
     outcome = {}
     for engine in ("local", "ray"):
         out = tmp_path / engine
-        run_recipe(load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(out), "engine": engine,
-                                     "batch_size": 7, "steps": steps}))
-        outcome[engine] = ([r["id"] for r in read_jsonl(out / "kept.jsonl")],
-                           [(r["operator"], r["reason"], r["record"]["id"], r.get("duplicate_of"))
-                            for r in read_jsonl(out / "rejects.jsonl")])
+        kept, rejects = outputs(run_recipe(load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(out),
+                                                             "engine": engine, "batch_size": 7, "steps": steps})))
+        outcome[engine] = ([r["id"] for r in kept],
+                           [(r["operator"], r["reason"], r["record"]["id"], r.get("duplicate_of")) for r in rejects])
     assert outcome["ray"] == outcome["local"]
     assert len(outcome["local"][0]) == 10 and any(r[1] == "semantic_duplicate" for r in outcome["local"][1])
 
@@ -125,9 +131,9 @@ def test_an_interrupted_ray_run_resumes_from_its_step_checkpoint(local_ray, tmp_
         out = tmp_path / engine
         stats = run_recipe(load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(out),
                                              "engine": engine, "batch_size": 7, "steps": steps}))
-        return ([{k: v for k, v in step.items() if k != "seconds"} for step in stats["operators"]],
-                list(read_jsonl(out / "kept.jsonl")),
-                [(r["operator"], r["reason"], r["record"]["id"]) for r in read_jsonl(out / "rejects.jsonl")])
+        kept, rejects = outputs(stats)
+        return ([{k: v for k, v in step.items() if k != "seconds"} for step in stats["operators"]], kept,
+                [(r["operator"], r["reason"], r["record"]["id"]) for r in rejects])
 
     benchmark.write_text('{"question": "cut off mid-rec')  # a broken benchmark file fails step 2 in the workers
     with pytest.raises(Exception, match=r"bench\.jsonl"):
@@ -144,3 +150,79 @@ def test_an_interrupted_ray_run_resumes_from_its_step_checkpoint(local_ray, tmp_
     straight = run("local")
     assert resumed == straight
     assert ("decontaminate", "benchmark_overlap") in {r[:2] for r in straight[2]}  # the fixed step did its work
+
+
+STEPS = [{"op": "heuristics"}, {"op": "exact_dedup"}, {"op": "near_dedup", "field": "instruction", "threshold": 0.7}]
+
+
+def test_ray_workers_write_the_kept_records_and_rejects_as_shard_sets_equal_to_local(local_ray, tmp_path,
+                                                                                       monkeypatch):
+    from test_curate_runner import crafted_records
+
+    import oidkit.curate.ray_engine as ray_engine
+    import oidkit.curate.runner as runner
+
+    write_jsonl(tmp_path / "in.jsonl", crafted_records())
+    results = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        if engine == "ray":  # the driver writes no record: the workers do (separate processes, not patched)
+            monkeypatch.setattr(runner, "write_records", lambda *a, **k: pytest.fail("the driver wrote records"))
+            monkeypatch.setattr(ray_engine, "write_records", lambda *a, **k: pytest.fail("the driver wrote records"))
+        stats = run_recipe(load_recipe(base={"input": str(tmp_path / "in.jsonl"), "engine": engine, "batch_size": 5,
+                                             "output": {"path": str(out), "format": "parquet", "shard_size": 4},
+                                             "steps": STEPS}))
+        rejects = [r for path in stats["output"]["rejects_paths"] for r in read_jsonl(path)]
+        results[engine] = {"kept": list(read_records(stats["output"]["paths"])),  # shards in manifest order
+                           "rejects": [(r["operator"], r["reason"], r["record"]["id"], repr(r["value"]))
+                                       for r in rejects],
+                           "operators": [{k: v for k, v in s.items() if k != "seconds"} for s in stats["operators"]],
+                           "read": stats["input"]["records"], "written": stats["output"]["records"]}
+        assert stats["input"]["records"] == stats["output"]["records"] + len(rejects)  # written + rejected = read
+    monkeypatch.undo()
+    local, on_ray = results["local"], results["ray"]
+    assert on_ray["kept"] == local["kept"] and on_ray["rejects"] == local["rejects"]  # same records, same order
+    assert on_ray["operators"] == local["operators"] and on_ray["written"] == local["written"]
+    assert len(local["rejects"]) >= 3 and len({r[0] for r in local["rejects"]}) == 3  # every step dropped some
+
+    out = tmp_path / "ray"
+    manifest = orjson.loads((out / "kept.shards.json").read_bytes())
+    shards = sorted(p.name for p in out.glob("kept-*.parquet"))
+    assert manifest["shards"] == shards and sum(manifest["records"]) == on_ray["written"]
+    assert max(manifest["records"]) <= 4 and len(shards) >= on_ray["written"] // 4
+    rejects_manifest = orjson.loads((out / "rejects.shards.json").read_bytes())
+    assert sum(rejects_manifest["records"]) == len(on_ray["rejects"])
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no staging folder or temporary left
+
+
+def test_a_ray_run_killed_before_the_manifest_leaves_no_complete_looking_output(local_ray, tmp_path, monkeypatch):
+    from test_curate_runner import crafted_records
+
+    import oidkit.io.outputs as outputs_module
+    from oidkit.io.outputs import incomplete_outputs
+
+    write_jsonl(tmp_path / "in.jsonl", crafted_records())
+    out = tmp_path / "out"
+    recipe = load_recipe(base={"input": str(tmp_path / "in.jsonl"), "output": str(out), "engine": "ray",
+                               "batch_size": 5, "steps": STEPS})
+    seen_at_manifest = []
+    write_atomic = outputs_module.write_atomic
+
+    def killed_at_manifest(path, data):
+        seen_at_manifest.append(sorted(p.name for p in out.glob("kept-*.jsonl")))
+        raise KeyboardInterrupt  # the run dies right before the manifest, every shard already renamed
+
+    monkeypatch.setattr(outputs_module, "write_atomic", killed_at_manifest)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe)
+    shards = sorted(out.glob("kept-*.jsonl"))
+    assert seen_at_manifest == [[p.name for p in shards]] and len(shards) == 2  # a shard per worker CPU
+    assert not (out / "kept.shards.json").exists() and not (out / "stats.json").exists()
+    assert {p["reason"] for p in incomplete_outputs(shards)} == {"incomplete_shard_set"}
+
+    monkeypatch.setattr(outputs_module, "write_atomic", write_atomic)
+    stats = run_recipe(recipe)  # the rerun resumes from the last step's checkpoint and publishes the set
+    assert orjson.loads((out / "kept.shards.json").read_bytes())["shards"] == [p.name for p in shards]
+    assert incomplete_outputs(sorted(out.glob("*-*.jsonl"))) == []
+    kept, rejects = outputs(stats)
+    assert len(kept) + len(rejects) == stats["input"]["records"] and not (out / ".steps").exists()

@@ -176,6 +176,19 @@ def curate_folder(tmp_path: Path) -> Path:
     return folder
 
 
+def test_the_rejects_shard_set_of_a_ray_run_is_found_through_its_stats(curate_folder, tmp_path):
+    rejects = list(read_jsonl(curate_folder / "rejects.jsonl"))
+    (curate_folder / "rejects.jsonl").unlink()  # a Ray run writes rejects-00000.jsonl, ... (named in stats.json)
+    shards = [curate_folder / "rejects-00000.jsonl", curate_folder / "rejects-00001.jsonl"]
+    write_jsonl(shards[0], rejects[:3])
+    write_jsonl(shards[1], rejects[3:])
+    stats = orjson.loads((curate_folder / "stats.json").read_bytes())
+    stats["output"]["rejects_paths"] = [str(path) for path in shards]
+    (curate_folder / "stats.json").write_bytes(orjson.dumps(stats))
+    on_disk = build_report(curate_folder, tmp_path / "report")
+    assert on_disk["rejects"]["total"] == 8
+
+
 def test_curate_folder_gives_funnel_rejects_and_card(curate_folder, tmp_path):
     out = tmp_path / "report"
     stats = build_report(curate_folder, out, license="cc-by-4.0", title="Dragons")

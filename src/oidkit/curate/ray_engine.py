@@ -9,8 +9,12 @@
   operators (dedup, mix, split) compute their small keys in ``map_batches``; the driver sorts them by
   ``uid`` (so "first" means first in the input, as in the local engine), resolves them and broadcasts the
   decisions by ``uid`` (``ray.put``).
-- Step checkpoints are sharded Parquet written by Ray; rejects and per-batch tallies stream to the driver,
-  which writes ``rejects.jsonl`` and ``stats.json`` exactly as the local engine does.
+- Workers write: a step's checkpoint (Parquet, by Ray) and its rejects (JSONL, a part per worker CPU), and at
+  the end the kept records, a part per block (``repartition``: a block per worker CPU, or blocks of at most
+  ``output.shard_size`` records). Parts go under a hidden staging folder; the driver only renames them,
+  in ``uid`` order, onto ``kept-00000.jsonl`` ... / ``rejects-00000.jsonl`` ... and writes each set's
+  ``BASE.shards.json`` last (``io.outputs.publish_shards``), so a killed run never leaves a set that looks
+  complete. Only the per-batch tallies (and the parts' names and counts) reach the driver, for ``stats.json``.
 
 ``ray.init()`` joins the cluster named by ``RAY_ADDRESS`` (e.g. ``ray://head:10001`` or ``auto``), else
 starts a local instance.
@@ -18,9 +22,11 @@ starts a local instance.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,18 +34,21 @@ import numpy as np
 import orjson
 import ray
 
-from oidkit.atomic import atomic_folder
+from oidkit.atomic import atomic_folder, remove_leftovers, temp_path, write_atomic
 from oidkit.curate.base import GlobalOp, Operator
 from oidkit.curate.batch import Tally, apply_decisions, read_accounting, run_batch
 from oidkit.errors import OidError
-from oidkit.io import ReadStats, read_records
+from oidkit.io import ReadStats, read_records, write_records
 from oidkit.io.files import expand_paths
+from oidkit.io.outputs import publish_shards
+from oidkit.io.writers import shard_path, stale_shards
 
 if TYPE_CHECKING:  # rich loads only when bars are shown
     from oidkit.core.progress import ProgressFn
     from oidkit.curate.recipe import Recipe
 
 FILE_UIDS = 1 << 40  # uid = file number * FILE_UIDS + position in the file
+PARTS = "parts.json"  # a step's reject parts in input order, with their record counts
 
 
 def _records(column: Any) -> list[dict]:
@@ -120,6 +129,58 @@ def _apply_decisions(batch: dict[str, np.ndarray], decisions_ref: Any, step: str
     return _tagged(batch["uid"], records, apply_decisions(step, records, [decisions.get(u) for u in batch["uid"]]))
 
 
+def _write_part(batch: dict[str, np.ndarray], column: str, folder: str, suffix: str, format: str) -> dict:
+    """One block written by the worker that holds it: ``FOLDER/part-FIRSTUID.SUFFIX``; returns its name and count.
+
+    A part is named by its first ``uid``, so the driver puts the parts in input order by sorting the names."""
+    if not len(batch["uid"]):
+        return {"name": np.array([], dtype=object), "records": np.array([], dtype=np.int64)}
+    path = Path(folder) / f"part-{int(batch['uid'][0]):020d}{suffix}"
+    write_records(_records(batch[column]), path, format=format)
+    return {"name": np.array([path.name], dtype=object), "records": np.array([len(batch["uid"])])}
+
+
+def _write_parts(dataset: Any, column: str, folder: Path, suffix: str, format: str) -> list[tuple[str, int]]:
+    """Every block of ``dataset[column]`` written as a part file in ``folder`` by the workers; ``(name, count)``
+    in input order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = dataset.map_batches(_write_part, fn_kwargs={"column": column, "folder": str(folder.resolve()),
+                                                          "suffix": suffix, "format": format},
+                                  batch_size=None, batch_format="numpy")
+    parts = [(name, int(count)) for batch in written.iter_batches(batch_format="numpy")
+             for name, count in zip(batch["name"], batch["records"], strict=True)]
+    return sorted(parts)
+
+
+def _publish_parts(base: Path, staging: Path, parts: list[tuple[Path, int]], format: str) -> list[Path]:
+    """Part files renamed onto ``BASE-00000.ext`` ... with ``BASE.shards.json`` last (a single ``BASE`` of an
+    earlier run and shards of a larger set go first); no parts is one empty shard, as the local writer leaves."""
+    if not parts:
+        parts = [(staging / f"empty{''.join(base.suffixes)}", 0)]
+        write_records([], parts[0][0], format=format)
+    shards = [(part, shard_path(base, number), count) for number, (part, count) in enumerate(parts)]
+    publish_shards(base, shards, [base, *stale_shards(base, len(shards))])
+    return [final for _, final, _ in shards]
+
+
+def _worker_cpus() -> int:
+    """CPUs of the cluster: how many parts a shard set without ``shard_size`` is written as, one per worker."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+@contextlib.contextmanager
+def _staging(base: Path) -> Iterator[Path]:
+    """A hidden folder beside ``base`` (``.kept.jsonl.tmp-PID``) for the parts; removed whatever happens."""
+    remove_leftovers(base)  # parts of a killed run
+    folder = temp_path(base)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class RayEngine:
     """Same interface as ``LocalEngine``: start / run_step / save / load / iter_records."""
 
@@ -132,7 +193,7 @@ class RayEngine:
         context.execution_options.preserve_order = True  # positions must match the keys the driver resolves
         context.enable_progress_bars = False
         self.batch_size, self.progress = batch_size, progress
-        self.dataset = None
+        self.dataset = self.step_rejects = None
 
     def read(self, recipe: Recipe, out: Path, progress: ProgressFn) -> dict:
         """Read the input in the workers, a task per file; returns the read's accounting as the local engine."""
@@ -157,7 +218,7 @@ class RayEngine:
         return read_accounting(out, [reject for _, reject in sorted(rejects, key=lambda pair: pair[0])],
                                read_rows, rejected, self.dataset.count())
 
-    def run_step(self, op: Operator, step: str) -> tuple[list[dict], Tally]:
+    def run_step(self, op: Operator, step: str) -> Tally:
         if isinstance(op, GlobalOp):
             keyed = self.dataset.map_batches(_keys, fn_kwargs={"op": op}, batch_size=self.batch_size,
                                              batch_format="numpy")
@@ -177,18 +238,22 @@ class RayEngine:
             tagged = self.dataset.map_batches(_apply_operator, fn_kwargs={"op": op, "step": step},
                                               batch_size=self.batch_size, batch_format="numpy")
         tagged = tagged.materialize()
-        rejects, tally = [], Tally()
-        for batch in tagged.select_columns(["uid", "reject", "tally"]).iter_batches(batch_format="numpy"):
-            rejects.extend((uid, orjson.loads(r)) for uid, r in zip(batch["uid"].tolist(), batch["reject"],
-                                                                     strict=True) if r)
+        tally = Tally()
+        for batch in tagged.select_columns(["tally"]).iter_batches(batch_format="numpy"):
             for packed in batch["tally"]:
                 if packed:
                     tally.add(pickle.loads(bytes.fromhex(packed)))
-            self.progress(step, len(batch["reject"]), None)
+            self.progress(step, len(batch["tally"]), None)
+        self.step_rejects = tagged.filter(expr="reject != ''").select_columns(["uid", "reject"])
         self.dataset = tagged.filter(expr="record != ''").select_columns(["uid", "record"]).materialize()
-        return [reject for _, reject in sorted(rejects, key=lambda pair: pair[0])], tally
+        return tally
 
     def save(self, folder: Path) -> None:
+        """The step's kept records (Parquet) and its rejects (a JSONL part per worker CPU, listed in
+        ``parts.json``), both written by the workers."""
+        parts = _write_parts(self.step_rejects.repartition(_worker_cpus()), "reject", folder / "rejects", ".jsonl",
+                             "jsonl")
+        write_atomic(folder / "rejects" / PARTS, orjson.dumps(parts))
         with atomic_folder(folder / "records", owned=True) as temp:
             self.dataset.write_parquet(str(temp.resolve()))
 
@@ -198,6 +263,33 @@ class RayEngine:
 
     def load(self, folder: Path) -> None:
         self.dataset = ray.data.read_parquet(str((folder / "records").resolve())).materialize()
+
+    def write_kept(self, path: Path, format: str, shard_size: int | None) -> tuple[list[Path], int]:
+        """The kept records written by the workers as a shard set: one shard per worker CPU, or shards of at
+        most ``shard_size`` records; returns the shards and the number of records."""
+        if shard_size:
+            blocks = self.dataset.repartition(target_num_rows_per_block=shard_size)
+        else:
+            blocks = self.dataset.repartition(_worker_cpus())
+        with _staging(path) as staging:
+            parts = _write_parts(blocks, "record", staging, "".join(path.suffixes), format)
+            shards = _publish_parts(path, staging, [(staging / name, count) for name, count in parts], format)
+        return shards, sum(count for _, count in parts)
+
+    def write_rejects(self, path: Path, step_folders: list[Path]) -> list[Path]:
+        """Every step's reject parts, in step order, as one shard set: the parts the workers wrote into the
+        checkpoints are linked (copied across file systems) into the staging folder and published."""
+        with _staging(path) as staging:
+            parts = []
+            for folder in step_folders:
+                for name, count in orjson.loads((folder / "rejects" / PARTS).read_bytes()):
+                    staged = staging / f"{len(parts):05d}-{name}"
+                    try:
+                        os.link(folder / "rejects" / name, staged)
+                    except OSError:
+                        shutil.copyfile(folder / "rejects" / name, staged)
+                    parts.append((staged, count))
+            return _publish_parts(path, staging, parts, "jsonl")
 
     def iter_records(self) -> Iterable[dict]:
         for batch in self.dataset.iter_batches(batch_format="numpy", batch_size=self.batch_size):

@@ -43,6 +43,7 @@ class LocalEngine:
 
     def __init__(self, batch_size: int, progress: ProgressFn):
         self.records: list[dict] = []
+        self.rejects: list[dict] = []  # the last step's
         self.batch_size, self.progress = batch_size, progress
 
     def read(self, recipe: Recipe, out: Path, progress: ProgressFn) -> dict:
@@ -50,8 +51,8 @@ class LocalEngine:
         self.records, read = read_input(recipe, out, progress)
         return read
 
-    def run_step(self, op: Operator, step: str) -> tuple[list[dict], Tally]:
-        """Apply one operator to the current records; return its rejects and tally."""
+    def run_step(self, op: Operator, step: str) -> Tally:
+        """Apply one operator to the current records (its rejects kept for ``save``); return its tally."""
         op.setup()
         records = self.records
         if isinstance(op, GlobalOp):
@@ -60,8 +61,9 @@ class LocalEngine:
                 keys.extend(op.keys(batch))
                 self.progress(f"{step}: keys", len(batch), len(records))
             decided = op.resolve(keys, [r["id"] for r in records])
-            self.records, rejects, tally = apply_decisions(step, records, [decided.get(i) for i in range(len(records))])
-            return rejects, tally
+            self.records, self.rejects, tally = apply_decisions(step, records,
+                                                                [decided.get(i) for i in range(len(records))])
+            return tally
         kept, rejects, tally = [], [], Tally()
         for batch in batches(records, self.batch_size):
             batch_kept, batch_rejects, batch_tally = run_batch(op, step, batch)
@@ -69,10 +71,11 @@ class LocalEngine:
             rejects.extend(batch_rejects)
             tally.add(batch_tally)
             self.progress(step, len(batch), len(records))
-        self.records = kept
-        return rejects, tally
+        self.records, self.rejects = kept, rejects
+        return tally
 
     def save(self, folder: Path) -> None:
+        write_jsonl(folder / "rejects.jsonl", self.rejects)
         write_jsonl(folder / "records.jsonl", self.records)
 
     @staticmethod
@@ -84,6 +87,19 @@ class LocalEngine:
 
     def iter_records(self) -> Iterable[dict]:
         return iter(self.records)
+
+    def write_kept(self, path: Path, format: str, shard_size: int | None) -> tuple[list[Path], int]:
+        """The kept records as ``path`` (or shards of ``shard_size``); returns the files and the record count."""
+        return write_records(self.records, path, format=format, shard_size=shard_size), len(self.records)
+
+    @staticmethod
+    def write_rejects(path: Path, step_folders: list[Path]) -> list[Path]:
+        """Every step's rejects, in step order, as the one file ``path``."""
+        with atomic_path(path) as temp, open(temp, "wb") as target:
+            for folder in step_folders:
+                with open(folder / "rejects.jsonl", "rb") as source:
+                    shutil.copyfileobj(source, target)
+        return [path]
 
 
 def input_fingerprint(paths: list[str]) -> list:
@@ -159,11 +175,11 @@ def _run(recipe: Recipe, force: bool, progress: ProgressFn) -> dict:
         if index < resume_at:
             continue
         step_started = time.perf_counter()
-        rejects, tally = engine.run_step(op, name)
+        tally = engine.run_step(op, name)
         step_stats = tally.to_stats(name, op.name, time.perf_counter() - step_started)
         if op.notes:
             step_stats["notes"] = op.notes
-        save_checkpoint(checkpoints, index, name, step_fingerprints[index], step_stats, engine, rejects,
+        save_checkpoint(checkpoints, index, name, step_fingerprints[index], step_stats, engine,
                         read if index == 0 else None)
     return finish(recipe, resolved, operators, engine, out, fingerprint, time.perf_counter() - started)
 
@@ -182,13 +198,12 @@ def step_dir(checkpoints: Path, index: int, name: str) -> Path:
 
 
 def save_checkpoint(checkpoints: Path, index: int, name: str, fingerprint: str, stats: dict, engine,
-                    rejects: list[dict], read: dict | None) -> None:
+                    read: dict | None) -> None:
     """Write a finished step: its rejects, stats and kept records (the previous step's records go)."""
     folder = step_dir(checkpoints, index, name)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
-    write_jsonl(folder / "rejects.jsonl", rejects)
     engine.save(folder)
     state = {"fingerprint": fingerprint, "stats": stats}
     if read is not None:
@@ -217,25 +232,15 @@ def find_checkpoint(checkpoints: Path, operators: list, fingerprints: list[str],
 
 def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, fingerprint: str,
            seconds: float) -> dict:
-    """Write kept records, all rejects, split files, the resolved recipe and stats; drop the checkpoints."""
+    """Write kept records, all rejects, split files, the resolved recipe and stats; drop the checkpoints.
+
+    The engine writes the kept records and rejects (the Ray engine in its workers, as shard sets)."""
     checkpoints = out / CHECKPOINTS
-    kept_count = 0
-
-    def counted(records: Iterable[dict]) -> Iterable[dict]:
-        nonlocal kept_count
-        for record in records:
-            kept_count += 1
-            yield record
-
-    name = "kept.parquet" if recipe.output.format == "parquet" else "kept.jsonl"
-    paths = write_records(counted(engine.iter_records()), out / name, format=recipe.output.format,
-                          shard_size=recipe.output.shard_size)
-    step_states = [orjson.loads((step_dir(checkpoints, i, name) / "done.json").read_bytes())
-                   for i, (name, _) in enumerate(operators)]
-    with atomic_path(out / "rejects.jsonl") as temp, open(temp, "wb") as target:
-        for i, (name, _) in enumerate(operators):
-            with open(step_dir(checkpoints, i, name) / "rejects.jsonl", "rb") as source:
-                shutil.copyfileobj(source, target)
+    kept_name = "kept.parquet" if recipe.output.format == "parquet" else "kept.jsonl"
+    paths, kept_count = engine.write_kept(out / kept_name, recipe.output.format, recipe.output.shard_size)
+    step_folders = [step_dir(checkpoints, i, name) for i, (name, _) in enumerate(operators)]
+    step_states = [orjson.loads((folder / "done.json").read_bytes()) for folder in step_folders]
+    rejects = engine.write_rejects(out / "rejects.jsonl", step_folders)
     splits = write_splits(engine.iter_records(), out / "splits") if "split" in [s["op"] for s in resolved["steps"]] \
         else {}
     write_atomic(out / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
@@ -245,7 +250,7 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
     stats = {
         "input": {"paths": recipe.input.paths, **read},  # rows read = rejected on read + records
         "output": {"records": kept_count, "path": str(paths[0]), "paths": [str(p) for p in paths],
-                   "rejects": str(out / "rejects.jsonl"),
+                   "rejects": str(rejects[0]), "rejects_paths": [str(p) for p in rejects],
                    "splits": splits},
         "engine": recipe.engine,
         "seconds": round(seconds, 3),

@@ -277,6 +277,11 @@ def shard_path(path: Path, number: int) -> Path:
     return path.with_name(f"{stem}-{number:05d}{suffixes}")
 
 
+def stale_shards(path: Path, count: int) -> list[Path]:
+    """Shards of an earlier, larger set beyond the ``count`` a new set of ``path`` has."""
+    return list(itertools.takewhile(Path.exists, (shard_path(path, n) for n in itertools.count(count))))
+
+
 def write_records(
     records: Iterable[dict],
     path: str | Path,
@@ -316,8 +321,7 @@ def write_records(
             shards.append(_Shard(shard_path(path, 0) if shard_size else path, format))
         shards[-1].close()
         if shard_size:
-            stale = itertools.takewhile(Path.exists, (shard_path(path, n) for n in itertools.count(len(shards))))
-            publish_shards(path, [(s.temp, s.path, s.count) for s in shards], list(stale))
+            publish_shards(path, [(s.temp, s.path, s.count) for s in shards], stale_shards(path, len(shards)))
         elif not writes_in_place(shards[0].temp):
             fsync(shards[0].temp)
             os.replace(shards[0].temp, rename_target(path))

@@ -21,7 +21,6 @@ from oidkit.report.html import render_html
 from oidkit.report.stats import collect, curation_funnel, reject_summary
 from oidkit.report.tokens import WHITESPACE_CJK, token_counter
 
-REJECT_FILES = ("ingest_rejects.jsonl", "rejects.jsonl")
 WHITESPACE_RULE = ("Tokens are counted without a model: each CJK character (Chinese, Japanese kana, Korean "
                    "hangul) is one token, the rest of the text counts by whitespace-separated words.")
 
@@ -46,8 +45,10 @@ def find_inputs(data: str | Path, rejects: str | Path | None = None, curate_stat
     inputs = ReportInputs(data=[data])
     if data.is_dir() and (data / "stats.json").exists() and (data / "recipe.yaml").exists():
         found_stats = orjson.loads((data / "stats.json").read_bytes())
-        inputs.data = [Path(p) for p in found_stats.get("output", {}).get("paths", [])] or [data / "kept.jsonl"]
-        inputs.rejects = [data / name for name in REJECT_FILES if (data / name).exists()]
+        output = found_stats.get("output", {})
+        inputs.data = [Path(p) for p in output.get("paths", [])] or [data / "kept.jsonl"]
+        reject_files = [Path(p) for p in output.get("rejects_paths", [])] or [data / "rejects.jsonl"]  # Ray: shards
+        inputs.rejects = [path for path in [data / "ingest_rejects.jsonl", *reject_files] if path.exists()]
         inputs.curate_stats, inputs.recipe = data / "stats.json", data / "recipe.yaml"
     if rejects:
         inputs.rejects = [Path(rejects)]
