@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 
@@ -9,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from oidkit.io import convert, jsonstream
+from oidkit.io import convert, jsonstream, writers
 from oidkit.io.jsonstream import iter_json_array
-from oidkit.io.writers import PARQUET_SCHEMA, parquet_table
+from oidkit.io.writers import PARQUET_SCHEMA, parquet_table, to_parquet_row, write_records
 
 ROWS = [
     {"id": "a", "conversations": [{"from": "human", "value": 'braces } ] { [ , and "quotes" and \\ backslash'},
@@ -88,6 +89,40 @@ def test_parquet_table_equals_arrow_from_pylist():
     expected = pa.Table.from_pylist(rows, schema=PARQUET_SCHEMA)
     assert parquet_table(rows).equals(expected)
     assert parquet_table(rows).to_pylist() == rows
+
+
+def chat_records(n: int) -> list[dict]:
+    return [{"id": f"r{i}", "messages": [{"role": "user", "content": f"问题 {i} " * (i % 7)},
+                                         {"role": "assistant", "content": f"answer {i}"}],
+             "source": {"index": i}, "meta": {"n": i}} for i in range(n)]
+
+
+def test_parquet_batches_written_in_the_background_keep_their_order(monkeypatch, tmp_path):
+    monkeypatch.setattr(writers, "PARQUET_BATCH_ROWS", 3)
+    records = chat_records(20)
+    write_records(records, tmp_path / "out.parquet")
+    written = pq.ParquetFile(tmp_path / "out.parquet")
+    assert written.metadata.num_row_groups == 7  # one row group per batch, 3 rows each and 2 at the end
+    expected = pa.Table.from_pylist([to_parquet_row(r) for r in records], schema=PARQUET_SCHEMA)
+    assert written.read().equals(expected)
+
+
+@pytest.mark.parametrize("failing", [3, 10])  # a batch in the middle, the last one (written by close)
+def test_a_failed_background_write_stops_the_run_and_leaves_no_output(monkeypatch, tmp_path, failing):
+    monkeypatch.setattr(writers, "PARQUET_BATCH_ROWS", 2)
+    write_table, calls = pq.ParquetWriter.write_table, []
+
+    def disk_full(self, table, *args, **kwargs):
+        calls.append(len(table))
+        if len(calls) == failing:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_table(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_records(chat_records(20), tmp_path / "out.parquet")
+    assert len(calls) <= failing + 1  # stopped at the next batch at the latest
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file is left
 
 
 @pytest.mark.real

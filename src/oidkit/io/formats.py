@@ -185,6 +185,7 @@ def from_chat(row: dict, spec: dict[str, Any], source: dict, role_map: Mapping[s
     if not isinstance(turns, list):
         raise RowProblem("bad_type", f"{spec['messages']!r} is {type(turns).__name__}, expected a list")
     consumed, messages, skeletons, part_media = {spec["messages"]}, [], {}, {}
+    message_keys = {spec["role"], spec["content"], "name", "tool_calls"}  # built once, not per key of every turn
     system = row.get(spec["system"])
     if isinstance(system, str) and system:
         messages.append({"role": "system", "content": system})
@@ -206,7 +207,7 @@ def from_chat(row: dict, spec: dict[str, Any], source: dict, role_map: Mapping[s
             for kind, value in parts["media"]:
                 part_media.setdefault(kind, []).append(value)
             skeletons[str(i)] = parts["skeleton"]
-        extra = {k: v for k, v in turn.items() if k not in (spec["role"], spec["content"], "name", "tool_calls")}
+        extra = {k: v for k, v in turn.items() if k not in message_keys}
         if turn.get(spec["content"]) is None and spec["content"] in turn:
             extra[spec["content"]] = None  # e.g. an OpenAI tool-call turn; restored by the writer
         if extra:
