@@ -475,34 +475,38 @@ def models_list() -> None:
 
 @app.command("train")
 def train_command(
-    config: str = typer.Argument(..., help="training config YAML, or a packaged one (train_demo)"),
+    config: str = typer.Argument(..., help="training config YAML, or a packaged one (train_demo, pretrain_tiny)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optim.lr=1e-4 train.max_steps=10"),
     resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in train.output_dir"),
-    nproc_per_node: int = typer.Option(1, help="data-parallel processes (started with torchrun)"),
+    nproc_per_node: int = typer.Option(1, help="data-parallel processes (started with torchrun; fine-tuning only)"),
 ) -> None:
-    """Fine-tune a causal LM on records (LoRA or full), with evaluation, checkpoints, metrics and plots.
+    """Train a causal LM: fine-tune one on records (LoRA or full), or train a new one from scratch on text.
 
-    model.impl=oidkit trains our readable Llama (oidkit.models.llama) instead of transformers' class, from
+    model.init chooses: pretrained (default) fine-tunes model.name on chat records; scratch trains a new Llama
+    of the model section's shape on plain text (data.kind text), as `oid pretrain` does. Both write metrics,
+    checkpoints (--resume continues exactly), plots and summary.json into train.output_dir.
+
+    model.impl=oidkit fine-tunes our readable Llama (oidkit.models.llama) instead of transformers' class, from
     the same weights; its runs save under transformers' names, so export, eval and serve treat them alike.
 
-    Example:  oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
+    Examples:
+
+      oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
+
+      oid train pretrain_tiny tokenizer=demo-out/tokenizer data.train=[corpus.txt] train.max_steps=50
     """
     from oidkit.train.config import load_train_config
 
     validated = load_train_config(config, overrides or [])  # before any work (or before starting processes)
     if nproc_per_node > 1:
+        if validated.model.init == "scratch":
+            fail("--nproc-per-node: training from scratch (model.init=scratch) runs in one process")
         from oidkit.train.distributed import launch
 
         raise typer.Exit(launch(nproc_per_node, [config, *(overrides or []), *(["--resume"] if resume else [])]))
-    from oidkit.train.run import run_training
+    from oidkit.train.run import run_training, summary_line
 
-    summary = run_training(validated, resume=resume, console=console)
-    data = summary["data"]["train"]
-    console.print(f"{summary['steps']} steps, {summary['tokens']} tokens; final train loss "
-                  f"{summary['final_train_loss']:.4f}" + (f", best eval loss {summary['best_eval_loss']:.4f}"
-                                                         if summary["best_eval_loss"] is not None else "")
-                  + f"; records {data['records']} (dropped {data['dropped']}, truncated "
-                  f"{data['truncated'] + data['truncated_answer']}, tokenisation cache {data['cache']})")
+    console.print(summary_line(run_training(validated, resume=resume, console=console)))
 
 
 @app.command("export")
@@ -809,22 +813,14 @@ def pretrain_command(
 ) -> None:
     """Train a small Llama from scratch on plain text (next-token loss); reports loss and validation perplexity.
 
-    Writes RUN/final and RUN/best (Hugging Face folders: oid viz, evaluate, serve and export load them),
-    RUN/metrics.csv, RUN/loss.png, RUN/summary.json and, with train.save_every=N, RUN/checkpoints/step-N
-    that --resume continues from exactly (same losses as an uninterrupted run).
+    The same as `oid train CONFIG ... model.init=scratch`. Writes RUN/final and RUN/best (Hugging Face folders:
+    oid viz, evaluate, serve and export load them), RUN/metrics.csv, RUN/loss.png, RUN/summary.json and, with
+    train.save_every=N, RUN/checkpoints/step-N that --resume continues from exactly (same losses as an
+    uninterrupted run).
 
     Example:  oid pretrain recipes/pretrain_tiny.yaml train.output_dir=demo-out/pretrain train.max_steps=200
     """
-    from oidkit.train.pretrain import load_pretrain_config, run_pretraining
-
-    summary = run_pretraining(load_pretrain_config(config, overrides or []), resume=resume, console=console)
-    line = (f"{summary['steps']} steps, {summary['tokens']:,} tokens, {summary['parameters']:,} parameters; "
-            f"train loss {summary['first_train_loss']:.3f} -> {summary['final_train_loss']:.3f} "
-            f"(uniform guess {summary['uniform_loss']:.2f})")
-    if summary["best_eval_loss"] is not None:
-        line += (f"; validation loss {summary['initial_eval_loss']:.3f} -> {summary['best_eval_loss']:.3f}, "
-                 f"perplexity {summary['best_eval_perplexity']:.1f}")
-    console.print(line + f" -> {summary['model']}")
+    train_command(config, [*(overrides or []), "model.init=scratch"], resume=resume, nproc_per_node=1)
 
 
 viz_app = typer.Typer(help="See inside a model: attention maps, per-token loss, training curves.",

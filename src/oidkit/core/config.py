@@ -90,8 +90,14 @@ def set_key(tree: dict, parts: list[str], value: Any, override: str, *, descend:
 
 
 def validation_problems(error: ValidationError) -> list[str]:
-    """One ``dotted.key: message`` line per problem pydantic found."""
-    return [f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in error.errors()]
+    """One ``dotted.key: message`` line per problem pydantic found.
+
+    Location parts holding ``=`` are the tags of sections chosen by a setting (``init=scratch``), not keys.
+    """
+    def key(loc: tuple) -> str:
+        return ".".join(str(part) for part in loc if "=" not in str(part)) or "config"
+
+    return [f"{key(err['loc'])}: {err['msg']}" for err in error.errors()]
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...], schema: type[Schema], *,
