@@ -1017,8 +1017,7 @@ def synth_self_instruct(
       oid synth self-instruct --seeds ../shared/data/self_instruct_seed_tasks.jsonl \\
           --model smollm2-135m-instruct --num 20 -o synth-out
     """
-    from rich.progress import Progress
-
+    from oidkit.core.progress import LabelBars
     from oidkit.synth.run import run_self_instruct
     from oidkit.synth.self_instruct import SelfInstructConfig
 
@@ -1026,10 +1025,9 @@ def synth_self_instruct(
                                 max_rounds=max_rounds, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                                 novelty_threshold=novelty_threshold, generate_instances=instances,
                                 instance_max_tokens=instance_max_tokens, seed=seed)
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("instructions kept", total=num)
+    with LabelBars(console, transient=True) as progress:
         result = run_self_instruct(seeds, out, model=model, endpoint=endpoint, config=config,
-                                   concurrency=concurrency, progress=lambda n: bar.update(task, completed=n))
+                                   concurrency=concurrency, progress=progress)
     funnel = result.funnel
     console.print(f"generated {funnel['generated']} instructions, dropped {funnel['dropped']}, "
                   f"kept {funnel['kept_instructions']}; {funnel['records']} records "
@@ -1063,6 +1061,7 @@ def synth_evol(
 
     Example:  oid synth evol data.jsonl --model smollm2-135m-instruct --rounds 2 --limit 20 -o evol-out
     """
+    from oidkit.core.progress import LabelBars
     from oidkit.synth.evol import OPERATIONS, EvolConfig
     from oidkit.synth.run import run_evol
 
@@ -1071,8 +1070,9 @@ def synth_evol(
     if unknown:
         fail(f"unknown operation(s) {sorted(unknown)}; choose from {', '.join(OPERATIONS)}")
     config = EvolConfig(rounds=rounds, operations=chosen, judge_equality=judge_equality, seed=seed)
-    result = run_evol(data, out, model=model, endpoint=endpoint, config=config, limit=limit,
-                      concurrency=concurrency)
+    with LabelBars(console, transient=True) as progress:
+        result = run_evol(data, out, model=model, endpoint=endpoint, config=config, limit=limit,
+                          concurrency=concurrency, progress=progress)
     console.print(f"evolved {result.funnel['evolved']}, kept {result.funnel['kept']}, "
                   f"eliminated {result.funnel['dropped']} -> {out}/synth.jsonl")
     print_usage(result.usage)
