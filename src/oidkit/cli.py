@@ -18,6 +18,8 @@ from typer.core import TyperGroup
 from oidkit import __version__
 
 console = Console(stderr=True)
+# typer raises the errors of its own copy of click (e.g. a value outside a Literal's or an Enum's choices)
+TYPER_USAGE_ERRORS = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")  # printed as usage
 
 
 class ClearErrors(TyperGroup):
@@ -27,7 +29,7 @@ class ClearErrors(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, TYPER_USAGE_ERRORS):
             raise  # a chosen exit code, or a usage error typer already explains
         except KeyboardInterrupt:
             if ctx.params.get("debug"):
