@@ -80,7 +80,7 @@ def version() -> None:
 
 CONFIG_HELP = ("YAML file of settings named like this command's flags (max_new_tokens: 64); key=value arguments "
                "override it and flags you type override both")
-OVERRIDES_HELP = "key=value settings, named like the flags: max_tokens=256 (an existing file of that name is data)"
+OVERRIDES_HELP = "key=value settings, named like the flags, e.g. max_tokens=256"
 
 
 def split_positional(args: list[str] | None) -> tuple[list[str], list[str]]:
@@ -645,8 +645,8 @@ def app_list() -> None:
 def eval_command(
     ctx: typer.Context,
     data: list[str] = typer.Argument(..., help="task files: records JSONL, GSM8K, Self-Instruct/BELLE eval, "
-                                     "CMMLU CSV or MMLU-style JSONL (type detected from the fields); and "
-                                     "key=value settings"),
+                                     "CMMLU CSV or MMLU-style JSONL (type detected from the fields); an "
+                                     "argument that names no file and reads key=value is a setting"),
     config: str = typer.Option(None, "--config", help=CONFIG_HELP),
     model: str = typer.Option(None, "--model", "-m", help="model folder or alias to evaluate"),
     compare: tuple[str, str] | None = typer.Option(None, help="evaluate two models side by side: --compare A B"),
