@@ -112,3 +112,10 @@ def test_describe_exception_names_the_file_and_a_fix(error, expected):
     from oidkit.errors import describe_exception
 
     assert expected in describe_exception(error)
+
+
+def test_a_value_outside_an_options_choices_is_a_usage_error_not_our_bug(data):
+    for command in (["eval", str(data), "--model", "m", "--tokens", "bad"], ["serve", "m", "--quantize", "bad"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2 and "Invalid value for '--" in result.output, result.output
+        assert "bug in oidkit" not in result.output

@@ -8,6 +8,7 @@ so that everything is usable from Python too. Library imports happen inside the 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any, Literal
 
 import click
 import typer
@@ -17,6 +18,8 @@ from typer.core import TyperGroup
 from oidkit import __version__
 
 console = Console(stderr=True)
+# typer raises the errors of its own copy of click (e.g. a value outside a Literal's or an Enum's choices)
+TYPER_USAGE_ERRORS = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")  # printed as usage
 
 
 class ClearErrors(TyperGroup):
@@ -26,7 +29,7 @@ class ClearErrors(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException):
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.ClickException, TYPER_USAGE_ERRORS):
             raise  # a chosen exit code, or a usage error typer already explains
         except KeyboardInterrupt:
             if ctx.params.get("debug"):
@@ -73,6 +76,46 @@ def fail(message: str, code: int = 2) -> None:
 def version() -> None:
     """Print the oidkit version."""
     print(__version__)
+
+
+CONFIG_HELP = ("YAML file of settings named like this command's flags (max_new_tokens: 64); key=value arguments "
+               "override it and flags you type override both")
+OVERRIDES_HELP = "key=value settings, named like the flags, e.g. max_tokens=256"
+
+
+def split_positional(args: list[str] | None) -> tuple[list[str], list[str]]:
+    """``(data arguments, key=value overrides)``: an argument that names no existing file and reads
+    ``dotted.name=value`` is an override."""
+    import re
+    from pathlib import Path
+
+    overrides = [a for a in args or [] if re.fullmatch(r"[A-Za-z_][\w.]*=.*", a, re.S) and not Path(a).exists()]
+    return [a for a in args or [] if a not in overrides], overrides
+
+
+def flag_settings(ctx: typer.Context, config: str | None, overrides: list[str], label: str,
+                  required: tuple[str, ...] = ()) -> Any:
+    """The running command's options as one validated config: their defaults < ``--config FILE`` < ``key=value``
+    overrides < the flags typed, through ``core.config.load_config`` (one message naming every bad key).
+
+    ``required``: options without a default (they may come from the file, so click does not demand them).
+    """
+    import typing
+
+    from pydantic import ConfigDict, create_model
+
+    from oidkit.core.config import load_config
+
+    hints = typing.get_type_hints(ctx.command.callback)
+    options = [p for p in ctx.command.params if p.param_type_name == "option" and p.name != "config"]
+    fields = {p.name: ((hints[p.name], ...) if p.name in required else
+                       (hints[p.name] | None if p.default is None else hints[p.name], None)) for p in options}
+    schema = create_model(f"{ctx.command.name}_settings", __config__=ConfigDict(extra="forbid"), **fields)
+    given = {p.name: ctx.params[p.name] for p in options
+             if ctx.get_parameter_source(p.name).name in ("COMMANDLINE", "ENVIRONMENT")}
+    defaults = {p.name: ctx.params[p.name] for p in options if p.name not in given and p.name not in required}
+    return load_config(config, overrides, schema, label=label, base=defaults, given=given,
+                       example=f"{options[-1].name}=...")
 
 
 # --- ingest: convert / inspect / validate ----------------------------------------------------------
@@ -488,39 +531,43 @@ def device_override(device: str | None) -> list[str]:
 
 @app.command("train")
 def train_command(
-    config: str = typer.Argument(..., help="training config YAML, or a packaged one (train_demo)"),
+    config: str = typer.Argument(..., help="training config YAML, or a packaged one (train_demo, pretrain_tiny)"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optim.lr=1e-4 train.max_steps=10"),
     resume: bool = typer.Option(False, "--resume", help="continue from the latest checkpoint in train.output_dir"),
-    nproc_per_node: int = typer.Option(1, help="data-parallel processes (started with torchrun)"),
+    nproc_per_node: int = typer.Option(1, help="data-parallel processes (started with torchrun; fine-tuning only)"),
     device: str = typer.Option(None, help=TRAIN_DEVICE_HELP),
 ) -> None:
-    """Fine-tune a causal LM on records (LoRA or full), with evaluation, checkpoints, metrics and plots.
+    """Train a causal LM: fine-tune one on records (LoRA or full), or train a new one from scratch on text.
 
-    model.impl=oidkit trains our readable Llama (oidkit.models.llama) instead of transformers' class, from
+    model.init chooses: pretrained (default) fine-tunes model.name on chat records; scratch trains a new Llama
+    of the model section's shape on plain text (data.kind text), as `oid pretrain` does. Both write metrics,
+    checkpoints (--resume continues exactly), plots and summary.json into train.output_dir.
+
+    model.impl=oidkit fine-tunes our readable Llama (oidkit.models.llama) instead of transformers' class, from
     the same weights; its runs save under transformers' names, so export, eval and serve treat them alike.
 
     On a GPU (--device auto or cuda): SDPA attention, pinned-memory batches, and bf16 autocast with
     train.precision=bf16.
 
-    Example:  oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
+    Examples:
+
+      oid train recipes/train_demo.yaml data.train=demo-out/curated/train.jsonl train.max_steps=40
+
+      oid train pretrain_tiny tokenizer=demo-out/tokenizer data.train=[corpus.txt] train.max_steps=50
     """
     from oidkit.train.config import load_train_config
 
     overrides = [*(overrides or []), *device_override(device)]
     validated = load_train_config(config, overrides)  # before any work (or before starting processes)
     if nproc_per_node > 1:
+        if validated.model.init == "scratch":
+            fail("--nproc-per-node: training from scratch (model.init=scratch) runs in one process")
         from oidkit.train.distributed import launch
 
         raise typer.Exit(launch(nproc_per_node, [config, *overrides, *(["--resume"] if resume else [])]))
-    from oidkit.train.run import run_training
+    from oidkit.train.run import run_training, summary_line
 
-    summary = run_training(validated, resume=resume, console=console)
-    data = summary["data"]["train"]
-    console.print(f"{summary['steps']} steps, {summary['tokens']} tokens; final train loss "
-                  f"{summary['final_train_loss']:.4f}" + (f", best eval loss {summary['best_eval_loss']:.4f}"
-                                                         if summary["best_eval_loss"] is not None else "")
-                  + f"; records {data['records']} (dropped {data['dropped']}, truncated "
-                  f"{data['truncated'] + data['truncated_answer']}, tokenisation cache {data['cache']})")
+    console.print(summary_line(run_training(validated, resume=resume, console=console)))
 
 
 @app.command("export")
@@ -616,10 +663,13 @@ def app_list() -> None:
 # --- evaluate / serve / chat -----------------------------------------------------------------------
 
 
-@app.command("eval")
+@app.command("eval", context_settings={"allow_interspersed_args": True})
 def eval_command(
+    ctx: typer.Context,
     data: list[str] = typer.Argument(..., help="task files: records JSONL, GSM8K, Self-Instruct/BELLE eval, "
-                                     "CMMLU CSV or MMLU-style JSONL (type detected from the fields)"),
+                                     "CMMLU CSV or MMLU-style JSONL (type detected from the fields); an "
+                                     "argument that names no file and reads key=value is a setting"),
+    config: str = typer.Option(None, "--config", help=CONFIG_HELP),
     model: str = typer.Option(None, "--model", "-m", help="model folder or alias to evaluate"),
     compare: tuple[str, str] | None = typer.Option(None, help="evaluate two models side by side: --compare A B"),
     out: str = typer.Option("eval-out", "-o", "--out", help="folder for report.json and report.md"),
@@ -627,10 +677,12 @@ def eval_command(
     limit: int = typer.Option(None, help="evaluate only the first N examples of each file"),
     max_new_tokens: int = typer.Option(128, help="generation length for generation tasks"),
     batch_size: int = typer.Option(4),
-    tokens: str = typer.Option("assistant", help="perplexity over 'assistant' tokens only or 'all' tokens"),
+    tokens: Literal["assistant", "all"] = typer.Option("assistant", help="perplexity over 'assistant' tokens only "
+                                                      "or 'all' tokens"),
     generate: bool = typer.Option(True, help="records: also generate the last assistant turn and score it"),
     shots: int = typer.Option(5, help="multiple choice: solved examples from the dev split"),
-    chinese_rouge: str = typer.Option("char", help="ROUGE tokens for Chinese: 'char' or 'jieba' words"),
+    chinese_rouge: Literal["char", "jieba"] = typer.Option("char", help="ROUGE tokens for Chinese: 'char' or "
+                                                            "'jieba' words"),
     judge_model: str = typer.Option(None, help="judge model (local folder/alias, or a name at --judge-endpoint)"),
     judge_endpoint: str = typer.Option(None, help="OpenAI-compatible base URL of the judge; key from --judge-key-env"),
     judge_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the judge's API key"),
@@ -644,29 +696,33 @@ def eval_command(
 
       oid eval held_out.jsonl ../shared/data/cmmlu/test/nutrition.csv --compare smollm2-135m-instruct \\
           demo-out/tuned --limit 20 --max-new-tokens 64 -o demo-out/eval
+
+      oid eval held_out.jsonl --config eval.yaml limit=20 -o eval-out    # eval.yaml: {model: M, shots: 0}
     """
     from oidkit.core.progress import LabelBars
     from oidkit.evaluate.judge import judge_from_backend
     from oidkit.evaluate.run import EvalOptions, compare_models, evaluate_model, markdown_report, write_report
     from oidkit.evaluate.tasks import TASKS, load_task
 
-    models = list(compare) if compare else [model] if model else []
-    if not models or (compare and model):
+    data, overrides = split_positional(data)
+    s = flag_settings(ctx, config, overrides, "eval settings")
+    models = list(s.compare) if s.compare else [s.model] if s.model else []
+    if not models or (s.compare and s.model):
         fail("give --model M to evaluate one model, or --compare A B to evaluate two side by side")
-    if task and task not in TASKS:
-        fail(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
-    if tokens not in ("assistant", "all"):
-        fail(f"--tokens must be 'assistant' or 'all', got {tokens!r}")
-    tasks = [load_task(path, task=task, limit=limit, shots=shots) for path in data]
-    options = EvalOptions(max_new_tokens=max_new_tokens, batch_size=batch_size, perplexity_tokens=tokens,
-                          generate=generate, chinese_rouge=chinese_rouge, device=device)
-    judge = judge_from_backend(judge_model, judge_endpoint, judge_key_env) if judge_model else None
+    if not data:
+        fail("give the task files to evaluate on, e.g. oid eval held_out.jsonl --model M")
+    if s.task and s.task not in TASKS:
+        fail(f"unknown --task {s.task!r}; choose from {', '.join(TASKS)}")
+    tasks = [load_task(path, task=s.task, limit=s.limit, shots=s.shots) for path in data]
+    options = EvalOptions(max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, perplexity_tokens=s.tokens,
+                          generate=s.generate, chinese_rouge=s.chinese_rouge, device=s.device)
+    judge = judge_from_backend(s.judge_model, s.judge_endpoint, s.judge_key_env) if s.judge_model else None
     with LabelBars(console, transient=True) as progress:
         if len(models) == 2:
             report = compare_models(models[0], models[1], tasks, options, judge=judge, progress=progress)
         else:
             report = {"models": models, "results": {models[0]: evaluate_model(models[0], tasks, options, progress)}}
-    json_path, md_path = write_report(report, out)
+    json_path, md_path = write_report(report, s.out)
     print(markdown_report(report, with_examples=False))
     console.print(f"report: {md_path} and {json_path}")
 
@@ -836,23 +892,15 @@ def pretrain_command(
 ) -> None:
     """Train a small Llama from scratch on plain text (next-token loss); reports loss and validation perplexity.
 
-    Writes RUN/final and RUN/best (Hugging Face folders: oid viz, evaluate, serve and export load them),
-    RUN/metrics.csv, RUN/loss.png, RUN/summary.json and, with train.save_every=N, RUN/checkpoints/step-N
-    that --resume continues from exactly (same losses as an uninterrupted run).
+    The same as `oid train CONFIG ... model.init=scratch`. Writes RUN/final and RUN/best (Hugging Face folders:
+    oid viz, evaluate, serve and export load them), RUN/metrics.csv, RUN/loss.png, RUN/summary.json and, with
+    train.save_every=N, RUN/checkpoints/step-N that --resume continues from exactly (same losses as an
+    uninterrupted run).
 
     Example:  oid pretrain recipes/pretrain_tiny.yaml train.output_dir=demo-out/pretrain train.max_steps=200
     """
-    from oidkit.train.pretrain import load_pretrain_config, run_pretraining
-
-    recipe = load_pretrain_config(config, [*(overrides or []), *device_override(device)])
-    summary = run_pretraining(recipe, resume=resume, console=console)
-    line = (f"{summary['steps']} steps, {summary['tokens']:,} tokens, {summary['parameters']:,} parameters; "
-            f"train loss {summary['first_train_loss']:.3f} -> {summary['final_train_loss']:.3f} "
-            f"(uniform guess {summary['uniform_loss']:.2f})")
-    if summary["best_eval_loss"] is not None:
-        line += (f"; validation loss {summary['initial_eval_loss']:.3f} -> {summary['best_eval_loss']:.3f}, "
-                 f"perplexity {summary['best_eval_perplexity']:.1f}")
-    console.print(line + f" -> {summary['model']}")
+    train_command(config, [*(overrides or []), "model.init=scratch"], resume=resume, nproc_per_node=1,
+                  device=device)
 
 
 viz_app = typer.Typer(help="See inside a model: attention maps, per-token loss, training curves.",
@@ -1023,11 +1071,15 @@ ENDPOINT_HELP = ("OpenAI-compatible base URL (oid serve, vLLM, a hosted API); ke
                  + ENDPOINT_FAILURES)
 
 
-@synth_app.command("self-instruct")
+@synth_app.command("self-instruct", context_settings={"allow_interspersed_args": True})
 def synth_self_instruct(
-    seeds: str = typer.Option(..., help="seed tasks JSONL (Self-Instruct / BELLE shape)"),
-    out: str = typer.Option(..., "-o", "--out", help="output folder: synth.jsonl, rejects.jsonl, funnel.json"),
-    model: str = typer.Option(..., help=MODEL_HELP),
+    ctx: typer.Context,
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    config: str = typer.Option(None, "--config", help=CONFIG_HELP),
+    seeds: str = typer.Option(None, help="seed tasks JSONL (Self-Instruct / BELLE shape); required"),
+    out: str = typer.Option(None, "-o", "--out", help="output folder: synth.jsonl, rejects.jsonl, funnel.json; "
+                            "required"),
+    model: str = typer.Option(None, help=MODEL_HELP + "; required"),
     endpoint: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1; "
                                  + ENDPOINT_FAILURES),
     num: int = typer.Option(100, help="new instructions to keep"),
@@ -1048,25 +1100,27 @@ def synth_self_instruct(
 
       oid synth self-instruct --seeds ../shared/data/self_instruct_seed_tasks.jsonl \\
           --model smollm2-135m-instruct --num 20 -o synth-out
-    """
-    from rich.progress import Progress
 
+      oid synth self-instruct --config si.yaml num=50      # si.yaml: {seeds: ..., model: ..., out: ...}
+    """
+    from oidkit.core.progress import LabelBars
     from oidkit.synth.run import run_self_instruct
     from oidkit.synth.self_instruct import SelfInstructConfig
 
-    config = SelfInstructConfig(num_instructions=num, language=language, requests_per_round=requests_per_round,
-                                max_rounds=max_rounds, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                novelty_threshold=novelty_threshold, generate_instances=instances,
-                                instance_max_tokens=instance_max_tokens, seed=seed)
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("instructions kept", total=num)
-        result = run_self_instruct(seeds, out, model=model, endpoint=endpoint, config=config,
-                                   concurrency=concurrency, progress=lambda n: bar.update(task, completed=n))
+    s = flag_settings(ctx, config, overrides or [], "self-instruct settings", required=("seeds", "out", "model"))
+    settings = SelfInstructConfig(
+        num_instructions=s.num, language=s.language, requests_per_round=s.requests_per_round,
+        max_rounds=s.max_rounds, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+        novelty_threshold=s.novelty_threshold, generate_instances=s.instances,
+        instance_max_tokens=s.instance_max_tokens, seed=s.seed)
+    with LabelBars(console, transient=True) as progress:
+        result = run_self_instruct(s.seeds, s.out, model=s.model, endpoint=s.endpoint, config=settings,
+                                   concurrency=s.concurrency, progress=progress)
     funnel = result.funnel
     console.print(f"generated {funnel['generated']} instructions, dropped {funnel['dropped']}, "
                   f"kept {funnel['kept_instructions']}; {funnel['records']} records "
                   f"({funnel['instance_failed']} instances unparsable, requests failed {funnel['request_failed']}) "
-                  f"-> {out}/synth.jsonl")
+                  f"-> {s.out}/synth.jsonl")
     print_usage(result.usage)
 
 
@@ -1077,11 +1131,15 @@ def print_usage(usage: dict) -> None:
                   f"{usage['failures']} failed for good: rejects.jsonl, reason request_failed)")
 
 
-@synth_app.command("evol")
+@synth_app.command("evol", context_settings={"allow_interspersed_args": True})
 def synth_evol(
+    ctx: typer.Context,
     data: str = typer.Argument(..., help="records to evolve (any supported format); their first user turn"),
-    out: str = typer.Option(..., "-o", "--out", help="output folder: synth.jsonl, rejects.jsonl, funnel.json"),
-    model: str = typer.Option(..., help=MODEL_HELP),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    config: str = typer.Option(None, "--config", help=CONFIG_HELP),
+    out: str = typer.Option(None, "-o", "--out", help="output folder: synth.jsonl, rejects.jsonl, funnel.json; "
+                            "required"),
+    model: str = typer.Option(None, help=MODEL_HELP + "; required"),
     endpoint: str = typer.Option(None, help=ENDPOINT_HELP),
     rounds: int = typer.Option(3, help="evolution rounds; each round evolves the survivors of the last"),
     operations: str = typer.Option(
@@ -1095,26 +1153,33 @@ def synth_evol(
 
     Example:  oid synth evol data.jsonl --model smollm2-135m-instruct --rounds 2 --limit 20 -o evol-out
     """
+    from oidkit.core.progress import LabelBars
     from oidkit.synth.evol import OPERATIONS, EvolConfig
     from oidkit.synth.run import run_evol
 
-    chosen = tuple(OPERATIONS) if operations == "all" else tuple(o.strip() for o in operations.split(",") if o.strip())
+    s = flag_settings(ctx, config, overrides or [], "evol settings", required=("out", "model"))
+    chosen = (tuple(OPERATIONS) if s.operations == "all"
+              else tuple(o.strip() for o in s.operations.split(",") if o.strip()))
     unknown = set(chosen) - set(OPERATIONS)
     if unknown:
         fail(f"unknown operation(s) {sorted(unknown)}; choose from {', '.join(OPERATIONS)}")
-    config = EvolConfig(rounds=rounds, operations=chosen, judge_equality=judge_equality, seed=seed)
-    result = run_evol(data, out, model=model, endpoint=endpoint, config=config, limit=limit,
-                      concurrency=concurrency)
+    settings = EvolConfig(rounds=s.rounds, operations=chosen, judge_equality=s.judge_equality, seed=s.seed)
+    with LabelBars(console, transient=True) as progress:
+        result = run_evol(data, s.out, model=s.model, endpoint=s.endpoint, config=settings, limit=s.limit,
+                          concurrency=s.concurrency, progress=progress)
     console.print(f"evolved {result.funnel['evolved']}, kept {result.funnel['kept']}, "
-                  f"eliminated {result.funnel['dropped']} -> {out}/synth.jsonl")
+                  f"eliminated {result.funnel['dropped']} -> {s.out}/synth.jsonl")
     print_usage(result.usage)
 
 
-@synth_app.command("respond")
+@synth_app.command("respond", context_settings={"allow_interspersed_args": True})
 def synth_respond(
+    ctx: typer.Context,
     data: str = typer.Argument(..., help="records (any supported format)"),
-    out: str = typer.Option(..., "-o", "--out"),
-    model: str = typer.Option(..., help=MODEL_HELP),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    config: str = typer.Option(None, "--config", help=CONFIG_HELP),
+    out: str = typer.Option(None, "-o", "--out", help="output folder; required"),
+    model: str = typer.Option(None, help=MODEL_HELP + "; required"),
     endpoint: str = typer.Option(None, help=ENDPOINT_HELP),
     regenerate: bool = typer.Option(False, help="also replace existing last answers (kept in meta)"),
     max_tokens: int = typer.Option(512), concurrency: int = typer.Option(4),
@@ -1125,17 +1190,21 @@ def synth_respond(
     """
     from oidkit.synth.run import run_respond
 
-    result = run_respond(data, out, model=model, endpoint=endpoint, regenerate=regenerate, max_tokens=max_tokens,
-                         concurrency=concurrency)
-    console.print(f"{result.funnel} -> {out}/synth.jsonl")
+    s = flag_settings(ctx, config, overrides or [], "respond settings", required=("out", "model"))
+    result = run_respond(data, s.out, model=s.model, endpoint=s.endpoint, regenerate=s.regenerate,
+                         max_tokens=s.max_tokens, concurrency=s.concurrency)
+    console.print(f"{result.funnel} -> {s.out}/synth.jsonl")
     print_usage(result.usage)
 
 
-@app.command("annotate")
+@app.command("annotate", context_settings={"allow_interspersed_args": True})
 def annotate_command(
+    ctx: typer.Context,
     data: str = typer.Argument(..., help="records to score (any supported format)"),
-    out: str = typer.Option(..., "-o", "--out"),
-    model: str = typer.Option(..., help="judge: " + MODEL_HELP),
+    overrides: list[str] = typer.Argument(None, help=OVERRIDES_HELP),
+    config: str = typer.Option(None, "--config", help=CONFIG_HELP),
+    out: str = typer.Option(None, "-o", "--out", help="output folder; required"),
+    model: str = typer.Option(None, help="judge: " + MODEL_HELP + "; required"),
     endpoint: str = typer.Option(None, help=ENDPOINT_HELP),
     rubric: str = typer.Option(None, help="a rubric file with a {conversation} placeholder (default: AlpaGasus-style)"),
     concurrency: int = typer.Option(4),
@@ -1147,8 +1216,10 @@ def annotate_command(
     """
     from oidkit.synth.run import run_annotate
 
-    result = run_annotate(data, out, model=model, endpoint=endpoint, rubric_file=rubric, concurrency=concurrency)
-    console.print(f"{result.funnel} -> {out}/synth.jsonl")
+    s = flag_settings(ctx, config, overrides or [], "annotate settings", required=("out", "model"))
+    result = run_annotate(data, s.out, model=s.model, endpoint=s.endpoint, rubric_file=s.rubric,
+                          concurrency=s.concurrency)
+    console.print(f"{result.funnel} -> {s.out}/synth.jsonl")
     print_usage(result.usage)
 
 

@@ -13,7 +13,6 @@ from oidkit.core.config import packaged_recipes
 from oidkit.curate.recipe import load_recipe
 from oidkit.errors import ConfigError
 from oidkit.train.config import load_train_config
-from oidkit.train.pretrain import load_pretrain_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +23,9 @@ def test_recipes_load_by_name_from_any_folder(tmp_path, monkeypatch):
     recipe = load_recipe("default", ["input=data.jsonl", "output=out"])
     assert [step.op for step in recipe.steps][:3] == ["normalise", "heuristics", "language"]
     assert load_train_config("train_demo.yaml").method == "lora"
-    assert load_pretrain_config("pretrain_tiny").model.n_layers == 4
+    scratch = load_train_config("pretrain_tiny")
+    assert (scratch.model.init, scratch.data.kind, scratch.method) == ("scratch", "text", "full")
+    assert scratch.model.n_layers == 4
     with pytest.raises(ConfigError, match="packaged recipes: default, pretrain_tiny, train_demo"):
         load_recipe("defualt")
     with pytest.raises(ConfigError, match="packaged recipes: default, pretrain_tiny, train_demo"):

@@ -194,7 +194,8 @@ def test_eval_and_serve_put_their_inputs_on_the_models_device(tiny_model, monkey
 
 def test_pretraining_builds_its_llama_on_the_resolved_device(tiny_model_path, tmp_path, monkeypatch):
     """train.device auto with a GPU present: the from-scratch model is sent to cuda before training starts."""
-    from oidkit.train.pretrain import load_pretrain_config, run_pretraining
+    from oidkit.train.config import load_train_config
+    from oidkit.train.run import run_training
 
     gpu(monkeypatch, True)
     sent_to = []
@@ -209,10 +210,10 @@ def test_pretraining_builds_its_llama_on_the_resolved_device(tiny_model_path, tm
     monkeypatch.setattr(torch.nn.Module, "to", to)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("one two three four five six.\n\nseven eight nine ten.\n")
-    config = load_pretrain_config("pretrain_tiny", [f"tokenizer={tiny_model_path}", f"data.train=[{corpus}]",
-                                                    f"train.output_dir={tmp_path / 'run'}"])
+    config = load_train_config("pretrain_tiny", [f"tokenizer={tiny_model_path}", f"data.train=[{corpus}]",
+                                                 f"train.output_dir={tmp_path / 'run'}"])
     assert config.train.device == "auto"
     with pytest.raises(Stop):
-        run_pretraining(config)
+        run_training(config)
     assert sent_to == ["cuda"]
     assert "device: cuda" in (tmp_path / "run" / "config.yaml").read_text()  # where the run went

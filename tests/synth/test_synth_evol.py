@@ -44,7 +44,10 @@ def seed_records():
 
 
 def test_rounds_build_a_lineage_chain():
-    result = evolve(EvolBackend(), seed_records(), EvolConfig(rounds=3, operations=("add_constraints",)))
+    calls = []
+    result = evolve(EvolBackend(), seed_records(), EvolConfig(rounds=3, operations=("add_constraints",)),
+                    progress=lambda *call: calls.append(call))
+    assert calls == [("evolution rounds", 1, 3)] * 3  # core.progress's (label, advance, total), one per round
     assert len(result.records) == 3 and result.funnel == {"evolved": 3, "kept": 3, "dropped": {}}
     first, second, third = (r["meta"]["synth"] for r in result.records)
     assert first["parent_id"] == "r1" and first["round"] == 1 and first["operation"] == "add_constraints"

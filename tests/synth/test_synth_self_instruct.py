@@ -107,7 +107,9 @@ def test_parse_instance_output_first_and_input_first():
 def test_self_instruct_round_funnel_and_provenance():
     backend = ScriptedBackend()
     config = SelfInstructConfig(num_instructions=2, requests_per_round=1, max_rounds=3)
-    result = self_instruct(backend, SEEDS, config)
+    calls = []
+    result = self_instruct(backend, SEEDS, config, progress=lambda *call: calls.append(call))
+    assert calls == [("instructions kept", 1, 2)] * 2  # core.progress's (label, advance, total), one per kept
     instructions = [r["meta"]["instruction"] for r in result.records]
     assert instructions == ["Suggest a name for a new coffee shop near the beach.",
                             "Decide whether the email is spam or not spam."]

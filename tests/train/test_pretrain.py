@@ -12,7 +12,9 @@ import torch
 import yaml
 
 from oidkit.models.tokenizer import train_tokenizer
-from oidkit.train.pretrain import load_pretrain_config, run_pretraining, text_examples
+from oidkit.train.config import load_train_config
+from oidkit.train.pretrain import text_examples
+from oidkit.train.run import run_training
 
 WORDS = "zero one two three four five six seven eight nine".split()
 
@@ -46,8 +48,8 @@ def counting_recipe(tmp_path) -> Path:
         (tmp_path / "pretrain.yaml").write_text(yaml.safe_dump({
             "tokenizer": str(tmp_path / "tok"),
             "data": {"train": [str(corpus)], "val_fraction": 0.1},
-            "model": {"dim": 48, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "intermediate_size": 96,
-                      "max_seq_len": 64},
+            "model": {"init": "scratch", "dim": 48, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2,
+                      "intermediate_size": 96, "max_seq_len": 64},
             "optim": {"lr": 1e-2, "warmup_steps": 5},
             "train": {"output_dir": str(tmp_path / "run"), "batch_size": 8, "max_steps": 60, "eval_every": 20},
         }))
@@ -57,8 +59,8 @@ def counting_recipe(tmp_path) -> Path:
 def test_tiny_model_learns_counting(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = load_pretrain_config(counting_recipe(tmp_path), ["train.seed=1"])
-    summary = run_pretraining(config)
+    config = load_train_config(counting_recipe(tmp_path), ["train.seed=1"])
+    summary = run_training(config)
     # untrained: about ln(vocab) = 5.7 nats; learned: only each text's first word (and its length) is uncertain
     assert summary["initial_eval_loss"] > 4.5
     assert summary["best_eval_loss"] < 0.3 * summary["initial_eval_loss"]
@@ -82,9 +84,9 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
 
     recipe = counting_recipe(tmp_path)
     short = ["train.max_steps=6", "train.eval_every=2", "train.threads=1"]
-    run_pretraining(load_pretrain_config(recipe, [*short, f"train.output_dir={tmp_path / 'straight'}"]))
+    run_training(load_train_config(recipe, [*short, f"train.output_dir={tmp_path / 'straight'}"]))
     resumed = [*short, f"train.output_dir={tmp_path / 'resumed'}", "train.save_every=4"]
-    run_pretraining(load_pretrain_config(recipe, resumed))
+    run_training(load_train_config(recipe, resumed))
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == ["step-000004", "step-000006"]
     shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "step-000006")  # interrupted after the step-4 checkpoint
     result = CliRunner().invoke(app, ["pretrain", str(recipe), *resumed, "--resume"])
@@ -101,3 +103,36 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("straight", "resumed")]
     assert summaries[1]["initial_eval_loss"] == pytest.approx(summaries[0]["initial_eval_loss"])
     assert summaries[1]["best_eval_loss"] == pytest.approx(summaries[0]["best_eval_loss"], abs=1e-5)
+
+
+def test_oid_train_with_init_scratch_is_oid_pretrain(tmp_path):
+    """One driver chosen by settings: the scratch recipe through `oid train` and through `oid pretrain` (which
+    adds model.init=scratch, here to a recipe without it) give the same run, loss for loss."""
+    from typer.testing import CliRunner
+
+    from oidkit.cli import app
+    from oidkit.core.runs import read_metrics
+
+    recipe = counting_recipe(tmp_path)
+    without_init = yaml.safe_load(recipe.read_text())
+    del without_init["model"]["init"]
+    (tmp_path / "no_init.yaml").write_text(yaml.safe_dump(without_init))
+    short = ["train.max_steps=4", "train.eval_every=2", "train.threads=1"]
+    runs = {"train": ["train", str(recipe)], "pretrain": ["pretrain", str(tmp_path / "no_init.yaml")]}
+    for name, command in runs.items():
+        result = CliRunner().invoke(app, [*command, *short, f"train.output_dir={tmp_path / name}"])
+        assert result.exit_code == 0, result.output
+        assert "parameters; train loss" in result.output.replace("\n", " ")
+
+    def rows(run: str) -> list[tuple]:
+        metrics = read_metrics(tmp_path / run / "metrics.csv")
+        return [(r["step"], r["split"], r["loss"], r["lr"], r["tokens"]) for r in metrics]
+
+    assert len(rows("train")) == 4 + 3  # four steps, evaluations at steps 0, 2 and 4
+    assert rows("train") == rows("pretrain")
+    summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in runs]
+    for summary in summaries:
+        summary.pop("model")
+    assert summaries[0] == summaries[1]
+    assert (tmp_path / "train" / "final" / "model.safetensors").read_bytes() == \
+        (tmp_path / "pretrain" / "final" / "model.safetensors").read_bytes()

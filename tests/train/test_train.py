@@ -54,6 +54,30 @@ def test_config_overrides_and_validation_messages(tmp_path):
         load_train_config(path, ["optim.lr"])
 
 
+def test_model_init_chooses_fine_tuning_or_scratch_and_the_settings_must_agree(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: m}\ndata: {train: d.jsonl}\ntrain: {output_dir: out}\n")
+    tuned = load_train_config(path)
+    assert (tuned.model.init, tuned.data.kind, tuned.method, tuned.optim.lr) == ("pretrained", "chat", "lora", 2e-4)
+    scratch_keys = ["model.init=scratch", "model.dim=64", "tokenizer=tok", "data.train=[c.txt]"]
+    scratch = load_train_config(path, ["model={}", *scratch_keys])
+    assert (scratch.model.dim, scratch.data.kind, scratch.method) == (64, "text", "full")
+    assert (scratch.optim.lr, scratch.optim.warmup_steps, scratch.data.val_fraction) == (3e-3, 20, 0.05)
+    assert load_train_config(path, ["model={}", *scratch_keys, "optim.lr=1e-3"]).optim.lr == 1e-3
+    with pytest.raises(ConfigError, match=r"\n  model\.dimm: Extra inputs"):  # the key, not the section's tag
+        load_train_config(path, ["model={}", *scratch_keys, "model.dimm=3"])
+    with pytest.raises(ConfigError, match="model: init must be pretrained or scratch"):
+        load_train_config(path, ["model.init=new"])
+    with pytest.raises(ConfigError, match=r"init=scratch with data\.kind=chat"):
+        load_train_config(path, ["model={}", *scratch_keys, "data.kind=chat"])
+    with pytest.raises(ConfigError, match="method must be full"):
+        load_train_config(path, ["model={}", *scratch_keys, "method=lora"])
+    with pytest.raises(ConfigError, match="needs tokenizer"):
+        load_train_config(path, ["model={}", *scratch_keys, "tokenizer=null"])
+    with pytest.raises(ConfigError, match=r"tokenizer is for model\.init=scratch"):
+        load_train_config(path, ["tokenizer=tok"])
+
+
 def test_schedules_warm_up_then_decay_to_the_floor():
     cosine = [lr_multiplier(s, total_steps=10, warmup_steps=2, min_ratio=0.1) for s in range(11)]
     assert cosine[:2] == pytest.approx([1 / 3, 2 / 3])

@@ -5,10 +5,10 @@ fine-tuning), ``pretrain_tiny``. Every command that takes a recipe or config fil
 so an installed oidkit runs ``oid curate default input=data.jsonl output=out`` without a checkout. In the
 repository ``recipes/`` links there.
 
-``oid curate`` (recipes with steps addressed by name) and ``oid train`` / ``oid pretrain`` (sectioned configs)
-read, override and validate through :func:`load_config`; each gives its own schema and, for curate, its own
-override (``apply``: a step by name or index, ``input=x`` shorthands) built on :func:`split_override` and
-:func:`set_key`.
+``oid curate`` (recipes with steps addressed by name), ``oid train`` / ``oid pretrain`` (sectioned configs) and
+``oid eval`` / ``oid synth`` / ``oid annotate`` (flat settings named like their flags) read, override and validate
+through :func:`load_config`; each gives its own schema and, for curate, its own override (``apply``: a step by
+name or index, ``input=x`` shorthands) built on :func:`split_override` and :func:`set_key`.
 """
 
 from __future__ import annotations
@@ -90,24 +90,34 @@ def set_key(tree: dict, parts: list[str], value: Any, override: str, *, descend:
 
 
 def validation_problems(error: ValidationError) -> list[str]:
-    """One ``dotted.key: message`` line per problem pydantic found."""
-    return [f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in error.errors()]
+    """One ``dotted.key: message`` line per problem pydantic found.
+
+    Location parts holding ``=`` are the tags of sections chosen by a setting (``init=scratch``), not keys.
+    """
+    def key(loc: tuple) -> str:
+        return ".".join(str(part) for part in loc if "=" not in str(part)) or "config"
+
+    return [f"{key(err['loc'])}: {err['msg']}" for err in error.errors()]
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...], schema: type[Schema], *,
                 label: str, base: dict[str, Any] | None = None, example: str = "optim.lr=1e-4",
-                apply: Callable[[dict, str], None] | None = None, hint: str = "") -> Schema:
-    """Read a YAML config (or start from ``base``), apply ``key=value`` overrides, validate against ``schema``.
+                apply: Callable[[dict, str], None] | None = None, hint: str = "",
+                given: dict[str, Any] | None = None) -> Schema:
+    """``base`` < the YAML config at ``path`` < ``key=value`` overrides < ``given``, validated against ``schema``.
 
-    ``apply(tree, override)`` replaces the plain dotted-key override (curate addresses steps by name);
-    every problem pydantic finds is listed in one ConfigError, with ``hint`` after them.
+    ``base`` holds defaults the file's top-level keys replace (e.g. a command's flag defaults); ``given`` the
+    flags the user typed, which win over everything. ``apply(tree, override)`` replaces the plain dotted-key
+    override (curate addresses steps by name); every problem pydantic finds is listed in one ConfigError, with
+    ``hint`` after them.
     """
-    tree: dict[str, Any] = read_recipe(path) if path is not None else dict(base or {})
+    tree: dict[str, Any] = {**(base or {}), **(read_recipe(path) if path is not None else {})}
     for override in overrides:
         if apply is not None:
             apply(tree, override)
         else:
             set_key(tree, *split_override(override, example), override)
+    tree.update(given or {})
     try:
         return schema.model_validate(tree)
     except ValidationError as e:

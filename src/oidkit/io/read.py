@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from itertools import chain, groupby, islice
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,21 @@ class ReadStats:
                 "joined_rows": self.repaired["joined_rows"], "unreadable_bytes": self.unreadable_bytes}
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How every file of one ``read_records`` call is read (checked and resolved there, once)."""
+
+    format: str | None
+    salvage: bool
+    strict: bool
+    role_map: Mapping[str, str]
+    allow: frozenset[str]
+    repairs: tuple[str, ...]
+    spec: Mapping[str, Any] | None  # the --columns mapping, resolved
+    field: str | None
+    python_literals: bool
+
+
 def read_records(
     paths: str | Path | list,
     *,
@@ -113,32 +129,31 @@ def read_records(
             raise InputError(str(e)) from None
         role_map = extend_role_map(tag_roles, base=role_map)
         field = field or entry.get("field")
-    options = {"spec": spec, "field": field, "python_literals": python_literals}
+    options = ReadOptions(format=format, salvage=salvage, strict=strict, role_map=role_map, allow=frozenset(allow),
+                          repairs=repairs, spec=spec, field=field, python_literals=python_literals)
     for path in expand_paths(paths):
         for member in archive_members(path):
-            yield from _read_file(member, format, salvage, strict, role_map, on_reject, stats, on_progress,
-                                  set(allow), repairs, options)
+            yield from _read_file(member, options, on_reject, stats, on_progress)
 
 
-def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role_map: Mapping[str, str],
-               on_reject: Callable[[dict], None] | None, stats: ReadStats,
-               on_progress: Callable[[int], None] | None, allow: set[str], repairs: tuple[str, ...],
-               options: dict) -> Iterator[dict]:
+def _read_file(path: Path, options: ReadOptions, on_reject: Callable[[dict], None] | None, stats: ReadStats,
+               on_progress: Callable[[int], None] | None) -> Iterator[dict]:
     container = sniff_container(path)
-    if container == "json" and not salvage and isinstance(path, Path) and array_left_open(path):
+    if container == "json" and not options.salvage and isinstance(path, Path) and array_left_open(path):
         _fail_fast_on_truncation(path)
     counters: list = []
-    rows = iter_rows(path, container, counters, options["python_literals"])
+    rows = iter_rows(path, container, counters, options.python_literals)
     head = list(islice(rows, DETECT_SAMPLE_ROWS))
     if not head:  # an empty shard: nothing to read, nothing wrong
         stats.files.append({"file": str(path), "container": container, "format": None})
         return
-    if not options["python_literals"]:
+    if not options.python_literals:
         _refuse_python_literals(head, path)
     if container == "json_object" and isinstance(head[0][0], Unreadable):  # one document: nothing to salvage
         raise InputError(f"one JSON object over several lines, and it is not valid JSON: {head[0][0].detail}",
                          file=str(path), hint="fix the file; JSONL has one complete object per line")
-    spec, field, file_stats = options["spec"], options["field"], {"file": str(path), "container": container}
+    spec, field, file_stats = options.spec, options.field, {"file": str(path), "container": container}
+    format = options.format  # the given format, or the one detected below
     if field or (container in ("json_object", "jsonl") and len(head) == 1 and not _fits(head[0][0], format, spec)):
         if field and not (container in ("json_object", "jsonl") and len(head) == 1):
             raise InputError(f"--field {field}: expected a file holding one JSON object, found a {container} "
@@ -165,7 +180,7 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
 
     def reject(reason: str, detail: str, row: Any, source: dict, **extra: Any) -> None:
         stats.rejected[reason] += 1
-        if strict:
+        if options.strict:
             raise InputError(f"{reason}: {detail}", file=str(path), line=source.get("line"),
                              offset=source.get("offset"), index=source.get("index"),
                              hint="without --strict such rows go to the rejects file and the run goes on")
@@ -183,20 +198,20 @@ def _read_file(path: Path, format: str | None, salvage: bool, strict: bool, role
             source = {"file": str(path), **position, "format": format}
             if isinstance(row, Unreadable):
                 if row.reason == "truncated":  # the incomplete tail counts as a row read, and as a reject
-                    _truncated(row, source, path, container, salvage)
+                    _truncated(row, source, path, container, options.salvage)
                     stats.unreadable_bytes += row.unreadable_bytes
                 reject(row.reason, row.detail, row.raw, source, value=row.unreadable_bytes or None)
                 continue
             try:
-                records = to_records(row, format, source, role_map, spec)
+                records = to_records(row, format, source, options.role_map, spec)
             except RowProblem as problem:
                 reject(problem.reason, problem.detail, row, source)
                 continue
             for record in records:
                 yield record, (row if len(records) == 1 else record)
 
-    for record, original in repair_records(converted(), repairs, stats.repaired):
-        problems = [p for p in conversation_problems(record["messages"]) if p[0] not in allow]
+    for record, original in repair_records(converted(), options.repairs, stats.repaired):
+        problems = [p for p in conversation_problems(record["messages"]) if p[0] not in options.allow]
         if problems:
             (reason, first), *others = problems  # the first problem is the reason; all are in the detail
             detail = "; ".join([first or reason] + [f"{code}: {text}" if text else code for code, text in others])

@@ -21,11 +21,15 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from oidkit.models.backends import GenerationRequest
 from oidkit.records import first_user, make_record, make_reject
 from oidkit.synth.self_instruct import SynthResult, generate_after
 from oidkit.text import script_language
+
+if TYPE_CHECKING:
+    from oidkit.core.progress import ProgressFn
 
 DEPTH = {
     "add_constraints": "Add one more constraint or requirement to #The Given Prompt#.",
@@ -141,8 +145,11 @@ class EvolConfig:
     seed: int = 42
 
 
-def evolve(backend, records: list[dict], config: EvolConfig, progress=None) -> SynthResult:
-    """Run ``config.rounds`` rounds of Evol-Instruct over the first user turn of each record."""
+def evolve(backend, records: list[dict], config: EvolConfig, progress: ProgressFn | None = None) -> SynthResult:
+    """Run ``config.rounds`` rounds of Evol-Instruct over the first user turn of each record.
+
+    ``progress("evolution rounds", 1, rounds)`` is called per finished round (``core.progress``).
+    """
     rng = random.Random(config.seed)
     model_name = getattr(backend, "model", None) or getattr(backend, "model_name", "unknown")
     params = {"temperature": config.temperature, "max_tokens": config.max_tokens}
@@ -193,7 +200,7 @@ def evolve(backend, records: list[dict], config: EvolConfig, progress=None) -> S
             next_pool.append({"instruction": new, "id": record["id"], "root": item["root"]})
         pool = next_pool
         if progress:
-            progress(round_number)
+            progress("evolution rounds", 1, config.rounds)
     funnel = {"evolved": counts["evolved"], "kept": len(kept),
               "dropped": {k: v for k, v in counts.items() if k != "evolved"}}
     return SynthResult(kept, rejects, funnel, backend.usage.__dict__.copy())

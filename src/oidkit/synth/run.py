@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from oidkit.atomic import write_atomic
+from oidkit.core.progress import ProgressFn
 from oidkit.errors import InputError, os_error_fix
 from oidkit.io import read_records, write_jsonl
 from oidkit.io.outputs import refuse_overwriting_inputs
@@ -53,7 +54,8 @@ def _backend(out_dir: str | Path, model: str, endpoint: str | None, concurrency:
 
 
 def run_self_instruct(seeds_path: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
-                      config: SelfInstructConfig | None = None, concurrency: int = 4, progress=None) -> SynthResult:
+                      config: SelfInstructConfig | None = None, concurrency: int = 4,
+                      progress: ProgressFn | None = None) -> SynthResult:
     """Self-Instruct from a seed-task file (Self-Instruct / BELLE JSONL shape)."""
     config = config or SelfInstructConfig()
     seeds = load_seed_tasks(seeds_path)  # before the model loads: a missing file fails at once
@@ -66,7 +68,7 @@ def run_self_instruct(seeds_path: str | Path, out_dir: str | Path, *, model: str
 
 def run_evol(data: str | Path, out_dir: str | Path, *, model: str, endpoint: str | None = None,
              config: EvolConfig | None = None, limit: int | None = None, concurrency: int = 4,
-             progress=None) -> SynthResult:
+             progress: ProgressFn | None = None) -> SynthResult:
     """Evol-Instruct over the first user turn of each record of any supported dataset."""
     config = config or EvolConfig()
     records, ingest_rejects = _read(data, INSTRUCTION_ONLY)

@@ -27,11 +27,15 @@ import string
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from oidkit.models.backends import Generation, GenerationRequest
 from oidkit.records import make_record, make_reject
 from oidkit.synth.novelty import NoveltyFilter
 from oidkit.text import script_language
+
+if TYPE_CHECKING:
+    from oidkit.core.progress import ProgressFn
 
 BLACKLIST = {
     "en": ["image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
@@ -226,8 +230,12 @@ def generate_after(backend, requests: list[GenerationRequest], earlier: list[Gen
     return [e if e.error else next(fresh) for e in earlier]
 
 
-def self_instruct(backend, seeds: list[SeedTask], config: SelfInstructConfig, progress=None) -> SynthResult:
-    """Run Self-Instruct until ``num_instructions`` new instructions are kept (or ``max_rounds`` pass)."""
+def self_instruct(backend, seeds: list[SeedTask], config: SelfInstructConfig,
+                  progress: ProgressFn | None = None) -> SynthResult:
+    """Run Self-Instruct until ``num_instructions`` new instructions are kept (or ``max_rounds`` pass).
+
+    ``progress("instructions kept", 1, num_instructions)`` is called per kept instruction (``core.progress``).
+    """
     rng = random.Random(config.seed)
     language = config.language
     novelty = NoveltyFilter(config.novelty_threshold, [s.instruction for s in seeds])
@@ -273,7 +281,7 @@ def self_instruct(backend, seeds: list[SeedTask], config: SelfInstructConfig, pr
                 novelty.add(instruction)
                 kept.append((instruction, meta))
                 if progress:
-                    progress(len(kept))
+                    progress("instructions kept", 1, config.num_instructions)
                 if len(kept) >= config.num_instructions:
                     break
             if len(kept) >= config.num_instructions:

@@ -1,6 +1,11 @@
 """The training config: one YAML file, ``key=value`` overrides (torchtune style), validated before any work.
 
-Example ``recipes/train_demo.yaml``::
+One config for both kinds of run, chosen by settings: ``model.init: pretrained`` (the default) fine-tunes
+``model.name`` on chat records (``data.kind: chat``); ``model.init: scratch`` builds a new Llama of the shape
+the ``model`` section gives and trains it on plain text (``data.kind: text``) with ``tokenizer``.
+``train.run.run_training`` dispatches on them; ``oid pretrain`` is ``oid train`` with ``model.init=scratch``.
+
+Example ``recipes/train_demo.yaml`` (fine-tuning; ``recipes/pretrain_tiny.yaml`` is the scratch one)::
 
     model: {name: smollm2-135m-instruct}
     data: {train: demo-out/curated/train.jsonl, max_seq_len: 512, packing: true}
@@ -15,10 +20,10 @@ Override from the command line with dotted keys: ``oid train cfg.yaml optim.lr=1
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from oidkit.atomic import write_atomic
 from oidkit.core.config import load_config
@@ -30,6 +35,9 @@ class Section(BaseModel):
 
 
 class ModelSection(Section):
+    """``model.init: pretrained``: the model to fine-tune."""
+
+    init: Literal["pretrained"] = "pretrained"
     name: str = Field(description="local folder, .gguf file, alias (oid models list) or downloaded hub id")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     impl: Literal["transformers", "oidkit"] = Field(
@@ -37,7 +45,24 @@ class ModelSection(Section):
         "Llama-architecture folders only); both save folders transformers loads")
 
 
+class ScratchModel(Section):
+    """``model.init: scratch``: the shape of a new Llama (``oidkit.models.llama``), random weights."""
+
+    init: Literal["scratch"]
+    dim: int = Field(128, gt=0)
+    n_layers: int = Field(4, gt=0)
+    n_heads: int = Field(4, gt=0)
+    n_kv_heads: int = Field(2, gt=0)
+    intermediate_size: int = Field(344, gt=0)
+    max_seq_len: int = Field(256, gt=8, description="context length; texts are cut into chunks of this many tokens")
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+
+
 class DataSection(Section):
+    """``data.kind: chat``: records, tokenised through a chat template with assistant masks."""
+
+    kind: Literal["chat"] = "chat"
     train: str | list[str]
     validation: str | list[str] | None = Field(None, description="validation records; else val_fraction of train")
     val_fraction: float = Field(0.0, ge=0.0, lt=1.0)
@@ -54,6 +79,32 @@ class DataSection(Section):
     packing: bool = True
     num_proc: int = Field(1, ge=1, description="processes that tokenise")
     cache_dir: str | None = Field(None, description="tokenisation cache (default: $OIDKIT_CACHE/tokenized)")
+
+
+class TextData(Section):
+    """``data.kind: text``: plain text, next-token loss on every token."""
+
+    kind: Literal["text"]
+    train: list[str] = Field(description="text files (.txt/.md, one text per paragraph) or record files")
+    validation: list[str] | None = None
+    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="texts held out when no validation is given")
+    max_texts: int | None = Field(None, gt=0, description="read only the first N texts of train")
+
+
+def _tagged(field: str, default: str, choices: str) -> Discriminator:
+    """Pick a section's class by its ``field`` (``model.init``, ``data.kind``), ``default`` when it is absent.
+
+    Tags read ``field=value``: error messages leave out location parts holding ``=`` (no key can), so a
+    problem reads ``model.dim``, not ``model.<tag>.dim``.
+    """
+    def tag(section: Any) -> str:
+        value = section.get(field, default) if isinstance(section, dict) else getattr(section, field, default)
+        return f"{field}={value}"
+
+    return Discriminator(tag, custom_error_type="invalid_choice", custom_error_message=f"{field} must be {choices}")
+
+
+SCRATCH_DEFAULTS = {"method": "full", "optim": {"lr": 3e-3, "warmup_steps": 20}}  # small models take large rates
 
 
 class LoraSection(Section):
@@ -93,15 +144,43 @@ class LoopSection(Section):
 
 
 class TrainConfig(Section):
-    model: ModelSection
-    data: DataSection
+    model: Annotated[Annotated[ModelSection, Tag("init=pretrained")] | Annotated[ScratchModel, Tag("init=scratch")],
+                     _tagged("init", "pretrained", "pretrained or scratch")]
+    data: Annotated[Annotated[DataSection, Tag("kind=chat")] | Annotated[TextData, Tag("kind=text")],
+                    _tagged("kind", "chat", "chat or text")]
+    tokenizer: str | None = Field(None, description="model.init=scratch: tokenizer folder (oid tokenizer train) or "
+                                  "model folder / alias")
     method: Literal["lora", "full"] = "lora"
     lora: LoraSection = LoraSection()
     optim: OptimSection = OptimSection()
     train: LoopSection
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scratch_defaults(cls, tree: Any) -> Any:
+        """A scratch run reads text and trains every weight at a higher rate unless the config says otherwise."""
+        model = tree.get("model") if isinstance(tree, dict) else None
+        if not (isinstance(model, dict) and model.get("init") == "scratch"):
+            return tree
+        tree = {**tree, "method": tree.get("method", SCRATCH_DEFAULTS["method"])}
+        if isinstance(tree.get("data"), dict):
+            tree["data"] = {"kind": "text", **tree["data"]}
+        if isinstance(tree.get("optim", {}), dict):
+            tree["optim"] = {**SCRATCH_DEFAULTS["optim"], **tree.get("optim", {})}
+        return tree
+
     @model_validator(mode="after")
-    def _eval_needs_data(self) -> TrainConfig:
+    def _settings_agree(self) -> TrainConfig:
+        scratch = self.model.init == "scratch"
+        if scratch != (self.data.kind == "text"):
+            raise ValueError(f"model.init={self.model.init} with data.kind={self.data.kind}: fine-tuning "
+                             "(init=pretrained) reads chat records, training from scratch reads text")
+        if scratch and not self.tokenizer:
+            raise ValueError("model.init=scratch needs tokenizer (a folder from oid tokenizer train)")
+        if scratch and self.method != "full":
+            raise ValueError("model.init=scratch trains every weight: method must be full")
+        if not scratch and self.tokenizer:
+            raise ValueError("tokenizer is for model.init=scratch; a pretrained model brings its own")
         wants_eval = self.train.eval_every or self.train.early_stopping_patience
         if wants_eval and not (self.data.validation or self.data.val_fraction):
             raise ValueError("train.eval_every / early_stopping_patience need data.validation or data.val_fraction")

@@ -1,4 +1,5 @@
-"""``oid pretrain``: train our readable Llama (``oidkit.models.llama``) from scratch on plain text.
+"""Training from scratch (``model.init: scratch``, ``data.kind: text``; ``oid pretrain``): our readable Llama
+(``oidkit.models.llama``) with random weights, on plain text.
 
 The objective is next-token prediction on every token: ``loss = -mean log p(x[t+1] | x[..t])``. Texts
 become examples of at most ``max_seq_len`` tokens (long texts are cut into chunks, each text ends with the
@@ -6,11 +7,12 @@ end-of-text token), examples are packed into rows, and the run goes through the 
 ``oid train``: ``packing.BatchSource`` and ``driver.drive`` (optimizer and schedule, resume, ``loop.train_loop``,
 checkpoints, ``core.runs.MetricsLog``, progress).
 
-Example ``recipes/pretrain_tiny.yaml``::
+Example ``recipes/pretrain_tiny.yaml`` (the config is ``train.config.TrainConfig``, as for fine-tuning)::
 
     tokenizer: demo-out/tokenizer            # oid tokenizer train ...
     data: {train: [corpus.txt], val_fraction: 0.05}
-    model: {dim: 128, n_layers: 4, n_heads: 4, n_kv_heads: 2, intermediate_size: 344, max_seq_len: 256}
+    model: {init: scratch, dim: 128, n_layers: 4, n_heads: 4, n_kv_heads: 2, intermediate_size: 344,
+            max_seq_len: 256}
     optim: {lr: 3.0e-3, warmup_steps: 20}
     train: {output_dir: demo-out/pretrain, batch_size: 8, max_steps: 300, eval_every: 50}
 """
@@ -22,44 +24,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from oidkit.atomic import atomic_folder, write_atomic
-from oidkit.core.config import load_config
 from oidkit.errors import InputError
 from oidkit.models.llama import LlamaConfig, LlamaModel, NextTokenView
-from oidkit.train.config import LoopSection, OptimSection, Section
-
-
-class PretrainData(Section):
-    train: list[str] = Field(description="text files (.txt/.md, one text per paragraph) or record files")
-    validation: list[str] | None = None
-    val_fraction: float = Field(0.05, ge=0.0, lt=1.0, description="texts held out when no validation is given")
-    max_texts: int | None = Field(None, gt=0, description="read only the first N texts of train")
-
-
-class ModelShape(Section):
-    dim: int = Field(128, gt=0)
-    n_layers: int = Field(4, gt=0)
-    n_heads: int = Field(4, gt=0)
-    n_kv_heads: int = Field(2, gt=0)
-    intermediate_size: int = Field(344, gt=0)
-    max_seq_len: int = Field(256, gt=8)
-    rope_theta: float = 10000.0
-    tie_embeddings: bool = True
-
-
-class PretrainConfig(Section):
-    tokenizer: str = Field(description="tokenizer folder (oid tokenizer train) or model folder / alias")
-    data: PretrainData
-    model: ModelShape = ModelShape()
-    optim: OptimSection = OptimSection(lr=3e-3, warmup_steps=20)
-    train: LoopSection
-
-
-def load_pretrain_config(path: str | Path, overrides: list[str] = ()) -> PretrainConfig:
-    """Read the YAML recipe, apply ``key=value`` overrides (as ``oid train`` does), validate."""
-    return load_config(path, overrides, PretrainConfig, label="pretraining config")
+from oidkit.train.config import TrainConfig
 
 
 def text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[dict]:
@@ -73,22 +41,18 @@ def text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[di
     return examples
 
 
-def run_pretraining(config: PretrainConfig, *, resume: bool = False, console: Any = None) -> dict[str, Any]:
+def pretrain(config: TrainConfig, *, resume: bool, console: Any) -> dict[str, Any]:
     """Train from scratch as configured; writes ``RUN/{final,best}/`` (HF folders), metrics and summary.
 
     ``resume``: continue from the latest ``RUN/checkpoints/step-N`` (written every ``train.save_every`` steps)
     exactly where it stopped: weights, optimizer, schedule, RNG and position in the data.
     """
-    from rich.console import Console
-
     from oidkit.core.progress import TrainProgress
     from oidkit.core.runs import read_metrics
     from oidkit.models.tokenizer import corpus_texts, load_tokenizer
-    from oidkit.train.driver import drive, finish_run, start_run, with_resolved_device
+    from oidkit.train.driver import drive, finish_run, start_run
     from oidkit.train.packing import BatchSource, eval_batches, pack_examples
 
-    console = console or Console(stderr=True)
-    config = with_resolved_device(config)
     t, shape = config.train, config.model
     run_dir = start_run(config, t)
 

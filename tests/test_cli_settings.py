@@ -1,0 +1,63 @@
+"""--config FILE and key=value settings of oid eval, oid synth and oid annotate: flags < file < overrides < flags
+typed, every bad key or value in one message, exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from typer.testing import CliRunner
+
+from oidkit.cli import app
+
+runner = CliRunner()
+
+
+def one_line(output: str) -> str:
+    return " ".join(output.split())
+
+
+def test_eval_names_every_bad_key_and_value_of_the_config_and_overrides(tmp_path):
+    data = tmp_path / "held_out.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "hello"}]}) + "\n")
+    config = tmp_path / "eval.yaml"
+    config.write_text("model: m\nlimit: many\n")
+    result = runner.invoke(app, ["eval", str(data), "--config", str(config), "max_new_tokenz=3", "tokens=some"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    text = one_line(result.output)
+    assert f"{config}: invalid eval settings:" in text
+    assert "limit: Input should be a valid integer" in text
+    assert "tokens: Input should be 'assistant' or 'all'" in text
+    assert "max_new_tokenz: Extra inputs are not permitted" in text
+    result = runner.invoke(app, ["eval", str(data), "--config", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "missing.yaml: file not found" in one_line(result.output)
+
+
+def test_synth_required_settings_may_come_from_the_file_and_are_named_when_missing(tmp_path):
+    result = runner.invoke(app, ["synth", "respond", str(tmp_path / "in.jsonl"), "max_tokens=3"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    text = one_line(result.output)
+    assert "invalid respond settings: out: Field required model: Field required" in text
+    result = runner.invoke(app, ["annotate", str(tmp_path / "in.jsonl"), "concurrency=two", "-o", "o", "--model", "m"])
+    assert result.exit_code == 2 and "concurrency: Input should be a valid integer" in one_line(result.output)
+
+
+def test_self_instruct_takes_the_file_then_overrides_then_typed_flags(tmp_path, tiny_model_path):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"id": f"s{i}", "instruction": f"Name a colour number {i}.",
+                                         "instances": [{"input": "", "output": "red"}]}) + "\n" for i in range(10)))
+    config = tmp_path / "si.yaml"
+    config.write_text(yaml.safe_dump({"seeds": str(seeds), "model": str(tiny_model_path), "out": str(tmp_path / "o"),
+                                      "num": 1, "max_rounds": 1, "requests_per_round": 1, "max_tokens": 64,
+                                      "instance_max_tokens": 4, "seed": 5}))
+    result = runner.invoke(app, ["synth", "self-instruct", "--config", str(config), "max_tokens=16", "seed=6",
+                                 "--max-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tmp_path / "o" / "funnel.json").read_text())
+    assert settings["seeds"] == str(seeds) and settings["model"] == str(tiny_model_path)
+    chosen = settings["config"]
+    assert (chosen["num_instructions"], chosen["max_rounds"], chosen["instance_max_tokens"]) == (1, 1, 4)  # file
+    assert chosen["seed"] == 6  # the override beats the file
+    assert chosen["max_tokens"] == 8  # the flag typed beats both
+    assert chosen["temperature"] == 0.7  # neither: the flag's default
