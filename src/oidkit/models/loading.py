@@ -92,7 +92,7 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str 
         from oidkit.models.quantize import calibration_tokens, quantize_int8
 
         # dynamic int8 rounds activations too: smoothing them on the packaged text first halves its cost
-        calibration = calibration_tokens(tokenizer).to(device) if int8 == "dynamic" else None
+        calibration = calibration_tokens(tokenizer) if int8 == "dynamic" else None  # int8 runs on CPU
         model = quantize_int8(model, mode=int8, calibration=calibration)
     model.eval()
     return model, tokenizer
