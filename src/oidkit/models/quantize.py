@@ -142,6 +142,8 @@ def smooth_activations(model: nn.Module, calibration: torch.Tensor, alpha: float
     differ from the original's (a norm that is not ``weight * normalised``), in which case nothing changes.
     """
     groups = _norm_linear_groups(model)
+    if not groups:
+        return 0
     input_absmax: dict[int, torch.Tensor] = {}
 
     def record(linear: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
@@ -169,7 +171,7 @@ def smooth_activations(model: nn.Module, calibration: torch.Tensor, alpha: float
             for linear in linears:
                 linear.weight.mul_(scale)
         smoothed = _logits(model, calibration[:, :CHECKED_POSITIONS])  # a short check: half the time of a full one
-        if groups and torch.allclose(smoothed, reference, rtol=1e-3, atol=1e-3 * float(reference.abs().max())):
+        if torch.allclose(smoothed, reference, rtol=1e-3, atol=1e-3 * float(reference.abs().max())):
             return len(groups)
         for (norm, linears), (norm_weight, linear_weights) in zip(groups, saved, strict=True):  # undo
             norm.weight.copy_(norm_weight)
