@@ -1,7 +1,8 @@
 """Our readable Llama against transformers' LlamaForCausalLM on SmolLM2-135M, same inputs, one run.
 
 Measures forward tokens/s on a sequence of real text, greedy decoding tokens/s with the KV cache (and checks
-both produce the same tokens), and our int8 copies (weight-only and dynamic) for speed and perplexity.
+both produce the same tokens), and our int8 copies (weight-only, dynamic, and dynamic after SmoothQuant on the
+packaged calibration text) for speed and perplexity on the same held-out text.
 Decoding one token reads every weight matrix once, so the memory bound is (copy bandwidth measured in the same
 run) / (bytes of Linear weights): decode tokens/s is also reported as a share of it.
 
@@ -39,7 +40,7 @@ def main() -> None:
 
     from oidkit.models import resolve_model
     from oidkit.models.llama import LlamaModel
-    from oidkit.models.quantize import linear_weight_bytes, quantize_int8
+    from oidkit.models.quantize import calibration_tokens, linear_weight_bytes, quantize_int8
 
     folder = resolve_model("smollm2-135m-instruct")
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -58,6 +59,7 @@ def main() -> None:
         same_tokens = ours_out.tolist() == theirs_out.tolist()
         max_logit_diff = float((ours(tokens) - theirs(tokens).logits).abs().max())
         int8 = {mode: quantize_int8(ours, mode) for mode in ("weight", "dynamic")}
+        int8["dynamic smoothed"] = quantize_int8(ours, "dynamic", calibration_tokens(tokenizer))
         forward = median_seconds({"transformers": lambda: theirs(tokens), "ours": lambda: ours(tokens),
                                   **{mode: lambda m=m: m(tokens) for mode, m in int8.items()}}, repeats)
         decode = median_seconds({

@@ -733,7 +733,8 @@ class Quantize(str, Enum):
 
 
 QUANTIZE_HELP = ("int8: weight-only int8 (1/4 of the weight memory, ~+1% perplexity, slower); int8-dynamic: "
-                 "int8 matmuls with per-token activation scales (faster, ~+3% perplexity). "
+                 "int8 matmuls with per-token activation scales, outliers first smoothed into the weights on packaged "
+                 "calibration text (faster, ~+1% perplexity). "
                  "Same as appending @int8 to the model name.")
 
 
