@@ -39,18 +39,29 @@ def test_fused_cross_entropy_equals_full_logits(chunk_rows, weight_grad):
     labels = torch.randint(0, 50, (3, 7), generator=g)
     labels[0, :4] = IGNORE_INDEX
     scale = 0.37  # the loop divides by the target count: backward must carry the incoming gradient
-    (scale * target_cross_entropy(hidden, head, labels, chunk_rows)).backward()
+    fused = target_cross_entropy(hidden, head, labels, chunk_rows)
+    (scale * fused).backward()
     ours, ours_weight = hidden.grad.clone(), head.weight.grad
     hidden.grad, head.weight.grad = None, None
     expected = full_logits_loss(head(hidden), labels)
     (scale * expected).backward()
     no_grad_path = target_cross_entropy(hidden.detach(), head, labels, chunk_rows)  # evaluation
     assert float(no_grad_path) == pytest.approx(float(expected), rel=1e-5)
+    assert float(fused) == pytest.approx(float(expected), rel=1e-5)
     torch.testing.assert_close(ours, hidden.grad, rtol=1e-5, atol=1e-6)
     if weight_grad:
         torch.testing.assert_close(ours_weight, head.weight.grad, rtol=1e-5, atol=1e-6)
     else:
         assert ours_weight is None
+
+
+def test_fused_cross_entropy_without_any_label_gives_zero_loss_and_zero_gradients():
+    hidden = torch.randn(2, 5, 16, requires_grad=True)
+    head = torch.nn.Linear(16, 50, bias=False)
+    loss = target_cross_entropy(hidden, head, torch.full((2, 5), IGNORE_INDEX))
+    loss.backward()
+    assert float(loss) == 0.0
+    assert not hidden.grad.any() and not head.weight.grad.any() and head.weight.grad.dtype == torch.float32
 
 
 def assert_same_loss_and_grads(loss_model: torch.nn.Module, logits_of, batch: dict) -> None:

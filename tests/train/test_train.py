@@ -17,7 +17,7 @@ from oidkit.errors import ConfigError
 from oidkit.io import write_jsonl
 from oidkit.models.export import export_merged
 from oidkit.train.config import load_train_config
-from oidkit.train.optim import lr_multiplier
+from oidkit.train.optim import build_optimizer, lr_multiplier
 from oidkit.train.run import run_training
 
 
@@ -85,6 +85,30 @@ def test_schedules_warm_up_then_decay_to_the_floor():
     assert cosine[6] == pytest.approx(0.55)  # half way through the decay: the mean of 1 and 0.1
     assert lr_multiplier(6, total_steps=10, warmup_steps=2, schedule="linear", min_ratio=0.0) == pytest.approx(0.5)
     assert lr_multiplier(9, total_steps=10, schedule="constant") == 1.0
+
+
+
+def test_optimizer_is_fused_and_steps_like_the_multi_tensor_adamw():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 4))
+    reference = torch.nn.Sequential(*(type(m)(*m.normalized_shape) if isinstance(m, torch.nn.LayerNorm)
+                                      else torch.nn.Linear(m.in_features, m.out_features) for m in model))
+    reference.load_state_dict(model.state_dict())
+    start = [p.detach().clone() for p in model.parameters()]
+    ours = build_optimizer(model, lr=1e-2, weight_decay=0.1)
+    assert all(group["fused"] for group in ours.param_groups)
+    foreach = torch.optim.AdamW([{"params": [p for p in reference.parameters() if p.ndim >= 2], "weight_decay": 0.1},
+                                 {"params": [p for p in reference.parameters() if p.ndim < 2], "weight_decay": 0.0}],
+                                lr=1e-2, betas=(0.9, 0.95), foreach=True)
+    x = torch.randn(32, 8)
+    for _ in range(5):
+        for net, optimizer in ((model, ours), (reference, foreach)):
+            net(x).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for fused_p, foreach_p, before in zip(model.parameters(), reference.parameters(), start, strict=True):
+        torch.testing.assert_close(fused_p, foreach_p, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(fused_p, before)  # the optimizer did move it
 
 
 def train_losses(run_dir) -> list[float]:

@@ -31,19 +31,27 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
                 chunk_rows: int) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden)
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
+        grad_weight = None
+        matrix = weight.to(hidden.dtype)  # a copy only under autocast
         for start in range(0, hidden.shape[0], chunk_rows):
             h, y = hidden[start:start + chunk_rows], labels[start:start + chunk_rows]
-            logits = (h @ weight.to(h.dtype).T).float()
-            log_norm = logits.logsumexp(-1)
-            total += (log_norm - logits.gather(1, y[:, None])[:, 0]).sum()
-            # d loss / d logits = softmax - one_hot(label), built in place in the logits' memory
-            grad = logits.sub_(log_norm[:, None]).exp_()
+            logits = (h @ matrix.T).float()
+            # softmax in place in the logits' memory (logsumexp would allocate two more tensors this size)
+            label_logits = logits.gather(1, y[:, None])[:, 0]
+            row_max = logits.amax(-1)
+            probs = logits.sub_(row_max[:, None]).exp_()
+            row_sum = probs.sum(-1)
+            total += (row_sum.log() + row_max - label_logits).sum()
+            # d loss / d logits = softmax - one_hot(label)
+            grad = probs.div_(row_sum[:, None])
             grad[torch.arange(len(y), device=y.device), y] -= 1
             grad = grad.to(h.dtype)
-            grad_hidden[start:start + chunk_rows] = grad @ weight.to(h.dtype)
-            if grad_weight is not None:
-                grad_weight += (grad.T @ h).float()
+            torch.mm(grad, matrix, out=grad_hidden[start:start + chunk_rows])
+            if ctx.needs_input_grad[1]:
+                part = grad.T @ h
+                grad_weight = part.float() if grad_weight is None else grad_weight.add_(part)
+        if ctx.needs_input_grad[1] and grad_weight is None:  # no labelled position at all
+            grad_weight = torch.zeros_like(weight, dtype=torch.float32)
         ctx.save_for_backward(grad_hidden, grad_weight)
         ctx.weight_dtype = weight.dtype
         return total
