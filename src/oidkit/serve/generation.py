@@ -43,10 +43,13 @@ class Delta:
 
 
 def load_serving_model(name_or_path: str | Path) -> tuple[Any, Any]:
-    """The one place serve and chat load a model (a quantised variant plugs in here)."""
+    """The one place serve and chat load a model (a quantised variant plugs in here). Float Linear weights
+    are stored transposed (``models.transposed``): decoding one token reads them 1.2-1.7x faster on CPU."""
     from oidkit.models import load_model
+    from oidkit.models.transposed import transpose_linears
 
-    return load_model(name_or_path)
+    model, tokenizer = load_model(name_or_path)
+    return transpose_linears(model), tokenizer
 
 
 def served_model_name(name_or_path: str | Path) -> str:
