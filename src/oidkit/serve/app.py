@@ -478,9 +478,12 @@ async def chat_completion(served: Served, request: ChatRequest, http: Request) -
     messages = template_messages(request.messages)
     if served.default_system and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": served.default_system})
-    text = await run_in_threadpool(served.tokenizer.apply_chat_template, messages,
-                                   tools=tools, tokenize=False, add_generation_prompt=True)
-    [prompt_ids] = await tokenize(served, [text])
+
+    def template_and_tokenize() -> list[int]:  # one worker-thread hop for both: each hop delays the first token
+        text = served.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+        return served.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    prompt_ids = await run_in_threadpool(template_and_tokenize)
     params = sampling_params(served, request, len(prompt_ids), request.max_completion_tokens or request.max_tokens,
                              "messages")
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served.name,
