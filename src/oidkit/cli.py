@@ -679,6 +679,7 @@ def serve_command(
     and a chat page in the browser at / (streaming, system prompt, temperature, copy, regenerate).
 
     Concurrent requests are batched: each forward pass decodes the next token of every running completion.
+    Float Linear weights are held transposed, which decodes faster on CPU (a tied head costs a copy).
     Chat takes tools/tool_choice (templates that read tools; calls parsed back into tool_calls) and
     logprobs/top_logprobs.
 
