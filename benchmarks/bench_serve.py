@@ -100,7 +100,7 @@ def loop_one(model, tokenizer, prompt: str, max_tokens: int) -> tuple[float, flo
     return first - started, end - first, tokens
 
 
-def single_client(model, tokenizer, client, max_tokens: int, repeats: int) -> tuple[dict, dict]:
+def single_client(model, plain, tokenizer, client, max_tokens: int, repeats: int) -> tuple[dict, dict]:
     """One client: server, our loop without HTTP and ``generate`` alternate, prompt by prompt, ``repeats``
     rounds; medians."""
     ours: dict[str, list[float]] = {"ttft_s": [], "decode_tok_s": [], "loop_ttft_s": [], "loop_decode_tok_s": []}
@@ -113,8 +113,8 @@ def single_client(model, tokenizer, client, max_tokens: int, repeats: int) -> tu
             ttft, after, tokens = loop_one(model, tokenizer, prompt, max_tokens)
             ours["loop_ttft_s"].append(ttft)
             ours["loop_decode_tok_s"].append((tokens - 1) / max(after, 1e-9))
-            first = hf_generate(model, tokenizer, [prompt], 1)[0]
-            seconds, tokens = hf_generate(model, tokenizer, [prompt], max_tokens)
+            first = hf_generate(plain, tokenizer, [prompt], 1)[0]
+            seconds, tokens = hf_generate(plain, tokenizer, [prompt], max_tokens)
             peer["ttft_s"].append(first)
             peer["decode_tok_s"].append((tokens - 1) / max(seconds - first, 1e-9))
     return ({k: statistics.median(v) for k, v in ours.items()}, {k: statistics.median(v) for k, v in peer.items()})
@@ -162,26 +162,30 @@ def main() -> None:
     import openai
     import torch
 
+    from oidkit.models import load_model
     from oidkit.models.quantize import linear_weight_bytes
     from oidkit.serve.generation import load_serving_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model, tokenizer = load_serving_model(args.model)
-    hf_generate(model, tokenizer, PROMPTS[:1], 2)  # warm-up
+    # ours: the one-row layout of oid chat and oid serve --max-batch-size 1 (Linear weights transposed); the
+    # concurrent-clients figure below runs on it too, where the default oid serve keeps the plain layout
+    model, tokenizer = load_serving_model(args.model, one_row=True)
+    plain, _ = load_model(args.model)  # the peer: the model as transformers loads it
+    hf_generate(plain, tokenizer, PROMPTS[:1], 2)  # warm-up
     url, server, thread = start_server(model, tokenizer)
     client = openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=600)
     try:
         stream_one(client, PROMPTS[0], 2)  # warm-up
-        ours, peer = single_client(model, tokenizer, client, max_tokens, repeats)
+        ours, peer = single_client(model, plain, tokenizer, client, max_tokens, repeats)
         ours.update(concurrent_clients(client, max_tokens))
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-    seconds, tokens = hf_generate(model, tokenizer, PROMPTS, max_tokens)
+    seconds, tokens = hf_generate(plain, tokenizer, PROMPTS, max_tokens)
     peer.update({"concurrent_ttft_s": None, "concurrent_tok_s": tokens / seconds})
     parts = ttft_parts(model, tokenizer, repeats)
-    bound = copy_bandwidth(repeats) / linear_weight_bytes(model)
+    bound = copy_bandwidth(repeats) / linear_weight_bytes(plain)
     for side in (ours, peer):
         side["decode_share_of_bound"] = side["decode_tok_s"] / bound
     ours["loop_decode_share_of_bound"] = ours["loop_decode_tok_s"] / bound
@@ -202,7 +206,7 @@ def main() -> None:
     print_table(f"oid serve vs transformers generate ({args.model}, {max_tokens} new tokens, greedy, "
                 f"{args.threads} thread(s), medians of {repeats} rounds; ratio > 1 means the server is better)",
                 ["measure", "oid serve", "transformers", "ratio"], rows)
-    print(f"decode bound {bound:.1f} tokens/s (copy bandwidth / {linear_weight_bytes(model) / 1e6:.0f} MB of weights)")
+    print(f"decode bound {bound:.1f} tokens/s (copy bandwidth / {linear_weight_bytes(plain) / 1e6:.0f} MB of weights)")
     print("our TTFT in the server's process: " + ", ".join(f"{k} {v * 1000:.2f} ms" for k, v in parts.items()))
     write_figures(args.out, {"model": args.model, "max_tokens": max_tokens, "threads": args.threads,
                              "repeats": repeats, "decode_bound_tok_s": bound, "ttft_parts_s": parts,

@@ -15,6 +15,7 @@ import torch
 from conftest import serving
 from oidkit.models import load_model
 from oidkit.models.quantize import quantize_int8
+from oidkit.models.transposed import transpose_linears
 from oidkit.serve.app import create_app
 from oidkit.serve.ask import ask
 from oidkit.serve.chat import chat_loop
@@ -24,6 +25,7 @@ from oidkit.serve.generation import (
     SamplingParams,
     end_token_ids,
     generate_stream,
+    load_serving_model,
     make_generator,
 )
 
@@ -428,12 +430,27 @@ def test_chat_command_reads_stdin(tiny_model_path, quantize):
     assert result.output.count("> ") == 4 and "(system prompt set; conversation reset)" in result.output
 
 
+def test_transposed_weights_decode_the_tokens_generate_gives(lively_model):
+    """What the server runs (``load_serving_model`` stores Linear weights transposed) against transformers
+    ``generate`` on the untouched model, prompt by prompt and batched."""
+    model, tokenizer = lively_model
+    served = transpose_linears(copy.deepcopy(model))
+    prompts = question_ids(tokenizer)
+    greedy = [SamplingParams(max_tokens=16, temperature=0)] * len(prompts)
+    alone, together = alone_and_together(served, tokenizer, prompts, greedy)
+    end_ids = end_token_ids(model, tokenizer)
+    expected = [[t for t in hf_greedy_ids(model, tokenizer, p, 16) if t not in end_ids] for p in prompts]
+    assert [c.tokens for c in alone] == expected
+    assert [c.tokens for c in together] == expected
+    assert len({tuple(e) for e in expected}) > 1  # the prompts decode differently: the check can fail
+
+
 @pytest.mark.real
 def test_smollm2_greedy_stream_equals_transformers_generate(smollm2_gguf):
     real = load_model("smollm2-135m-instruct")
     messages = [{"role": "user", "content": "Name three primary colours."}]
     prompt_tokens, expected, _ = hf_greedy(real, messages, 24)
-    model, tokenizer = real
+    model, tokenizer = load_serving_model("smollm2-135m-instruct", one_row=True)  # what oid chat runs: transposed
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     assert len(ids) == prompt_tokens

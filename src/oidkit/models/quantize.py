@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oidkit.models.transposed import TransposedLinear
+
 Mode = Literal["weight", "dynamic"]
 
 
@@ -201,11 +203,13 @@ def quantize_int8(model: nn.Module, mode: Mode = "weight", calibration: torch.Te
 
 
 def linear_weight_bytes(model: nn.Module) -> int:
-    """Bytes held by the Linear weights (float or our int8), to show the memory saved."""
+    """Bytes held by the Linear weights (float, transposed float or our int8), to show the memory saved."""
     total = 0
     for module in model.modules():
         if isinstance(module, nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
+        elif isinstance(module, TransposedLinear):
+            total += module.weight_t.numel() * module.weight_t.element_size()
         elif isinstance(module, Int8Linear):
             total += module.weight_int8.numel() + module.scale.numel() * module.scale.element_size()
         elif isinstance(module, DynamicInt8Linear):  # counted once: the packed copy for fbgemm doubles it

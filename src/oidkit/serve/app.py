@@ -478,9 +478,12 @@ async def chat_completion(served: Served, request: ChatRequest, http: Request) -
     messages = template_messages(request.messages)
     if served.default_system and not any(m["role"] == "system" for m in messages):
         messages.insert(0, {"role": "system", "content": served.default_system})
-    text = await run_in_threadpool(served.tokenizer.apply_chat_template, messages,
-                                   tools=tools, tokenize=False, add_generation_prompt=True)
-    [prompt_ids] = await tokenize(served, [text])
+
+    def template_and_tokenize() -> list[int]:  # one worker-thread hop for both: each hop delays the first token
+        text = served.tokenizer.apply_chat_template(messages, tools=tools, tokenize=False, add_generation_prompt=True)
+        return served.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    prompt_ids = await run_in_threadpool(template_and_tokenize)
     params = sampling_params(served, request, len(prompt_ids), request.max_completion_tokens or request.max_tokens,
                              "messages")
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": served.name,
@@ -593,7 +596,7 @@ def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, 
     from oidkit.models.loading import split_quantize
     from oidkit.serve.generation import load_serving_model, served_model_name
 
-    model, tokenizer = load_serving_model(name_or_path, device=device)
+    model, tokenizer = load_serving_model(name_or_path, device=device, one_row=max_batch_size == 1)
     default_system = read_app_prompt(resolve_model(split_quantize(name_or_path)[0]))
     app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_batch_size=max_batch_size,
                      max_queue=max_queue, max_body_bytes=max_body_bytes, default_system=default_system)
