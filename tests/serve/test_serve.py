@@ -482,3 +482,13 @@ def test_an_application_model_answers_with_its_stored_system_prompt(tiny_model):
     assert bare.usage.prompt_tokens == len(chat_ids(tokenizer, with_system))  # the stored prompt came first
     assert own.usage.prompt_tokens == len(chat_ids(tokenizer, [{"role": "system", "content": "Be brief."},
                                                                *MESSAGES]))  # a client's own system message wins
+
+
+def test_only_one_row_decoding_stores_weights_transposed(tiny_model_path):
+    """The batching server keeps nn.Linear (4-8 rows are slower transposed); oid chat's one row transposes."""
+    from oidkit.models.transposed import TransposedLinear
+
+    batched, _ = load_serving_model(str(tiny_model_path))
+    one_row, _ = load_serving_model(str(tiny_model_path), one_row=True)
+    assert not any(isinstance(m, TransposedLinear) for m in batched.modules())
+    assert any(isinstance(m, TransposedLinear) for m in one_row.modules())
