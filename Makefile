@@ -40,7 +40,10 @@ demo-theory: $(STAMP)
 
 # The three applications end to end in quick size (docs/apps.md): service assistant, summarisation, translation.
 apps: $(STAMP)
-	for name in translate summarise service; do $(OID) app run $$name --quick --out $(OUT)/apps/$$name || exit 1; done
+	@if [ ! -d "$${OIDKIT_SHARED_DATA:-../shared/data}/apps" ]; then \
+		echo "make apps: skipped: no shared data folder with apps/ (set OIDKIT_SHARED_DATA or place it at ../shared/data)"; \
+	else for name in translate summarise service; do \
+		$(OID) app run $$name --quick --out $(OUT)/apps/$$name || exit 1; done; fi
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh
