@@ -9,6 +9,14 @@ import pytest
 from oidkit.io import read_records, write_records
 from oidkit.records import ROLES, conversation_problems, extend_role_map
 
+# an OpenAI conversation with one tool call, its result and the answer
+ADD_TOOL_CALL = [{"role": "user", "content": "2+2?"},
+                 {"role": "assistant", "content": None,
+                  "tool_calls": [{"id": "c1", "type": "function",
+                                  "function": {"name": "add", "arguments": "{\"a\": 2}"}}]},
+                 {"role": "tool", "content": "4", "tool_call_id": "c1"},
+                 {"role": "assistant", "content": "4"}]
+
 ALPACA_ROWS = [
     {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
     {"instruction": "Name a prime.", "input": "", "output": "7"},
@@ -107,12 +115,7 @@ def test_sharegpt_with_tools_to_openai_uses_openai_tool_call_shape(tmp_path):
 
 
 def test_openai_chat_round_trip_keeps_null_content_and_extra_keys(tmp_path):
-    rows = [{"messages": [{"role": "user", "content": "2+2?"},
-                          {"role": "assistant", "content": None,
-                           "tool_calls": [{"id": "c1", "type": "function",
-                                           "function": {"name": "add", "arguments": "{\"a\": 2}"}}]},
-                          {"role": "tool", "content": "4", "tool_call_id": "c1"},
-                          {"role": "assistant", "content": "4"}],
+    rows = [{"messages": ADD_TOOL_CALL,
              "tools": [{"type": "function", "function": {"name": "add"}}]}]
     records = list(read_records(write_json(tmp_path / "x", rows, jsonl=True)))
     assert records[0]["source"]["format"] == "openai"
@@ -186,12 +189,7 @@ def test_alpaca_writer_rejects_tool_turns_it_cannot_hold(tmp_path):
 
 
 def test_openai_tool_calls_to_sharegpt_use_function_call_turns(tmp_path):
-    rows = [{"messages": [{"role": "user", "content": "2+2?"},
-                          {"role": "assistant", "content": None,
-                           "tool_calls": [{"id": "c1", "type": "function",
-                                           "function": {"name": "add", "arguments": "{\"a\": 2}"}}]},
-                          {"role": "tool", "content": "4", "tool_call_id": "c1"},
-                          {"role": "assistant", "content": "4"}]}]
+    rows = [{"messages": ADD_TOOL_CALL}]
     records = list(read_records(write_json(tmp_path / "x", rows, jsonl=True)))
     [out] = write_records(records, tmp_path / "out.sharegpt.json")
     [row] = json.loads(out.read_text())
