@@ -51,7 +51,7 @@ def _folded(text: str) -> str:
 def slot_mention(output: str, values: list[str]) -> float | None:
     """Share of ``values`` found in ``output`` (ignoring case, width, whitespace and punctuation); None when there
     are no values."""
-    wanted = {_folded(v) for v in values if _folded(v)}
+    wanted = {folded for folded in map(_folded, values) if folded}
     if not wanted:
         return None
     said = _folded(output)
