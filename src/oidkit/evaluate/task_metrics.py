@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from oidkit.evaluate.metrics import RougeTokenizer, bleu_tokenizer
+from oidkit.evaluate.metrics import bleu_tokenizer, rouge
 
 
 def sentence_bleu(output: str, reference: str) -> float:
@@ -31,14 +31,7 @@ def sentence_chrf(output: str, reference: str) -> float:
 
 def multi_reference_rouge(output: str, references: list[str], chinese: str = "char") -> dict[str, float]:
     """ROUGE-1/2/L F-measure (0-1) of ``output`` against each reference, averaged over the references."""
-    from rouge_score.rouge_scorer import RougeScorer
-
-    scorer = RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=RougeTokenizer(chinese))
-    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
-    for reference in references:
-        for name, score in scorer.score(reference, output).items():
-            totals[name] += score.fmeasure
-    return {name: total / max(len(references), 1) for name, total in totals.items()}
+    return rouge([output] * len(references), references, chinese)
 
 
 def _folded(text: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 from collections import Counter
@@ -19,7 +18,7 @@ from oidkit.io.formats import RowProblem
 from oidkit.io.outputs import incomplete_outputs, refuse_overwriting_inputs
 from oidkit.io.read import ReadStats, read_records
 from oidkit.io.repair import REPAIRS
-from oidkit.io.writers import check_dataset_info, shard_path, write_dataset_info, write_records
+from oidkit.io.writers import check_dataset_info, stale_shards, write_dataset_info, write_records
 from oidkit.records import make_reject
 
 LANGUAGE_SAMPLE = 300
@@ -74,8 +73,7 @@ def convert(
     if dataset_info:
         check_dataset_info(out, out_format, shard_size)
     rejects_path = Path(rejects) if rejects else rejects_path_for(out)
-    existing_shards = itertools.takewhile(Path.exists, (shard_path(out, n) for n in itertools.count())) \
-        if shard_size else ()
+    existing_shards = stale_shards(out, 0) if shard_size else ()
     refuse_overwriting_inputs([out, rejects_path, *existing_shards], inputs)
     with atomic_path(rejects_path) as rejects_temp, open(rejects_temp, "wb") as rejects_file:
         def keep_reject(reject: dict) -> None:

@@ -48,10 +48,11 @@ def load_serving_model(name_or_path: str | Path, device: str = "cpu", one_row: b
     --max-batch-size 1``); float Linear weights are then stored transposed (``models.transposed``), which reads
     them 1.2-1.7x faster for one row on CPU but 0.8x for 4-8 rows (measured, docs/performance.md)."""
     from oidkit.models import load_model
+    from oidkit.models.device import model_device
     from oidkit.models.transposed import transpose_linears
 
     model, tokenizer = load_model(name_or_path, device=device)
-    if one_row and next(model.parameters()).device.type == "cpu":
+    if one_row and model_device(model).type == "cpu":
         model = transpose_linears(model)
     return model, tokenizer
 
