@@ -357,8 +357,7 @@ def write_records(
 
 # LLaMA-Factory's dataset_info.json: how each of our formats is described to ``llamafactory-cli train``.
 DATASET_INFO_COLUMNS = {
-    "alpaca": {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
-               "history": "history"},
+    "alpaca": INSTRUCTION_FORMATS["alpaca"],  # LLaMA-Factory's alpaca columns are the ones we read
     "sharegpt": {"messages": "conversations", "system": "system", "tools": "tools"},
     "openai": {"messages": "messages", "system": "system", "tools": "tools"},
 }
