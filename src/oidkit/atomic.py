@@ -114,12 +114,7 @@ def atomic_folder(path: str | Path, *, owned: bool = False) -> Iterator[Path]:
     folders (checkpoints, ``RUN/best``) are ours to replace whatever they hold.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    temp = temp_path(path)
-    shutil.rmtree(temp, ignore_errors=True)
-    temp.mkdir()
-    try:
+    with temp_folder(path) as temp:
         yield temp
         if path.is_dir() and not owned:
             foreign = sorted({p.name for p in path.iterdir()} - {p.name for p in temp.iterdir()})
@@ -135,5 +130,29 @@ def atomic_folder(path: str | Path, *, owned: bool = False) -> Iterator[Path]:
             os.replace(path, old)
         os.replace(temp, path)
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temp_folder(path: str | Path) -> Iterator[Path]:
+    """A fresh hidden folder beside ``path`` (``.NAME.tmp-PID``; leftovers of killed runs removed first),
+    deleted when the block ends, whatever happens: what the block keeps it must move out."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    temp = temp_path(path)
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir()
+    try:
+        yield temp
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source``, or an atomic copy where links cannot be made (another file
+    system, a file system without them)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        with atomic_path(target) as temp:
+            shutil.copyfile(source, temp)

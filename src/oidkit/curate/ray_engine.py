@@ -22,11 +22,9 @@ starts a local instance.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
-import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +32,7 @@ import numpy as np
 import orjson
 import ray
 
-from oidkit.atomic import atomic_folder, remove_leftovers, temp_path, write_atomic
+from oidkit.atomic import atomic_folder, link_or_copy, temp_folder, write_atomic
 from oidkit.curate.base import GlobalOp, Operator
 from oidkit.curate.batch import Tally, apply_decisions, read_accounting, run_batch
 from oidkit.errors import OidError
@@ -168,19 +166,6 @@ def _worker_cpus() -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
-@contextlib.contextmanager
-def _staging(base: Path) -> Iterator[Path]:
-    """A hidden folder beside ``base`` (``.kept.jsonl.tmp-PID``) for the parts; removed whatever happens."""
-    remove_leftovers(base)  # parts of a killed run
-    folder = temp_path(base)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 class RayEngine:
     """Same interface as ``LocalEngine``: start / run_step / save / load / iter_records."""
 
@@ -271,7 +256,7 @@ class RayEngine:
             blocks = self.dataset.repartition(target_num_rows_per_block=shard_size)
         else:
             blocks = self.dataset.repartition(_worker_cpus())
-        with _staging(path) as staging:
+        with temp_folder(path) as staging:
             parts = _write_parts(blocks, "record", staging, "".join(path.suffixes), format)
             shards = _publish_parts(path, staging, [(staging / name, count) for name, count in parts], format)
         return shards, sum(count for _, count in parts)
@@ -279,15 +264,12 @@ class RayEngine:
     def write_rejects(self, path: Path, step_folders: list[Path]) -> list[Path]:
         """Every step's reject parts, in step order, as one shard set: the parts the workers wrote into the
         checkpoints are linked (copied across file systems) into the staging folder and published."""
-        with _staging(path) as staging:
+        with temp_folder(path) as staging:
             parts = []
             for folder in step_folders:
                 for name, count in orjson.loads((folder / "rejects" / PARTS).read_bytes()):
                     staged = staging / f"{len(parts):05d}-{name}"
-                    try:
-                        os.link(folder / "rejects" / name, staged)
-                    except OSError:
-                        shutil.copyfile(folder / "rejects" / name, staged)
+                    link_or_copy(folder / "rejects" / name, staged)
                     parts.append((staged, count))
             return _publish_parts(path, staging, parts, "jsonl")
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import chain
@@ -11,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from oidkit.atomic import atomic_path, write_atomic
+from oidkit.atomic import link_or_copy, write_atomic
 from oidkit.errors import InputError
 from oidkit.io import read_jsonl, read_records
 from oidkit.io.files import expand_paths
@@ -103,11 +101,7 @@ def link_data(data: list[Path], out: Path) -> list[str]:
             continue
         folder.mkdir(parents=True, exist_ok=True)
         target.unlink(missing_ok=True)
-        try:
-            os.link(source, target)
-        except OSError:
-            with atomic_path(target) as temp:
-                shutil.copyfile(source, temp)
+        link_or_copy(source, target)
         linked.append(target.relative_to(out).as_posix())
     return linked
 
