@@ -63,6 +63,10 @@ def test_service_ingest_on_the_real_sgd_files(shared_data):
         assert roles[0] == "system" and roles[1] == "user" and roles[-1] == "assistant" and len(roles) <= 6
     with_values = [r for r in built.test if r["meta"]["slot_values"]]
     assert len(with_values) > 100
+    # the model is given what the reference turn acts on: every value is in the service result line before it
+    for item in with_values:
+        result_line = item["messages"][-2]["content"].rsplit("Service result: ", 1)[1]
+        assert all(value in result_line for value in item["meta"]["slot_values"])
     # the values a turn acts on appear in its reference utterance far more often than not
     mentioned = [slot_mention(r["messages"][-1]["content"], r["meta"]["slot_values"]) for r in with_values]
     assert sum(mentioned) / len(mentioned) > 0.8
@@ -90,6 +94,30 @@ def test_crosswoz_act_values_keep_what_a_turn_says():
     assert act_values(acts) == ["讲礼驴肉馆", "故宫"]  # yes/no, "none found" and repeats are not values said
     assert act_values([]) == []
     assert act_values([["Inform", "餐馆", "名称"]]) is None and act_values("Inform") is None
+
+
+def test_service_result_lines_carry_the_acts_of_the_next_assistant_turn():
+    from oidkit.apps.service import crosswoz_acts, sgd_acts, with_results
+
+    turn = {"frames": [{"actions": [
+        {"act": "OFFER", "slot": "restaurant_name", "values": ["Little Hunan"]},
+        {"act": "OFFER", "slot": "time", "values": ["8 pm", "8:30 pm"]},
+        {"act": "REQUEST", "slot": "date", "values": []},
+        {"act": "REQ_MORE", "slot": "", "values": []}]}]}
+    assert sgd_acts(turn) == "OFFER restaurant_name = Little Hunan; OFFER time = 8 pm, 8:30 pm; REQUEST date; REQ_MORE"
+    assert sgd_acts({"frames": []}) == ""
+    acts = [["Inform", "餐馆", "名称", "讲礼驴肉馆"], ["NoOffer", "餐馆", "none", "none"],
+            ["General", "bye", "none", ""]]
+    assert crosswoz_acts(acts) == "Inform 餐馆 名称 = 讲礼驴肉馆; NoOffer 餐馆; General bye"
+    turns = [{"role": "user", "content": "Hi", "acts": ""},
+             {"role": "assistant", "content": "Where?", "acts": "REQUEST city"},
+             {"role": "user", "content": "SF", "acts": ""},
+             {"role": "assistant", "content": "Bye", "acts": ""}]
+    # a user turn ends with the result of the reply after it; a reply with no acts adds nothing
+    assert with_results(turns, "en") == [{"role": "user", "content": "Hi\n\nService result: REQUEST city"},
+                                         {"role": "assistant", "content": "Where?"},
+                                         {"role": "user", "content": "SF"}, {"role": "assistant", "content": "Bye"}]
+    assert with_results(turns[:2], "zh")[0]["content"] == "Hi\n\n服务结果：REQUEST city"
 
 
 def crosswoz_slice(shared_data, folder, dialogues: int):

@@ -214,7 +214,7 @@ def build_report(name: str, settings: dict, size: str, built: Built, curated: di
         "train": {"steps": training["steps"], "tokens": training["tokens"],
                   "final_train_loss": training["final_train_loss"], "best_eval_loss": training["best_eval_loss"]},
         "results": results, "examples": examples, "seconds": seconds,
-        "system_prompt": built.system_prompt, "resamples": RESAMPLES,
+        "system_prompt": built.system_prompt, "resamples": RESAMPLES, "seed": settings["seed"],
     }
 
 
@@ -246,7 +246,7 @@ def markdown(report: dict) -> str:
               f"Training: {report['train']['steps']} steps, {report['train']['tokens']} tokens, final train loss "
               f"{report['train']['final_train_loss']:.4f}.", "",
               f"## Results (mean per item; difference with a paired bootstrap 95% interval, {report['resamples']} "
-              "resamples, seed 0; * = the interval excludes zero)", ""]
+              f"resamples, seed {report['seed']}; * = the interval excludes zero)", ""]
     for group, result in report["results"].items():
         lines += [f"### {group}", "", "| metric | n | base | few-shot | tuned | tuned - base | tuned - few-shot |"
                   " few-shot - base |", "|---|---|---|---|---|---|---|---|"]

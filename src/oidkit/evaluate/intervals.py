@@ -11,6 +11,7 @@ from oidkit.core.stats import paired_bootstrap
 from oidkit.evaluate.task_metrics import sentence_bleu, sentence_chrf
 
 RESAMPLES = 1000
+SEED = 0
 
 
 def per_item_scores(examples: list[dict]) -> dict[str, list[float]]:
@@ -28,7 +29,7 @@ def per_item_scores(examples: list[dict]) -> dict[str, list[float]]:
     return scores
 
 
-def compare_intervals(report: dict, *, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, dict[str, dict]]:
+def compare_intervals(report: dict, *, resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, dict[str, dict]]:
     """``{task: {metric: {diff, low, high, excludes_zero, n}}}`` of B - A for a two-model report."""
     first, second = (report["results"][m] for m in report["models"])
     intervals: dict[str, dict[str, dict]] = {}
@@ -40,14 +41,15 @@ def compare_intervals(report: dict, *, resamples: int = RESAMPLES, seed: int = 0
     return intervals
 
 
-def intervals_markdown(intervals: dict[str, dict], models: list[str], resamples: int = RESAMPLES) -> str:
+def intervals_markdown(intervals: dict[str, dict], models: list[str], resamples: int = RESAMPLES,
+                       seed: int = SEED) -> str:
     """One table per task: per-item mean difference B - A with its 95% interval and whether it excludes 0."""
     lines = []
     for task, rows in intervals.items():
         if not rows:
             continue
         lines += [f"### {task}: {models[1]} - {models[0]}, per-item mean, paired bootstrap 95% interval "
-                  f"({resamples} resamples, seed 0)", "", "| metric | n | B - A | 95% interval | excludes 0 |",
+                  f"({resamples} resamples, seed {seed})", "", "| metric | n | B - A | 95% interval | excludes 0 |",
                   "|---|---|---|---|---|"]
         lines += [f"| {metric} | {row['n']} | {row['diff']:+.4f} | [{row['low']:+.4f}, {row['high']:+.4f}] | "
                   f"{'yes' if row['excludes_zero'] else 'no'} |" for metric, row in rows.items()]
