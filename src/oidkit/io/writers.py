@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from oidkit.atomic import fsync, remove_leftovers, rename_target, temp_path, write_atomic, writes_in_place
+from oidkit.atomic import fsync, rename_target, write_atomic, writes_in_place, writing_path
 from oidkit.errors import OidError
 from oidkit.io.files import iter_rows, sniff_container
 from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
@@ -233,13 +233,7 @@ class _Shard:
     def __init__(self, path: Path, format: str):
         self.path, self.format, self.count, self.batch, self.batch_chars = path, format, 0, [], 0
         self.writing: Future | None = None
-        target = rename_target(path)
-        if writes_in_place(target):  # /dev/stdout, a pipe: written directly (see oidkit.atomic)
-            self.temp = target
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            remove_leftovers(target)
-            self.temp = temp_path(target)
+        self.temp = writing_path(path)  # /dev/stdout, a pipe: written directly (see oidkit.atomic)
         if format == "parquet":
             self.parquet = pq.ParquetWriter(self.temp, PARQUET_SCHEMA)
             self.writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oid-parquet")
