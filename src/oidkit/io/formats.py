@@ -54,6 +54,8 @@ COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "
 TAG_ROLES = {"user_tag": "user", "assistant_tag": "assistant", "observation_tag": "tool",
              "function_tag": "assistant", "system_tag": "system"}
 TAG_KEYS = ("role_tag", "content_tag", *TAG_ROLES)
+# The spelling (a ``CHAT_FORMATS`` "spelling" key) each tag names: a function_tag turn is an assistant's tool call.
+TAG_SPELLINGS = {**TAG_ROLES, "function_tag": "tool_call"}
 
 
 class RowProblem(Exception):

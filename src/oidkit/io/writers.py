@@ -23,7 +23,7 @@ import zstandard
 from oidkit.atomic import fsync, rename_target, write_atomic, writes_in_place, writing_path
 from oidkit.errors import OidError
 from oidkit.io.files import iter_rows, sniff_container
-from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
+from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, TAG_SPELLINGS, RowProblem, parse_tool_call
 from oidkit.io.outputs import publish_shards
 from oidkit.io.parts import PLACEHOLDERS, TOOL_CALL_PARTS, to_parts
 from oidkit.records import with_reasoning
@@ -359,10 +359,8 @@ DATASET_INFO_COLUMNS = {
 
 def _chat_tags(format: str) -> dict[str, str]:
     spec = CHAT_FORMATS[format]
-    spelling = spec["spelling"]
-    return {"role_tag": spec["role"], "content_tag": spec["content"], "user_tag": spelling["user"],
-            "assistant_tag": spelling["assistant"], "observation_tag": spelling["tool"],
-            "function_tag": spelling["tool_call"], "system_tag": spelling["system"]}
+    return {"role_tag": spec["role"], "content_tag": spec["content"],
+            **{tag: spec["spelling"][spelling] for tag, spelling in TAG_SPELLINGS.items()}}
 
 
 def check_dataset_info(out: str | Path, format: str | None, shard_size: int | None) -> None:
