@@ -183,3 +183,20 @@ def test_cli_columns_field_and_python_literals(tmp_path):
     assert result.exit_code == 2 and "--python-literals" in result.output
     result = runner.invoke(app, ["validate", str(literal), "--python-literals"])
     assert result.exit_code == 0, result.output
+
+
+def test_dataset_info_entry_reads_tool_calls_back(tmp_path):
+    """function_tag names the tool-call spelling, not the assistant's: read through the entry, a function_call
+    turn is still a tool call and a gpt turn an assistant turn without a source spelling of its own."""
+    call = '{"name": "weather", "arguments": {"city": "Paris"}}'
+    rows = [{"conversations": [{"from": "human", "value": "weather in Paris?"},
+                               {"from": "function_call", "value": call},
+                               {"from": "observation", "value": "sunny"}, {"from": "gpt", "value": "Sunny."}]}]
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(rows))
+    out = tmp_path / "out" / "tools.sharegpt.json"
+    convert(source, out, dataset_info=True)
+    entry = json.loads((out.parent / "dataset_info.json").read_text())["tools.sharegpt"]
+    [by_entry], [by_format] = read_records(out, columns=entry), read_records(out)
+    assert by_entry["messages"] == by_format["messages"]
+    assert by_entry["messages"][1]["tool_calls"] == [{"name": "weather", "arguments": {"city": "Paris"}}]

@@ -92,9 +92,7 @@ def column_spec(entry: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str
         spec = {"prompt": "instruction", "query": "input", "response": "output", **columns}
         return {k: v for k, v in spec.items() if k != "tools"}, {}
     defaults = CHAT_FORMATS["sharegpt"]
-    spelling = {**defaults["spelling"], **{role: tags[tag] for tag, role in TAG_ROLES.items() if tag in tags}}
-    if "function_tag" in tags:
-        spelling["tool_call"] = tags["function_tag"]
+    spelling = {**defaults["spelling"], **{key: tags[tag] for tag, key in TAG_SPELLINGS.items() if tag in tags}}
     spec = {"messages": columns.get("messages", defaults["messages"]), "role": tags.get("role_tag", "from"),
             "content": tags.get("content_tag", "value"), "system": columns.get("system", "system"),
             "spelling": spelling}
