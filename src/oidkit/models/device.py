@@ -1,9 +1,11 @@
 """Where a model runs: ``--device auto|cpu|cuda`` resolved in one place, and what changes on a GPU.
 
-``auto`` picks CUDA when torch sees a GPU, else the CPU. On CUDA, transformers models load with SDPA attention
-(fused flash / memory-efficient kernels; our own Llama always calls ``F.scaled_dot_product_attention``) and
-batches are copied from pinned (page-locked) host memory without blocking, so the copy overlaps the GPU's work;
-bf16 autocast follows the training precision (``train.loop.autocast``). On the CPU nothing changes.
+``auto`` picks CUDA when torch sees a GPU, else the CPU. Transformers models run SDPA attention on either
+device (fused flash / memory-efficient kernels on CUDA) with no option from us: it is transformers' default
+for every model that has it, Llama included (``PreTrainedModel.get_correct_attn_implementation``; eager for
+those without), and our own Llama always calls ``F.scaled_dot_product_attention``. On CUDA, batches are
+copied from pinned (page-locked) host memory without blocking, so the copy overlaps the GPU's work; bf16
+autocast follows the training precision (``train.loop.autocast``). On the CPU nothing changes.
 """
 
 from __future__ import annotations
@@ -34,11 +36,6 @@ def resolve_device(requested: str = "auto", *, option: str = "--device") -> str:
 
 def is_cuda(device: str | torch.device) -> bool:
     return torch.device(device).type == "cuda"
-
-
-def load_options(device: str) -> dict[str, Any]:
-    """Extra ``from_pretrained`` keyword arguments for ``device``: SDPA attention on CUDA, none on the CPU."""
-    return {"attn_implementation": "sdpa"} if is_cuda(device) else {}
 
 
 def to_device(tensor: torch.Tensor, device: str | torch.device) -> torch.Tensor:
