@@ -49,6 +49,20 @@ def is_temp(path: Path) -> bool:
     return path.name.startswith(".") and TEMP_MARK in path.name
 
 
+def fresh_temp_path(path: Path) -> Path:
+    """:func:`temp_path` of ``path``, ready to write: its folder made, leftovers of killed runs removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(path)
+    return temp_path(path)
+
+
+def writing_path(path: str | Path) -> Path:
+    """Where to write ``path``'s new content: the device or pipe itself (see :func:`writes_in_place`), or a
+    :func:`fresh_temp_path` beside the file (a symbolic link followed, see :func:`rename_target`)."""
+    target = rename_target(path)
+    return target if writes_in_place(target) else fresh_temp_path(target)
+
+
 def remove_leftovers(path: Path) -> None:
     """Remove temporary files of ``path`` left by killed runs (those whose process is gone)."""
     if not path.parent.is_dir():
@@ -83,13 +97,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write; on success it is synced and renamed onto ``path``,
     on an exception it is removed and ``path`` is left as it was. A device or pipe is yielded as it is
     (see :func:`writes_in_place`); a symbolic link is followed, so the file it points to is replaced."""
-    path = rename_target(path)
-    if writes_in_place(path):
+    path, temp = rename_target(path), writing_path(path)
+    if temp == path:
         yield path
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    temp = temp_path(path)
     try:
         yield temp
         fsync(temp)
@@ -136,10 +147,7 @@ def atomic_folder(path: str | Path, *, owned: bool = False) -> Iterator[Path]:
 def temp_folder(path: str | Path) -> Iterator[Path]:
     """A fresh hidden folder beside ``path`` (``.NAME.tmp-PID``; leftovers of killed runs removed first),
     deleted when the block ends, whatever happens: what the block keeps it must move out."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(path)
-    temp = temp_path(path)
+    temp = fresh_temp_path(Path(path))
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
     try:

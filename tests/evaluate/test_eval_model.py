@@ -102,15 +102,20 @@ def scored_tokens_per_call(model):
     return seen, handle
 
 
-def test_one_pass_with_the_shared_prefix_gives_the_per_option_logprobs(tiny):
-    model, tokenizer = tiny
+def english_and_chinese_examples():
+    """Three English questions (the tiny tokenizer splits " A" in two) and three Chinese ones (one token)."""
     shots = [ChoiceExample(f"s{i}", f"Shot question {i}?", ["one", "two", "three", "four"], i % 4) for i in range(3)]
     english = [ChoiceExample(f"e{i}", f"What is {i} plus {i}?", ["0", str(2 * i), "7", "9"], 1, "math", shots)
                for i in range(3)]
     chinese_shots = [ChoiceExample("z", "你好吗？", ["好", "不好", "还行", "很好"], 0)]
     chinese = [ChoiceExample(f"c{i}", f"大型语言模型{i}？", ["甲", "乙", "丙", "丁"], i, "营养学", chinese_shots)
                for i in range(3)]
-    examples = english + chinese
+    return english + chinese
+
+
+def test_one_pass_with_the_shared_prefix_gives_the_per_option_logprobs(tiny):
+    model, tokenizer = tiny
+    examples = english_and_chinese_examples()
     seen, handle = scored_tokens_per_call(model)
     try:
         result = evaluate_choices(model, tokenizer, examples)
@@ -126,6 +131,32 @@ def test_one_pass_with_the_shared_prefix_gives_the_per_option_logprobs(tiny):
     prompt_lengths = [len(tokenizer(build_prompt(e), add_special_tokens=False)["input_ids"]) for e in examples]
     assert seen[:3] == [n + 2 for n in prompt_lengths[:3]]
     assert seen[3] == prompt_lengths[3] and all(seen[i] < prompt_lengths[i] / 2 for i in (4, 5))
+
+
+class CountingTokenizer:
+    """The tokenizer, noting every text it encodes."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.texts = tokenizer, []
+
+    def __call__(self, text, **kwargs):
+        self.texts += [text] if isinstance(text, str) else list(text)
+        return self.tokenizer(text, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def test_multiple_choice_encodes_each_prompt_and_option_once(tiny):
+    """Both the one-pass path (Chinese) and the per-option fallback (English) score the one encoding made."""
+    model, tokenizer = tiny
+    examples = english_and_chinese_examples()
+    counting = CountingTokenizer(tokenizer)
+    result = evaluate_choices(model, counting, examples)
+    space = [" "] * 3 + [""] * 3
+    assert sorted(counting.texts) == sorted(build_prompt(e) + s + LETTERS[i]
+                                            for e, s in zip(examples, space, strict=True) for i in range(4))
+    assert result == evaluate_choices(model, tokenizer, examples)
 
 
 def test_cmmlu_prompts_name_the_subject_in_chinese(shared_data, tmp_path):

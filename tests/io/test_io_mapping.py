@@ -183,3 +183,34 @@ def test_cli_columns_field_and_python_literals(tmp_path):
     assert result.exit_code == 2 and "--python-literals" in result.output
     result = runner.invoke(app, ["validate", str(literal), "--python-literals"])
     assert result.exit_code == 0, result.output
+
+
+def test_dataset_info_entry_reads_tool_calls_back(tmp_path):
+    """function_tag names the tool-call spelling, not the assistant's: read through the entry, a function_call
+    turn is still a tool call and a gpt turn an assistant turn without a source spelling of its own."""
+    call = '{"name": "weather", "arguments": {"city": "Paris"}}'
+    rows = [{"conversations": [{"from": "human", "value": "weather in Paris?"},
+                               {"from": "function_call", "value": call},
+                               {"from": "observation", "value": "sunny"}, {"from": "gpt", "value": "Sunny."}]}]
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(rows))
+    out = tmp_path / "out" / "tools.sharegpt.json"
+    convert(source, out, dataset_info=True)
+    entry = json.loads((out.parent / "dataset_info.json").read_text())["tools.sharegpt"]
+    [by_entry], [by_format] = read_records(out, columns=entry), read_records(out)
+    assert by_entry["messages"] == by_format["messages"]
+    assert by_entry["messages"][1]["tool_calls"] == [{"name": "weather", "arguments": {"city": "Paris"}}]
+
+
+def test_dataset_info_entry_names_each_column_some_row_holds(tmp_path):
+    """The writer collects the rows' fields as it writes: a system prompt or history in one row of many is a column,
+    and one no row holds is not."""
+    rows = [{"instruction": "a", "input": "", "output": "b"},
+            {"instruction": "c", "input": "", "output": "d", "system": "be brief", "history": [["e", "f"]]}]
+    for name, part in (("both", rows), ("first", rows[:1])):
+        (tmp_path / f"{name}.json").write_text(json.dumps(part))
+        convert(tmp_path / f"{name}.json", tmp_path / "out" / f"{name}.alpaca.json", dataset_info=True)
+    info = json.loads((tmp_path / "out" / "dataset_info.json").read_text())
+    assert info["both.alpaca"]["columns"] == {"prompt": "instruction", "query": "input", "response": "output",
+                                              "history": "history", "system": "system"}
+    assert info["first.alpaca"]["columns"] == {"prompt": "instruction", "query": "input", "response": "output"}

@@ -20,6 +20,7 @@ from oidkit.atomic import atomic_folder, atomic_path, write_atomic
 from oidkit.errors import ConfigError
 from oidkit.io import validate
 from oidkit.io.outputs import incomplete_outputs
+from oidkit.io.writers import write_records
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = """steps:
@@ -187,6 +188,14 @@ def test_atomic_path_leaves_the_old_file_on_failure_and_cleans_killed_leftovers(
     assert incomplete_outputs([leftover])[0]["reason"] == "temporary_file"
     write_atomic(target, "new")
     assert target.read_text() == "new" and not leftover.exists()
+    # the record writer opens its files the same way: its killed leftovers go, and a link is written through
+    records = [{"id": "1", "messages": [{"role": "user", "content": "hi"}]}]
+    leftover = tmp_path / f".real.jsonl.tmp-{dead}"  # temporary names are those of the file linked to
+    leftover.write_text("partial")
+    real, link = tmp_path / "real.jsonl", tmp_path / "kept.jsonl"
+    link.symlink_to(real)
+    assert write_records(records, link) == [link]
+    assert not leftover.exists() and link.is_symlink() and orjson.loads(real.read_bytes())["id"] == "1"
 
 
 def test_devices_pipes_and_links_are_written_through_not_replaced(data, tmp_path):

@@ -1,4 +1,4 @@
-"""--device auto|cpu|cuda: resolution, the CUDA branch's requests (SDPA, pinned memory), and the CPU left as it was.
+"""--device auto|cpu|cuda: resolution, the CUDA branch's requests (pinned memory), SDPA on both, the CPU as it was.
 
 No GPU here: ``torch.cuda.is_available`` is monkeypatched, and the CUDA branch is checked by what it asks for.
 """
@@ -39,30 +39,26 @@ def test_auto_picks_cuda_only_when_present_and_cuda_without_gpu_is_one_clear_err
         resolve_device("gpu")
 
 
-class LoadStopped(Exception):
-    """Raised by the recording ``from_pretrained`` once it has the arguments: nothing is moved to a GPU."""
+def test_cuda_and_the_cpu_load_with_sdpa_attention(tiny_model_path, monkeypatch):
+    """SDPA is transformers' default for Llama: the model loaded for CUDA (its move there faked) and for the
+    CPU both run it, without an option of ours."""
+    moved = []
+    real_to = torch.nn.Module.to
 
+    def to(self, *args, **kwargs):
+        if args and args[0] == "cuda":
+            moved.append(type(self).__name__)
+            return self
+        return real_to(self, *args, **kwargs)
 
-def test_cuda_loads_with_sdpa_attention_and_the_cpu_as_before(tiny_model_path, monkeypatch):
-    from transformers import AutoModelForCausalLM
-
-    calls = []
-    real = AutoModelForCausalLM.from_pretrained
-
-    def recording(*args, **kwargs):
-        calls.append(kwargs)
-        if torch.cuda.is_available():
-            raise LoadStopped
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", recording)
+    monkeypatch.setattr(torch.nn.Module, "to", to)
     gpu(monkeypatch, True)
-    with pytest.raises(LoadStopped):
-        load_model(tiny_model_path, device="auto")
-    assert calls[-1]["attn_implementation"] == "sdpa"
+    on_cuda, _ = load_model(tiny_model_path, device="auto")
+    assert moved == ["LlamaForCausalLM"] and on_cuda.config._attn_implementation == "sdpa"
     gpu(monkeypatch, False)
-    model, _ = load_model(tiny_model_path, device="auto")
-    assert "attn_implementation" not in calls[-1] and next(model.parameters()).device.type == "cpu"
+    on_cpu, _ = load_model(tiny_model_path, device="auto")
+    assert moved == ["LlamaForCausalLM"] and on_cpu.config._attn_implementation == "sdpa"
+    assert next(on_cpu.parameters()).device.type == "cpu"
 
 
 def test_int8_stays_on_the_cpu_under_auto_and_refuses_cuda(tiny_model_path, monkeypatch):
@@ -73,17 +69,27 @@ def test_int8_stays_on_the_cpu_under_auto_and_refuses_cuda(tiny_model_path, monk
     assert next(model.parameters()).device.type == "cpu"
 
 
-def test_cuda_batches_are_pinned_and_copied_without_blocking(tiny_model, monkeypatch):
-    """The training step's copy on the CUDA branch, with the copy itself redirected to the CPU."""
-    from oidkit.models.loss import TargetLoss
-
-    model, _ = tiny_model
-    pinned, copies = [], []
-    real_to = torch.Tensor.to
+def fake_pinning(monkeypatch) -> list:
+    """``Tensor.pin_memory`` recording the shapes it pins (CPU-only torch cannot pin); returns that list."""
+    pinned = []
 
     def pin_memory(self):
-        pinned.append(self.shape)
+        pinned.append(tuple(self.shape))
         return self
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
+    return pinned
+
+
+def test_cuda_batches_are_pinned_once_where_built_and_copied_without_blocking(tiny_model, monkeypatch):
+    """On CUDA a batch is built in pinned memory, one pin per batch (``train.packing``), and the training step
+    copies it without blocking and pins nothing more; the copy itself is redirected to the CPU."""
+    from oidkit.models.loss import TargetLoss
+    from oidkit.train.packing import BatchSource, eval_batches, pack_examples
+
+    model, _ = tiny_model
+    pinned, copies = fake_pinning(monkeypatch), []
+    real_to = torch.Tensor.to
 
     def to(self, *args, **kwargs):
         if args and args[0] == "cuda":
@@ -91,16 +97,24 @@ def test_cuda_batches_are_pinned_and_copied_without_blocking(tiny_model, monkeyp
             return real_to(self, "cpu")
         return real_to(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.Tensor, "pin_memory", pin_memory)
     monkeypatch.setattr(torch.Tensor, "to", to)
-    ids = torch.tensor([[1, 5, 9, 7, 3]])
-    batch = {"input_ids": ids, "position_ids": torch.arange(5)[None], "labels": torch.tensor([[5, 9, 7, 3, -100]])}
-    on_cuda = token_loss_sum(TargetLoss(model), batch, device="cuda")
-    assert len(pinned) == 3 and copies == [{"non_blocking": True}] * 3
-    pinned.clear()
-    on_cpu = token_loss_sum(TargetLoss(model), batch, device="cpu")
-    assert not pinned and float(on_cpu.detach()) == float(on_cuda.detach())
-    assert to_device(ids, "cpu") is ids  # the CPU path copies nothing
+    examples = [{"input_ids": [1, 5, 9, 7, 3], "labels": [5, 9, 7, 3, -100]},
+                {"input_ids": [2, 4, 6], "labels": [4, 6, -100]}]
+    rows = pack_examples(examples, 4)
+    on_gpu = BatchSource(examples, rows, batch_size=2, pad_id=0, seed=0, pin=True)(0)
+    assert pinned == [(3, 2, 5)]
+    on_cuda = token_loss_sum(TargetLoss(model), on_gpu, device="cuda")
+    assert pinned == [(3, 2, 5)] and copies == [{"non_blocking": True}] * 3
+    assert len(eval_batches(examples, rows, 1, 0, pin=True)) == 2 and len(pinned) == 3
+    copies.clear()
+    on_host = BatchSource(examples, rows, batch_size=2, pad_id=0, seed=0)(0)
+    eval_batches(examples, rows, 1, 0)
+    on_cpu = token_loss_sum(TargetLoss(model), on_host, device="cpu")
+    assert len(pinned) == 3 and not copies  # the CPU path pins and copies nothing
+    assert all(torch.equal(on_host[key], on_gpu[key]) for key in ("input_ids", "labels", "position_ids"))
+    assert float(on_cpu.detach()) == float(on_cuda.detach())
+    ids = on_host["input_ids"]
+    assert to_device(ids, "cpu") is ids
 
 
 def test_device_cuda_without_gpu_exits_2_with_one_message(tiny_model_path, tmp_path, monkeypatch):
@@ -198,7 +212,7 @@ def test_pretraining_builds_its_llama_on_the_resolved_device(tiny_model_path, tm
     from oidkit.train.run import run_training
 
     gpu(monkeypatch, True)
-    sent_to = []
+    pinned, sent_to = fake_pinning(monkeypatch), []
     real_to = torch.nn.Module.to
 
     def to(self, *args, **kwargs):
@@ -211,9 +225,9 @@ def test_pretraining_builds_its_llama_on_the_resolved_device(tiny_model_path, tm
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("one two three four five six.\n\nseven eight nine ten.\n")
     config = load_train_config("pretrain_tiny", [f"tokenizer={tiny_model_path}", f"data.train=[{corpus}]",
-                                                 f"train.output_dir={tmp_path / 'run'}"])
+                                                 f"train.output_dir={tmp_path / 'run'}", "data.val_fraction=0.5"])
     assert config.train.device == "auto"
     with pytest.raises(Stop):
         run_training(config)
-    assert sent_to == ["cuda"]
+    assert sent_to == ["cuda"] and pinned  # the validation batches were built in pinned memory
     assert "device: cuda" in (tmp_path / "run" / "config.yaml").read_text()  # where the run went

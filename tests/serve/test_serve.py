@@ -484,6 +484,34 @@ def test_an_application_model_answers_with_its_stored_system_prompt(tiny_model):
                                                                *MESSAGES]))  # a client's own system message wins
 
 
+def test_run_server_reads_the_stored_prompt_where_the_model_was_loaded_from(tiny_model_path, tmp_path, monkeypatch):
+    """The model's name is resolved once (by loading); the application prompt is read from that folder."""
+    import shutil
+
+    import uvicorn
+
+    import oidkit.models
+    import oidkit.models.loading
+    from oidkit.core.app_prompt import write_app_prompt
+    from oidkit.serve import app as serve_app
+
+    folder = shutil.copytree(tiny_model_path, tmp_path / "app-model")
+    write_app_prompt(folder, "translate", "Translate into English.")
+    resolved, created = [], []
+    real_resolve = oidkit.models.loading.resolve_model
+
+    def counting(name):
+        resolved.append(str(name))
+        return real_resolve(name)
+
+    monkeypatch.setattr(oidkit.models.loading, "resolve_model", counting)
+    monkeypatch.setattr(oidkit.models, "resolve_model", counting)
+    monkeypatch.setattr(serve_app, "create_app", lambda *args, **kwargs: created.append(kwargs))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: None)
+    serve_app.run_server(f"{folder}@int8")
+    assert resolved == [str(folder)] and created[0]["default_system"] == "Translate into English."
+
+
 def test_only_one_row_decoding_stores_weights_transposed(tiny_model_path):
     """The batching server keeps nn.Linear (4-8 rows are slower transposed); oid chat's one row transposes."""
     from oidkit.models.transposed import TransposedLinear

@@ -15,6 +15,7 @@ from oidkit.core.stats import wilson_interval
 from oidkit.text import has_cjk
 
 LETTERS = "ABCDEFGHIJ"
+Encoded = list[tuple[list[int], list[bool]]]  # per continuation: its text's token ids, which are the continuation's
 
 
 @dataclass
@@ -52,21 +53,26 @@ def build_prompt(example: ChoiceExample) -> str:
     return header + shots + format_question(example, with_answer=False)
 
 
-def continuation_logprobs(model: Any, tokenizer: Any, context: str, continuations: list[str]) -> list[float]:
+def encode_continuations(tokenizer: Any, context: str, continuations: list[str]) -> Encoded:
+    """Each ``context + continuation`` tokenized together (as the model would see it), with a mask of the
+    continuation's tokens: those starting at or after the end of the context, by character offset."""
+    encoded = tokenizer([context + continuation for continuation in continuations], add_special_tokens=False,
+                        return_offsets_mapping=True)
+    return [(list(ids), [start >= len(context) for start, _ in offsets])
+            for ids, offsets in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)]
+
+
+def continuation_logprobs(model: Any, tokenizer: Any, context: str, continuations: list[str],
+                          encoded: Encoded | None = None) -> list[float]:
     """Sum of log-probabilities of each continuation's tokens after ``context``, in one padded batch.
 
-    Context and continuation are tokenized together (as the model would see them) and the continuation's
-    tokens are those starting at or after the end of the context, by character offset.
+    ``encoded`` is their :func:`encode_continuations` when the caller already has it.
     """
     import torch
 
     from oidkit.models.device import model_device
 
-    rows, masks = [], []
-    for continuation in continuations:
-        encoded = tokenizer(context + continuation, add_special_tokens=False, return_offsets_mapping=True)
-        rows.append(list(encoded["input_ids"]))
-        masks.append([start >= len(context) for start, _ in encoded["offset_mapping"]])
+    rows, masks = zip(*(encoded or encode_continuations(tokenizer, context, continuations)), strict=True)
     width = max(len(r) for r in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = model_device(model)
@@ -113,25 +119,19 @@ class PrefixCache:
         return out.logits[0, -1].float()
 
 
-def single_token_logprobs(model: Any, tokenizer: Any, context: str, continuations: list[str],
-                          prefix: PrefixCache) -> list[float] | None:
-    """The same scores as ``continuation_logprobs`` from one pass over the context, when every continuation
-    is one token appended to the context's own tokens (a letter after "Answer:"); None when it is not."""
+def single_token_logprobs(model: Any, encoded: Encoded, prefix: PrefixCache) -> list[float] | None:
+    """The same scores as ``continuation_logprobs`` over the same ``encoded`` continuations from one pass over
+    their shared context, when each is one token after the same context tokens (a letter after "Answer:");
+    None when they are not."""
     import torch
 
-    context_ids = list(tokenizer(context, add_special_tokens=False)["input_ids"])
-    if not context_ids:
+    context_ids = encoded[0][0][:-1]
+    # the continuation must be exactly the last token, after the same context tokens in every row
+    if not context_ids or any(ids[:-1] != context_ids or mask.count(True) != 1 or not mask[-1]
+                              for ids, mask in encoded):
         return None
-    tokens = []
-    for continuation in continuations:
-        encoded = tokenizer(context + continuation, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(encoded["input_ids"])
-        # the continuation must be exactly the last token, starting where the context ends
-        if ids[:-1] != context_ids or encoded["offset_mapping"][-1][0] < len(context):
-            return None
-        tokens.append(ids[-1])
     logprobs = torch.log_softmax(prefix.last_logits(model, context_ids), dim=-1)
-    return [float(logprobs[token]) for token in tokens]
+    return [float(logprobs[ids[-1]]) for ids, _ in encoded]
 
 
 def evaluate_choices(model: Any, tokenizer: Any, examples: list[ChoiceExample],
@@ -149,9 +149,10 @@ def evaluate_choices(model: Any, tokenizer: Any, examples: list[ChoiceExample],
         space = "" if has_cjk(example.question) else " "
         letters = [space + LETTERS[i] for i in range(len(example.choices))]
         prompt = build_prompt(example)
-        scores = single_token_logprobs(model, tokenizer, prompt, letters, prefix)
+        encoded = encode_continuations(tokenizer, prompt, letters)
+        scores = single_token_logprobs(model, encoded, prefix)
         if scores is None:
-            scores = continuation_logprobs(model, tokenizer, prompt, letters)
+            scores = continuation_logprobs(model, tokenizer, prompt, letters, encoded)
         predicted = max(range(len(scores)), key=scores.__getitem__)
         correct += predicted == example.answer
         outputs.append({"id": example.id, "question": example.question, "predicted": LETTERS[predicted],

@@ -7,7 +7,7 @@ The public API other parts of oidkit use (keep these signatures stable):
   callable taking one reject dict, see ``oidkit.records.make_reject``) or raise with ``strict``.
   ``columns=`` / ``field=`` / ``python_literals=`` read other field names, wrapped rows and Python-literal
   lines (``io.mapping``).
-- ``write_records(records, path, *, format=None, shard_size=None) -> list[Path]`` writes records,
+- ``write_records(records, path, *, format=None, shard_size=None, fields=None) -> list[Path]`` writes records,
   the format inferred from the suffix when not given.
 - ``read_jsonl(path)`` / ``write_jsonl(path, rows)`` for plain JSONL side files (rejects, stats).
 - ``convert`` / ``inspect`` / ``validate``: the ``oid`` ingest commands as functions returning summaries.

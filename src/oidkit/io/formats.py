@@ -54,6 +54,8 @@ COLUMN_KEYS = ("prompt", "query", "response", "history", "messages", "system", "
 TAG_ROLES = {"user_tag": "user", "assistant_tag": "assistant", "observation_tag": "tool",
              "function_tag": "assistant", "system_tag": "system"}
 TAG_KEYS = ("role_tag", "content_tag", *TAG_ROLES)
+# The spelling (a ``CHAT_FORMATS`` "spelling" key) each tag names: a function_tag turn is an assistant's tool call.
+TAG_SPELLINGS = {**TAG_ROLES, "function_tag": "tool_call"}
 
 
 class RowProblem(Exception):
@@ -90,9 +92,7 @@ def column_spec(entry: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str
         spec = {"prompt": "instruction", "query": "input", "response": "output", **columns}
         return {k: v for k, v in spec.items() if k != "tools"}, {}
     defaults = CHAT_FORMATS["sharegpt"]
-    spelling = {**defaults["spelling"], **{role: tags[tag] for tag, role in TAG_ROLES.items() if tag in tags}}
-    if "function_tag" in tags:
-        spelling["tool_call"] = tags["function_tag"]
+    spelling = {**defaults["spelling"], **{key: tags[tag] for tag, key in TAG_SPELLINGS.items() if tag in tags}}
     spec = {"messages": columns.get("messages", defaults["messages"]), "role": tags.get("role_tag", "from"),
             "content": tags.get("content_tag", "value"), "system": columns.get("system", "system"),
             "spelling": spelling}

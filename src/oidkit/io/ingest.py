@@ -88,14 +88,16 @@ def convert(
                                on_reject=keep_reject, stats=stats, on_progress=on_progress, allow=allow,
                                repairs=repairs,
                                columns=columns, field=field, python_literals=python_literals)
+        fields: set[str] = set()
         try:
-            outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable)
+            outputs = write_records(records, out, format=out_format, shard_size=shard_size, on_reject=unwritable,
+                                    fields=fields)
         except OSError as error:  # a failed write (disk full, ...) does not name its file: name the output
             if error.filename is None:
                 error.filename = str(out)
             raise
     written = stats.records - stats.rejected.get("unsupported_by_format", 0)
-    info = str(write_dataset_info(outputs[0], out_format)) if dataset_info else None
+    info = str(write_dataset_info(outputs[0], fields, out_format)) if dataset_info else None
     return {**stats.as_dict(), "written": written, "outputs": [str(p) for p in outputs],
             "rejects_file": str(rejects_path), "dataset_info": info, "seconds": round(time.perf_counter() - started, 3)}
 

@@ -20,10 +20,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-from oidkit.atomic import fsync, remove_leftovers, rename_target, temp_path, write_atomic, writes_in_place
+from oidkit.atomic import fsync, rename_target, write_atomic, writes_in_place, writing_path
 from oidkit.errors import OidError
-from oidkit.io.files import iter_rows, sniff_container
-from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
+from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, TAG_SPELLINGS, RowProblem, parse_tool_call
 from oidkit.io.outputs import publish_shards
 from oidkit.io.parts import PLACEHOLDERS, TOOL_CALL_PARTS, to_parts
 from oidkit.records import with_reasoning
@@ -233,13 +232,7 @@ class _Shard:
     def __init__(self, path: Path, format: str):
         self.path, self.format, self.count, self.batch, self.batch_chars = path, format, 0, [], 0
         self.writing: Future | None = None
-        target = rename_target(path)
-        if writes_in_place(target):  # /dev/stdout, a pipe: written directly (see oidkit.atomic)
-            self.temp = target
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            remove_leftovers(target)
-            self.temp = temp_path(target)
+        self.temp = writing_path(path)  # /dev/stdout, a pipe: written directly (see oidkit.atomic)
         if format == "parquet":
             self.parquet = pq.ParquetWriter(self.temp, PARQUET_SCHEMA)
             self.writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oid-parquet")
@@ -309,13 +302,15 @@ def write_records(
     format: str | None = None,
     shard_size: int | None = None,
     on_reject: Callable[[dict, RowProblem], None] | None = None,
+    fields: set[str] | None = None,
 ) -> list[Path]:
     """Write records to ``path`` (or ``shard_size``-record shards beside it); returns the files written.
 
     Nothing appears under a final name before every record is written: files are written under temporary
     names and renamed at the end; shards are published with a manifest written last (see ``io.outputs``).
     A record the format cannot hold (e.g. tool turns in Alpaca) goes to ``on_reject(record, problem)``, or
-    raises :class:`RowProblem` when no ``on_reject`` is given.
+    raises :class:`RowProblem` when no ``on_reject`` is given. ``fields``, when given, collects the top-level
+    field names of the rows written (what a ``dataset_info.json`` entry describes).
     """
     path = Path(path)
     format = format or infer_write_format(path)
@@ -332,6 +327,8 @@ def write_records(
                     raise
                 on_reject(record, problem)
                 continue
+            if fields is not None:
+                fields.update(row)
             if not shards or (shard_size and shards[-1].count >= shard_size):
                 if shards:
                     shards[-1].close()
@@ -365,10 +362,8 @@ DATASET_INFO_COLUMNS = {
 
 def _chat_tags(format: str) -> dict[str, str]:
     spec = CHAT_FORMATS[format]
-    spelling = spec["spelling"]
-    return {"role_tag": spec["role"], "content_tag": spec["content"], "user_tag": spelling["user"],
-            "assistant_tag": spelling["assistant"], "observation_tag": spelling["tool"],
-            "function_tag": spelling["tool_call"], "system_tag": spelling["system"]}
+    return {"role_tag": spec["role"], "content_tag": spec["content"],
+            **{tag: spec["spelling"][spelling] for tag, spelling in TAG_SPELLINGS.items()}}
 
 
 def check_dataset_info(out: str | Path, format: str | None, shard_size: int | None) -> None:
@@ -381,12 +376,10 @@ def check_dataset_info(out: str | Path, format: str | None, shard_size: int | No
         raise OidError("--dataset-info describes one file: leave --shard-size out")
 
 
-def dataset_info_entry(path: Path, format: str) -> dict:
-    """The ``dataset_info.json`` entry of a file we wrote: only the columns it holds, and its role spellings."""
-    keys: set[str] = set()
-    for row, _ in iter_rows(path, sniff_container(path)):
-        keys |= set(row) if isinstance(row, dict) else set()
-    columns = {k: v for k, v in DATASET_INFO_COLUMNS[format].items() if v in keys or k in ("prompt", "response")}
+def dataset_info_entry(path: Path, format: str, fields: set[str]) -> dict:
+    """The ``dataset_info.json`` entry of a file we wrote, whose rows have the top-level ``fields`` (as
+    :func:`write_records` collects them): only the columns it holds, and its role spellings."""
+    columns = {k: v for k, v in DATASET_INFO_COLUMNS[format].items() if v in fields or k in ("prompt", "response")}
     entry: dict[str, Any] = {"file_name": path.name, "formatting": "alpaca" if format == "alpaca" else "sharegpt",
                              "columns": columns}
     if format != "alpaca":
@@ -395,8 +388,9 @@ def dataset_info_entry(path: Path, format: str) -> dict:
     return entry
 
 
-def write_dataset_info(path: str | Path, format: str | None = None) -> Path:
-    """Add or replace ``path``'s entry in the ``dataset_info.json`` beside it (other entries kept); returns it.
+def write_dataset_info(path: str | Path, fields: set[str], format: str | None = None) -> Path:
+    """Add or replace ``path``'s entry (see :func:`dataset_info_entry`) in the ``dataset_info.json`` beside it
+    (other entries kept); returns it.
 
     The entry is named after the file without its data suffixes (``chat.sharegpt.json`` -> ``chat.sharegpt``).
     """
@@ -414,6 +408,6 @@ def write_dataset_info(path: str | Path, format: str | None = None) -> Path:
     name = path.name
     while Path(name).suffix.lower() in (".json", ".jsonl", ".gz", ".zst"):
         name = Path(name).stem
-    info[name] = dataset_info_entry(path, format)
+    info[name] = dataset_info_entry(path, format, fields)
     write_atomic(info_path, orjson.dumps(info, option=orjson.OPT_INDENT_2) + b"\n")
     return info_path

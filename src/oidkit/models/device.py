@@ -1,9 +1,12 @@
 """Where a model runs: ``--device auto|cpu|cuda`` resolved in one place, and what changes on a GPU.
 
-``auto`` picks CUDA when torch sees a GPU, else the CPU. On CUDA, transformers models load with SDPA attention
-(fused flash / memory-efficient kernels; our own Llama always calls ``F.scaled_dot_product_attention``) and
-batches are copied from pinned (page-locked) host memory without blocking, so the copy overlaps the GPU's work;
-bf16 autocast follows the training precision (``train.loop.autocast``). On the CPU nothing changes.
+``auto`` picks CUDA when torch sees a GPU, else the CPU. Transformers models run SDPA attention on either
+device (fused flash / memory-efficient kernels on CUDA) with no option from us: it is transformers' default
+for every model that has it, Llama included (``PreTrainedModel.get_correct_attn_implementation``; eager for
+those without), and our own Llama always calls ``F.scaled_dot_product_attention``. On CUDA, training batches
+are built in pinned (page-locked) host memory (``train.packing``) and copied without blocking, so the copy
+overlaps the GPU's work; bf16 autocast follows the training precision (``train.loop.autocast``). On the CPU
+nothing changes.
 """
 
 from __future__ import annotations
@@ -36,16 +39,10 @@ def is_cuda(device: str | torch.device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def load_options(device: str) -> dict[str, Any]:
-    """Extra ``from_pretrained`` keyword arguments for ``device``: SDPA attention on CUDA, none on the CPU."""
-    return {"attn_implementation": "sdpa"} if is_cuda(device) else {}
-
-
 def to_device(tensor: torch.Tensor, device: str | torch.device) -> torch.Tensor:
-    """``tensor`` on ``device``; to a GPU through pinned memory with a non-blocking copy."""
-    if not is_cuda(device):
-        return tensor.to(device)
-    return tensor.pin_memory().to(device, non_blocking=True)
+    """``tensor`` on ``device``; to a GPU with a non-blocking copy (training batches are built in pinned
+    memory, ``train.packing.collate_rows``, so the copy overlaps the GPU's work)."""
+    return tensor.to(device, non_blocking=is_cuda(device))
 
 
 def model_device(model: Any) -> torch.device:

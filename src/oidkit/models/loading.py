@@ -71,12 +71,12 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str 
     ``name_or_path`` is a folder, alias, ``.gguf`` file or hub id, optionally ending in ``@int8`` or
     ``@int8-dynamic`` for int8 weights (CPU, float32 activations). ``impl="oidkit"`` loads the weights into
     our readable Llama, wrapped in ``NextTokenView`` so callers use it as a transformers model. ``device``:
-    ``auto``, ``cpu`` or ``cuda`` (``models.device.resolve_device``; on CUDA with SDPA attention).
+    ``auto``, ``cpu`` or ``cuda`` (``models.device.resolve_device``; SDPA attention on both).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from oidkit.models.device import is_cuda, load_options, resolve_device
+    from oidkit.models.device import is_cuda, resolve_device
 
     name_or_path, int8 = split_quantize(name_or_path)
     if int8 and device == "auto":
@@ -95,13 +95,7 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str 
         model = NextTokenView(LlamaModel.from_pretrained(where, dtype=getattr(torch, dtype)))
         model.name_or_path = str(where)  # what transformers models carry; peft writes it into adapter_config
     else:
-        options = load_options(device)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype), **options)
-        except ValueError:  # an architecture transformers has no SDPA attention for: its default attention
-            if not options:
-                raise
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, dtype))  # SDPA: models.device
     model = model.to(device)
     if int8:
         from oidkit.models.quantize import calibration_tokens, quantize_int8

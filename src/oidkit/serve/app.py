@@ -592,12 +592,10 @@ def run_server(name_or_path: str, *, host: str = "127.0.0.1", port: int = 8000, 
     import uvicorn
 
     from oidkit.core.app_prompt import read_app_prompt
-    from oidkit.models import resolve_model
-    from oidkit.models.loading import split_quantize
     from oidkit.serve.generation import load_serving_model, served_model_name
 
     model, tokenizer = load_serving_model(name_or_path, device=device, one_row=max_batch_size == 1)
-    default_system = read_app_prompt(resolve_model(split_quantize(name_or_path)[0]))
+    default_system = read_app_prompt(model.name_or_path)  # the folder loading resolved the name to
     app = create_app(model, tokenizer, served_name or served_model_name(name_or_path), max_batch_size=max_batch_size,
                      max_queue=max_queue, max_body_bytes=max_body_bytes, default_system=default_system)
     uvicorn.run(app, host=host, port=port, log_level="info")

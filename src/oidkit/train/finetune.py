@@ -22,6 +22,7 @@ import torch
 from oidkit.atomic import atomic_folder, write_atomic
 from oidkit.core.chat import resolve_chat_template
 from oidkit.errors import ConfigError
+from oidkit.models.device import is_cuda
 from oidkit.models.llama import NextTokenView, adapter_to_hf, our_linear_names
 from oidkit.train.config import TrainConfig
 from oidkit.train.data import load_tokenized
@@ -113,10 +114,11 @@ def finetune(config: TrainConfig, *, resume: bool, console: Any) -> dict:
         if ctx.is_main:
             write_atomic(run_dir / "data.json", json.dumps(counts, indent=2))
         pack = (lambda ex: pack_examples(ex, config.data.max_seq_len)) if config.data.packing else single_rows
+        pin = is_cuda(t.device)
         source = BatchSource(train, pack(train), batch_size=t.batch_size, pad_id=tokenizer.pad_token_id,
-                             seed=t.seed, rank=ctx.rank, world=ctx.world)
+                             seed=t.seed, rank=ctx.rank, world=ctx.world, pin=pin)
         validation = eval_batches(held_out, pack(held_out), t.batch_size, tokenizer.pad_token_id,
-                                  t.eval_batches) if held_out else None
+                                  t.eval_batches, pin=pin) if held_out else None
         model = apply_method(model, config)
         driven = drive(model, source, validation, t, config.optim, run_dir, bars=bars, console=console,
                        save_weights=lambda folder: save_weights(model, tokenizer, folder), resume=resume,

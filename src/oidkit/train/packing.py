@@ -48,15 +48,19 @@ def single_rows(examples: list[dict]) -> list[list[int]]:
     return [[i] for i in range(len(examples))]
 
 
-def collate_rows(examples: list[dict], rows: list[list[int]], pad_id: int, length: int | None = None) -> dict:
+def collate_rows(examples: list[dict], rows: list[list[int]], pad_id: int, length: int | None = None,
+                 pin: bool = False) -> dict:
     """``input_ids``, ``labels``, ``position_ids`` tensors of shape (rows, length), right-padded, and
     ``tokens``: the number of real (non-padding) tokens. ``length`` defaults to the longest row in this batch.
+
+    ``pin`` (training on CUDA) puts the batch in pinned (page-locked) memory, once: the three tensors are
+    views of one block, so the copies to the GPU (``models.device.to_device``) do not block.
     """
     flat = [[examples[i] for i in row] for row in rows]
     length = length or max(sum(len(e["input_ids"]) for e in row) for row in flat)
-    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.zeros((len(rows), length), dtype=torch.long)
+    packed = torch.empty((3, len(rows), length), dtype=torch.long)
+    packed[0], packed[1], packed[2] = pad_id, IGNORE_INDEX, 0
+    input_ids, labels, position_ids = packed
     for r, row in enumerate(flat):
         at = 0
         for example in row:
@@ -65,6 +69,8 @@ def collate_rows(examples: list[dict], rows: list[list[int]], pad_id: int, lengt
             labels[r, at : at + n] = torch.tensor(example["labels"])
             position_ids[r, at : at + n] = torch.arange(n)
             at += n
+    if pin:
+        input_ids, labels, position_ids = packed.pin_memory()
     tokens = sum(len(e["input_ids"]) for row in flat for e in row)
     return {"input_ids": input_ids, "labels": labels, "position_ids": position_ids, "tokens": tokens}
 
@@ -85,8 +91,8 @@ class BatchSource:
     """
 
     def __init__(self, examples: list[dict], rows: list[list[int]], *, batch_size: int, pad_id: int, seed: int,
-                 rank: int = 0, world: int = 1):
-        self.examples, self.rows = examples, rows
+                 rank: int = 0, world: int = 1, pin: bool = False):
+        self.examples, self.rows, self.pin = examples, rows, pin
         self.batch_size, self.pad_id, self.seed, self.rank, self.world = batch_size, pad_id, seed, rank, world
         self.per_epoch = -(-len(rows) // (batch_size * world))
         self._orders: dict[int, list[int]] = {}
@@ -103,11 +109,11 @@ class BatchSource:
         return [order[i % len(order)] for i in range(start, start + self.batch_size)]
 
     def __call__(self, index: int) -> dict:
-        return collate_rows(self.examples, [self.rows[r] for r in self.row_ids(index)], self.pad_id)
+        return collate_rows(self.examples, [self.rows[r] for r in self.row_ids(index)], self.pad_id, pin=self.pin)
 
 
 def eval_batches(examples: list[dict], rows: list[list[int]], batch_size: int, pad_id: int,
-                 limit: int | None = None) -> list[dict]:
-    """Validation batches in order (no shuffle), at most ``limit`` of them."""
-    batches = [collate_rows(examples, rows[i : i + batch_size], pad_id) for i in range(0, len(rows), batch_size)]
-    return batches[:limit] if limit else batches
+                 limit: int | None = None, pin: bool = False) -> list[dict]:
+    """Validation batches in order (no shuffle), at most ``limit`` of them (``pin``: see ``collate_rows``)."""
+    starts = range(0, len(rows), batch_size)[:limit] if limit else range(0, len(rows), batch_size)
+    return [collate_rows(examples, rows[i : i + batch_size], pad_id, pin=pin) for i in starts]

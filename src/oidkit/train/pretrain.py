@@ -26,6 +26,7 @@ from typing import Any
 
 from oidkit.atomic import atomic_folder, write_atomic
 from oidkit.errors import InputError
+from oidkit.models.device import is_cuda
 from oidkit.models.llama import LlamaConfig, LlamaModel, NextTokenView
 from oidkit.train.config import TrainConfig
 
@@ -68,10 +69,11 @@ def pretrain(config: TrainConfig, *, resume: bool, console: Any) -> dict[str, An
     if not train:
         raise InputError("no training text", file=", ".join(config.data.train), hint="check data.train")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pin = is_cuda(t.device)
     source = BatchSource(train, pack_examples(train, shape.max_seq_len), batch_size=t.batch_size, pad_id=pad,
-                         seed=t.seed)
+                         seed=t.seed, pin=pin)
     validation = eval_batches(validation_examples, pack_examples(validation_examples, shape.max_seq_len),
-                              t.batch_size, pad, t.eval_batches) if validation_examples else None
+                              t.batch_size, pad, t.eval_batches, pin=pin) if validation_examples else None
 
     model = LlamaModel(LlamaConfig(
         vocab_size=len(tokenizer), dim=shape.dim, n_layers=shape.n_layers, n_heads=shape.n_heads,
