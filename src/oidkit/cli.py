@@ -574,10 +574,11 @@ def train_command(
 
 @app.command("export")
 def export_command(
-    run_dir: str = typer.Argument(..., help="an `oid train` output folder"),
+    run_dir: str = typer.Argument(..., help="an `oid train` or `oid pretrain` output folder"),
     out: str = typer.Argument(..., help="folder to write"),
     merge: bool = typer.Option(True, "--merge/--no-merge", help="fold LoRA adapters into the base weights"),
-    which: str = typer.Option("best", help="best (lowest eval loss; falls back to last) or last"),
+    which: str = typer.Option("best", help="best (lowest eval loss; falls back to the last weights) or last "
+                              "(RUN/last, or RUN/final of a run from scratch)"),
     format: str = typer.Option("hf", help="output format: hf (a standalone Hugging Face folder), gguf (one file)"),
     quant: str = typer.Option("f16", help="with --format gguf: f16 or q8_0 (half the size, ~8.5 bits/weight)"),
     eval_report: str = typer.Option(None, help="an `oid eval` report.json (or its folder): its tables go into "
