@@ -102,6 +102,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert straight[1][2] != pytest.approx(straight[-1][2], abs=1e-2)  # it trained: the comparison is not vacuous
     summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("straight", "resumed")]
     assert summaries[1]["initial_eval_loss"] == pytest.approx(summaries[0]["initial_eval_loss"])
+    # config.yaml keeps the device as asked (a copy runs on any machine); summary.json says where the run went
+    saved = yaml.safe_load((tmp_path / "resumed" / "config.yaml").read_text())
+    assert saved["train"]["device"] == "auto" and summaries[1]["device"] == "cpu"
+    assert load_train_config(tmp_path / "resumed" / "config.yaml").train.device == "auto"
     assert summaries[1]["best_eval_loss"] == pytest.approx(summaries[0]["best_eval_loss"], abs=1e-5)
 
 
