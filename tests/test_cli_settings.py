@@ -67,6 +67,24 @@ def test_numeric_settings_out_of_range_are_named_with_value_and_range_before_any
     assert result.exit_code == 2 and "--limit" in result.output
 
 
+def test_eval_task_is_a_choice_of_the_task_registry(tmp_path):
+    from oidkit.evaluate import TASKS
+
+    data = tmp_path / "held_out.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
+    result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "250"})  # one row per option
+    assert result.exit_code == 0 and f"<{'|'.join(TASKS)}>" in result.output  # --task lists its choices
+    result = runner.invoke(app, ["eval", str(data), "--model", "no-such-model", "--task", "bogus"])
+    text = one_line(result.output)
+    assert result.exit_code == 2 and "Invalid value for '--task'" in text and "no-such-model" not in text
+    assert all(f"'{task}'" in text for task in TASKS)
+    config = tmp_path / "eval.yaml"
+    config.write_text("model: no-such-model\ntask: bogus\n")
+    result = runner.invoke(app, ["eval", str(data), "--config", str(config)])
+    assert result.exit_code == 2 and "task: Input should be 'choice', 'gsm8k', 'generation' or 'records' (got " \
+        "'bogus')" in one_line(result.output)
+
+
 def test_synth_required_settings_may_come_from_the_file_and_are_named_when_missing(tmp_path):
     result = runner.invoke(app, ["synth", "respond", str(tmp_path / "in.jsonl"), "max_tokens=3"])
     assert result.exit_code == 2 and "Traceback" not in result.output

@@ -16,6 +16,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from oidkit import __version__
+from oidkit.evaluate import TASKS
 
 console = Console(stderr=True)
 # typer raises the errors of its own copy of click (e.g. a value outside a Literal's or an Enum's choices)
@@ -666,6 +667,9 @@ def app_list() -> None:
 # --- evaluate / serve / chat -----------------------------------------------------------------------
 
 
+EvalTask = Literal[TASKS]  # --task's choices: the task registry (a bad value is a usage error)
+
+
 @app.command("eval", context_settings={"allow_interspersed_args": True})
 def eval_command(
     ctx: typer.Context,
@@ -676,7 +680,7 @@ def eval_command(
     model: str = typer.Option(None, "--model", "-m", help="model folder or alias to evaluate"),
     compare: tuple[str, str] | None = typer.Option(None, help="evaluate two models side by side: --compare A B"),
     out: str = typer.Option("eval-out", "-o", "--out", help="folder for report.json and report.md"),
-    task: str = typer.Option(None, help="force the task type: records, generation, gsm8k or choice"),
+    task: EvalTask = typer.Option(None, help="force the task type instead of detecting it from the fields"),
     limit: int = typer.Option(None, min=1, help="evaluate only the first N examples of each file"),
     max_new_tokens: int = typer.Option(128, min=1, help="generation length for generation tasks"),
     batch_size: int = typer.Option(4, min=1),
@@ -705,7 +709,7 @@ def eval_command(
     from oidkit.core.progress import LabelBars
     from oidkit.evaluate.judge import judge_from_backend
     from oidkit.evaluate.run import EvalOptions, compare_models, evaluate_model, markdown_report, write_report
-    from oidkit.evaluate.tasks import TASKS, load_task
+    from oidkit.evaluate.tasks import load_task
 
     data, overrides = split_positional(data)
     s = flag_settings(ctx, config, overrides, "eval settings")
@@ -714,8 +718,6 @@ def eval_command(
         fail("give --model M to evaluate one model, or --compare A B to evaluate two side by side")
     if not data:
         fail("give the task files to evaluate on, e.g. oid eval held_out.jsonl --model M")
-    if s.task and s.task not in TASKS:
-        fail(f"unknown --task {s.task!r}; choose from {', '.join(TASKS)}")
     tasks = [load_task(path, task=s.task, limit=s.limit, shots=s.shots) for path in data]
     options = EvalOptions(max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, perplexity_tokens=s.tokens,
                           generate=s.generate, chinese_rouge=s.chinese_rouge, device=s.device)
