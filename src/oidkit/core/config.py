@@ -100,7 +100,10 @@ def validation_problems(error: ValidationError) -> list[str]:
         return ".".join(str(part) for part in loc if "=" not in str(part)) or "config"
 
     def got(err: dict) -> str:
-        return "" if err["type"] == "missing" or isinstance(err["input"], dict) else f" (got {err['input']!r})"
+        if err["type"] == "missing" or isinstance(err["input"], dict):
+            return ""
+        value = repr(err["input"])
+        return f" (got {value if len(value) <= 80 else value[:77] + '...'})"  # a long list stays one line
 
     return [f"{key(err['loc'])}: {err['msg']}{got(err)}" for err in error.errors()]
 
