@@ -34,6 +34,57 @@ def test_eval_names_every_bad_key_and_value_of_the_config_and_overrides(tmp_path
     assert result.exit_code == 2 and "missing.yaml: file not found" in one_line(result.output)
 
 
+def test_numeric_settings_out_of_range_are_named_with_value_and_range_before_any_work(tmp_path):
+    data = tmp_path / "held_out.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "hello"}]}) + "\n")
+    config = tmp_path / "eval.yaml"
+    config.write_text("model: no-such-model\nlimit: -3\nbatch_size: 0\n")
+    result = runner.invoke(app, ["eval", str(data), "--config", str(config), "max_new_tokens=0", "shots=-1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    text = one_line(result.output)
+    assert f"{config}: invalid eval settings:" in text and "no-such-model" not in text  # before loading the model
+    assert "limit: Input should be greater than or equal to 1 (got -3)" in text
+    assert "batch_size: Input should be greater than or equal to 1 (got 0)" in text
+    assert "max_new_tokens: Input should be greater than or equal to 1 (got 0)" in text
+    assert "shots: Input should be greater than or equal to 0 (got -1)" in text
+    result = runner.invoke(app, ["synth", "self-instruct", f"seeds={data}", f"out={tmp_path / 'o'}", "model=m",
+                                 "temperature=-0.5", "top_p=1.5", "novelty_threshold=2", "concurrency=0", "num=0"])
+    text = one_line(result.output)
+    assert result.exit_code == 2 and "invalid self-instruct settings:" in text
+    for problem in ("temperature: Input should be greater than or equal to 0 (got -0.5)",
+                    "top_p: Input should be less than or equal to 1 (got 1.5)",
+                    "novelty_threshold: Input should be less than or equal to 1 (got 2)",
+                    "concurrency: Input should be greater than or equal to 1 (got 0)",
+                    "num: Input should be greater than or equal to 1 (got 0)"):
+        assert problem in text
+    assert not (tmp_path / "o").exists()
+    for command in (["synth", "evol", str(data), "rounds=0", "limit=0"],
+                    ["synth", "respond", str(data), "max_tokens=0"]):
+        result = runner.invoke(app, [*command, "-o", str(tmp_path / "o"), "--model", "m"])
+        assert result.exit_code == 2 and "greater than or equal to 1 (got 0)" in one_line(result.output)
+    result = runner.invoke(app, ["eval", str(data), "-m", "m", "--limit", "0"])  # the flag has the same range
+    assert result.exit_code == 2 and "--limit" in result.output
+
+
+def test_eval_task_is_a_choice_of_the_task_registry(tmp_path):
+    from oidkit.evaluate import TASKS
+
+    data = tmp_path / "held_out.jsonl"
+    data.write_text(json.dumps({"question": "1+1?", "answer": "#### 2"}) + "\n")
+    result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "250"})  # one row per option
+    assert result.exit_code == 0 and f"<{'|'.join(TASKS)}>" in result.output  # --task lists its choices
+    result = runner.invoke(app, ["eval", str(data), "--model", "no-such-model", "--task", "bogus"])
+    text = one_line(result.output)
+    assert result.exit_code == 2 and "Invalid value for '--task'" in text and "no-such-model" not in text
+    assert all(f"'{task}'" in text for task in TASKS)
+    config = tmp_path / "eval.yaml"
+    config.write_text("model: no-such-model\ntask: bogus\n")
+    result = runner.invoke(app, ["eval", str(data), "--config", str(config)])
+    assert result.exit_code == 2 and "task: Input should be 'choice', 'gsm8k', 'generation' or 'records' (got " \
+        "'bogus')" in one_line(result.output)
+
+
 def test_synth_required_settings_may_come_from_the_file_and_are_named_when_missing(tmp_path):
     result = runner.invoke(app, ["synth", "respond", str(tmp_path / "in.jsonl"), "max_tokens=3"])
     assert result.exit_code == 2 and "Traceback" not in result.output

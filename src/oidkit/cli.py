@@ -16,6 +16,7 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 from oidkit import __version__
+from oidkit.evaluate import TASKS
 
 console = Console(stderr=True)
 # typer raises the errors of its own copy of click (e.g. a value outside a Literal's or an Enum's choices)
@@ -102,14 +103,16 @@ def flag_settings(ctx: typer.Context, config: str | None, overrides: list[str], 
     """
     import typing
 
-    from pydantic import ConfigDict, create_model
+    from pydantic import ConfigDict, Field, create_model
 
     from oidkit.core.config import load_config
 
     hints = typing.get_type_hints(ctx.command.callback)
     options = [p for p in ctx.command.params if p.param_type_name == "option" and p.name != "config"]
-    fields = {p.name: ((hints[p.name], ...) if p.name in required else
-                       (hints[p.name] | None if p.default is None else hints[p.name], None)) for p in options}
+    # an option's min/max (typer.Option(min=1)) bound the same setting in the file and the overrides
+    fields = {p.name: ((hints[p.name], Field(..., ge=p.min, le=p.max)) if p.name in required else
+                       (hints[p.name] | None if p.default is None else hints[p.name], Field(None, ge=p.min, le=p.max)))
+              for p in options}
     schema = create_model(f"{ctx.command.name}_settings", __config__=ConfigDict(extra="forbid"), **fields)
     given = {p.name: ctx.params[p.name] for p in options
              if ctx.get_parameter_source(p.name).name in ("COMMANDLINE", "ENVIRONMENT")}
@@ -572,10 +575,11 @@ def train_command(
 
 @app.command("export")
 def export_command(
-    run_dir: str = typer.Argument(..., help="an `oid train` output folder"),
+    run_dir: str = typer.Argument(..., help="an `oid train` or `oid pretrain` output folder"),
     out: str = typer.Argument(..., help="folder to write"),
     merge: bool = typer.Option(True, "--merge/--no-merge", help="fold LoRA adapters into the base weights"),
-    which: str = typer.Option("best", help="best (lowest eval loss; falls back to last) or last"),
+    which: str = typer.Option("best", help="best (lowest eval loss; falls back to the last weights) or last "
+                              "(RUN/last, or RUN/final of a run from scratch)"),
     format: str = typer.Option("hf", help="output format: hf (a standalone Hugging Face folder), gguf (one file)"),
     quant: str = typer.Option("f16", help="with --format gguf: f16 or q8_0 (half the size, ~8.5 bits/weight)"),
     eval_report: str = typer.Option(None, help="an `oid eval` report.json (or its folder): its tables go into "
@@ -663,6 +667,9 @@ def app_list() -> None:
 # --- evaluate / serve / chat -----------------------------------------------------------------------
 
 
+EvalTask = Literal[TASKS]  # --task's choices: the task registry (a bad value is a usage error)
+
+
 @app.command("eval", context_settings={"allow_interspersed_args": True})
 def eval_command(
     ctx: typer.Context,
@@ -673,14 +680,14 @@ def eval_command(
     model: str = typer.Option(None, "--model", "-m", help="model folder or alias to evaluate"),
     compare: tuple[str, str] | None = typer.Option(None, help="evaluate two models side by side: --compare A B"),
     out: str = typer.Option("eval-out", "-o", "--out", help="folder for report.json and report.md"),
-    task: str = typer.Option(None, help="force the task type: records, generation, gsm8k or choice"),
-    limit: int = typer.Option(None, help="evaluate only the first N examples of each file"),
-    max_new_tokens: int = typer.Option(128, help="generation length for generation tasks"),
-    batch_size: int = typer.Option(4),
+    task: EvalTask = typer.Option(None, help="force the task type instead of detecting it from the fields"),
+    limit: int = typer.Option(None, min=1, help="evaluate only the first N examples of each file"),
+    max_new_tokens: int = typer.Option(128, min=1, help="generation length for generation tasks"),
+    batch_size: int = typer.Option(4, min=1),
     tokens: Literal["assistant", "all"] = typer.Option("assistant", help="perplexity over 'assistant' tokens only "
                                                       "or 'all' tokens"),
     generate: bool = typer.Option(True, help="records: also generate the last assistant turn and score it"),
-    shots: int = typer.Option(5, help="multiple choice: solved examples from the dev split"),
+    shots: int = typer.Option(5, min=0, help="multiple choice: solved examples from the dev split"),
     chinese_rouge: Literal["char", "jieba"] = typer.Option("char", help="ROUGE tokens for Chinese: 'char' or "
                                                             "'jieba' words"),
     judge_model: str = typer.Option(None, help="judge model (local folder/alias, or a name at --judge-endpoint)"),
@@ -702,7 +709,7 @@ def eval_command(
     from oidkit.core.progress import LabelBars
     from oidkit.evaluate.judge import judge_from_backend
     from oidkit.evaluate.run import EvalOptions, compare_models, evaluate_model, markdown_report, write_report
-    from oidkit.evaluate.tasks import TASKS, load_task
+    from oidkit.evaluate.tasks import load_task
 
     data, overrides = split_positional(data)
     s = flag_settings(ctx, config, overrides, "eval settings")
@@ -711,8 +718,6 @@ def eval_command(
         fail("give --model M to evaluate one model, or --compare A B to evaluate two side by side")
     if not data:
         fail("give the task files to evaluate on, e.g. oid eval held_out.jsonl --model M")
-    if s.task and s.task not in TASKS:
-        fail(f"unknown --task {s.task!r}; choose from {', '.join(TASKS)}")
     tasks = [load_task(path, task=s.task, limit=s.limit, shots=s.shots) for path in data]
     options = EvalOptions(max_new_tokens=s.max_new_tokens, batch_size=s.batch_size, perplexity_tokens=s.tokens,
                           generate=s.generate, chinese_rouge=s.chinese_rouge, device=s.device)
@@ -1085,16 +1090,16 @@ def synth_self_instruct(
     model: str = typer.Option(None, help=MODEL_HELP + "; required"),
     endpoint: str = typer.Option(None, help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1; "
                                  + ENDPOINT_FAILURES),
-    num: int = typer.Option(100, help="new instructions to keep"),
+    num: int = typer.Option(100, min=1, help="new instructions to keep"),
     language: str = typer.Option("en", help="prompt language: en or zh"),
-    requests_per_round: int = typer.Option(5, help="instruction-generation requests per round"),
-    max_rounds: int = typer.Option(50, help="stop after this many rounds even if fewer were kept"),
-    temperature: float = typer.Option(0.7), top_p: float = typer.Option(0.5),
-    max_tokens: int = typer.Option(1024, help="tokens per instruction-generation request"),
-    novelty_threshold: float = typer.Option(0.7, help="drop when ROUGE-L against the pool exceeds this"),
+    requests_per_round: int = typer.Option(5, min=1, help="instruction-generation requests per round"),
+    max_rounds: int = typer.Option(50, min=1, help="stop after this many rounds even if fewer were kept"),
+    temperature: float = typer.Option(0.7, min=0), top_p: float = typer.Option(0.5, min=0, max=1),
+    max_tokens: int = typer.Option(1024, min=1, help="tokens per instruction-generation request"),
+    novelty_threshold: float = typer.Option(0.7, min=0, max=1, help="drop when ROUGE-L against the pool exceeds this"),
     instances: bool = typer.Option(True, help="also generate an input/output instance per instruction"),
-    instance_max_tokens: int = typer.Option(300, help="tokens per instance (input and output) generation"),
-    concurrency: int = typer.Option(4, help="parallel requests to --endpoint"),
+    instance_max_tokens: int = typer.Option(300, min=1, help="tokens per instance (input and output) generation"),
+    concurrency: int = typer.Option(4, min=1, help="parallel requests to --endpoint"),
     seed: int = typer.Option(42),
 ) -> None:
     """Grow instructions from seed tasks (Self-Instruct), with every filter counted in a funnel.
@@ -1144,13 +1149,13 @@ def synth_evol(
                             "required"),
     model: str = typer.Option(None, help=MODEL_HELP + "; required"),
     endpoint: str = typer.Option(None, help=ENDPOINT_HELP),
-    rounds: int = typer.Option(3, help="evolution rounds; each round evolves the survivors of the last"),
+    rounds: int = typer.Option(3, min=1, help="evolution rounds; each round evolves the survivors of the last"),
     operations: str = typer.Option(
         "all", help="comma-separated subset of add_constraints, deepen, concretise, increase_reasoning, "
         "complicate_input, breadth"),
-    limit: int = typer.Option(None, help="evolve only the first N records"),
+    limit: int = typer.Option(None, min=1, help="evolve only the first N records"),
     judge_equality: bool = typer.Option(True, help="ask the model whether an evolution added information"),
-    concurrency: int = typer.Option(4), seed: int = typer.Option(42),
+    concurrency: int = typer.Option(4, min=1), seed: int = typer.Option(42),
 ) -> None:
     """Evol-Instruct: rewrite instructions into harder (in-depth) or rarer (in-breadth) ones, with lineage.
 
@@ -1185,7 +1190,7 @@ def synth_respond(
     model: str = typer.Option(None, help=MODEL_HELP + "; required"),
     endpoint: str = typer.Option(None, help=ENDPOINT_HELP),
     regenerate: bool = typer.Option(False, help="also replace existing last answers (kept in meta)"),
-    max_tokens: int = typer.Option(512), concurrency: int = typer.Option(4),
+    max_tokens: int = typer.Option(512, min=1), concurrency: int = typer.Option(4, min=1),
 ) -> None:
     """Fill the assistant turn of instruction-only records, or regenerate answers with a chosen model.
 
@@ -1210,7 +1215,7 @@ def annotate_command(
     model: str = typer.Option(None, help="judge: " + MODEL_HELP + "; required"),
     endpoint: str = typer.Option(None, help=ENDPOINT_HELP),
     rubric: str = typer.Option(None, help="a rubric file with a {conversation} placeholder (default: AlpaGasus-style)"),
-    concurrency: int = typer.Option(4),
+    concurrency: int = typer.Option(4, min=1),
 ) -> None:
     """Score each record with a judge model (1-5 + rationale + follows-instruction) into meta.score.
 

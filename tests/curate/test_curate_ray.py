@@ -226,3 +226,29 @@ def test_a_ray_run_killed_before_the_manifest_leaves_no_complete_looking_output(
     assert incomplete_outputs(sorted(out.glob("*-*.jsonl"))) == []
     kept, rejects = outputs(stats)
     assert len(kept) + len(rejects) == stats["input"]["records"] and not (out / ".steps").exists()
+
+
+def test_oid_curate_on_ray_shows_our_progress_not_rays_info_lines_and_a_local_rerun_replaces_its_shards(
+        tmp_path):
+    """A fresh `oid curate engine=ray` (its own Ray instance) prints Ray's warnings at most, never its INFO lines
+    (one per executed dataset before); a local run into the same folder then leaves only its own files (without
+    --force it would find the same finished run, whichever engine made it, and do nothing)."""
+    import os
+    import subprocess
+    import sys
+
+    from test_curate_runner import crafted_records
+
+    write_jsonl(tmp_path / "in.jsonl", crafted_records())
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_DATA_LOG_LEVEL", "RAY_ADDRESS")}
+    command = [sys.executable, "-m", "oidkit.cli", "curate", "--op", "exact_dedup", str(tmp_path / "in.jsonl"),
+               str(out)]
+    ray_run = subprocess.run([*command, "engine=ray"], capture_output=True, text=True, env=env, timeout=300)
+    assert ray_run.returncode == 0, ray_run.stderr
+    assert "kept 37 of 38" in " ".join(ray_run.stderr.split())
+    assert " INFO " not in ray_run.stderr and "streaming_executor" not in ray_run.stderr
+    assert (out / "kept.shards.json").exists() and (out / "rejects.shards.json").exists()
+    local_run = subprocess.run([*command, "--force"], capture_output=True, text=True, env=env, timeout=300)
+    assert local_run.returncode == 0, local_run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["kept.jsonl", "recipe.yaml", "rejects.jsonl", "stats.json"]

@@ -264,3 +264,25 @@ def test_a_rewrite_that_breaks_a_conversation_rejects_the_original(tmp_path):
     rejected_on_read = []
     assert [r["id"] for r in read_records(tmp_path / "out" / "kept.jsonl", on_reject=rejected_on_read.append)] == [
         "fine"] and rejected_on_read == []
+
+
+def test_a_run_replaces_an_earlier_runs_outputs_in_the_other_layout_and_keeps_other_files(crafted_input, tmp_path):
+    """A local run into a folder that held a Ray run (kept / rejects as shard sets) leaves only its own single
+    files, and a sharded run removes an earlier single file; files that are not our outputs stay."""
+    from oidkit.io import write_records
+
+    out = tmp_path / "out"
+    out.mkdir()
+    ray_like = [write_records(crafted_records()[:5], out / name, shard_size=2) for name in ("kept.jsonl",
+                                                                                           "rejects.jsonl")]
+    assert len(ray_like[0]) == 3 and (out / "kept.shards.json").exists()  # the set a Ray run leaves
+    (out / "notes.txt").write_text("mine")
+    (out / "kept-old.jsonl").write_text("mine too\n")  # not a shard name of ours
+    stats = run(crafted_input, out, steps=[{"op": "exact_dedup"}])
+    assert sorted(p.name for p in out.iterdir()) == ["kept-old.jsonl", "kept.jsonl", "notes.txt", "recipe.yaml",
+                                                     "rejects.jsonl", "stats.json"]
+    assert_accounting(stats, out, [r["id"] for r in crafted_records()])
+    stats = run(crafted_input, out, steps=[{"op": "exact_dedup"}], output={"path": str(out), "shard_size": 20})
+    assert sorted(p.name for p in out.glob("kept*")) == ["kept-00000.jsonl", "kept-00001.jsonl", "kept-old.jsonl",
+                                                         "kept.shards.json"]
+    assert [Path(p).name for p in stats["output"]["paths"]] == ["kept-00000.jsonl", "kept-00001.jsonl"]

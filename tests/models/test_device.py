@@ -137,7 +137,8 @@ def test_device_cuda_without_gpu_exits_2_with_one_message(tiny_model_path, tmp_p
 
 
 def test_device_cpu_trains_exactly_as_auto_without_gpu(tiny_model_path, tmp_path, monkeypatch):
-    """--device cpu and auto on a machine without GPU: the same losses, and config.yaml says cpu."""
+    """--device cpu and auto on a machine without GPU: the same losses; config.yaml keeps the device asked (a
+    copy runs anywhere), summary.json says where the run went."""
     from oidkit.core.runs import read_metrics
     from oidkit.io import write_jsonl
 
@@ -155,7 +156,8 @@ def test_device_cpu_trains_exactly_as_auto_without_gpu(tiny_model_path, tmp_path
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         losses[device] = [r["loss"] for r in read_metrics(run / "metrics.csv") if r["split"] == "train"]
-        assert "device: cpu" in (run / "config.yaml").read_text()
+        assert f"device: {device}" in (run / "config.yaml").read_text()
+        assert json.loads((run / "summary.json").read_text())["device"] == "cpu"
     assert len(losses["cpu"]) == 3 and losses["cpu"] == losses["auto"]
 
 
@@ -230,4 +232,4 @@ def test_pretraining_builds_its_llama_on_the_resolved_device(tiny_model_path, tm
     with pytest.raises(Stop):
         run_training(config)
     assert sent_to == ["cuda"] and pinned  # the validation batches were built in pinned memory
-    assert "device: cuda" in (tmp_path / "run" / "config.yaml").read_text()  # where the run went
+    assert "device: auto" in (tmp_path / "run" / "config.yaml").read_text()  # as asked, not where it went

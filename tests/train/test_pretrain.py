@@ -102,6 +102,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert straight[1][2] != pytest.approx(straight[-1][2], abs=1e-2)  # it trained: the comparison is not vacuous
     summaries = [json.loads((tmp_path / run / "summary.json").read_text()) for run in ("straight", "resumed")]
     assert summaries[1]["initial_eval_loss"] == pytest.approx(summaries[0]["initial_eval_loss"])
+    # config.yaml keeps the device as asked (a copy runs on any machine); summary.json says where the run went
+    saved = yaml.safe_load((tmp_path / "resumed" / "config.yaml").read_text())
+    assert saved["train"]["device"] == "auto" and summaries[1]["device"] == "cpu"
+    assert load_train_config(tmp_path / "resumed" / "config.yaml").train.device == "auto"
     assert summaries[1]["best_eval_loss"] == pytest.approx(summaries[0]["best_eval_loss"], abs=1e-5)
 
 
@@ -136,3 +140,25 @@ def test_oid_train_with_init_scratch_is_oid_pretrain(tmp_path):
     assert summaries[0] == summaries[1]
     assert (tmp_path / "train" / "final" / "model.safetensors").read_bytes() == \
         (tmp_path / "pretrain" / "final" / "model.safetensors").read_bytes()
+
+
+def test_oid_export_of_a_scratch_run_folder_writes_a_loadable_model_with_its_card(tmp_path):
+    """A run from scratch names its weights final/ (and best/ only with validation) and has no base model."""
+    from transformers import AutoModelForCausalLM
+    from typer.testing import CliRunner
+
+    from oidkit.cli import app
+
+    recipe = counting_recipe(tmp_path)
+    run_training(load_train_config(recipe, ["train.max_steps=2", "train.threads=1", "data.val_fraction=0",
+                                                      "train.eval_every=0"]))
+    assert not (tmp_path / "run" / "best").exists() and (tmp_path / "run" / "final").is_dir()
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "run"), str(tmp_path / "model")])
+    assert result.exit_code == 0, result.output
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "final")
+    assert all(torch.equal(a, b) for a, b in zip(exported.state_dict().values(), trained.state_dict().values(),
+                                                     strict=True))
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "trained from scratch" in card and "pretraining" in card and "base_model:" not in card
+    assert f"| tokenizer | {tmp_path / 'tok'} |" in card and "every token" in card

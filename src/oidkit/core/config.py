@@ -90,14 +90,22 @@ def set_key(tree: dict, parts: list[str], value: Any, override: str, *, descend:
 
 
 def validation_problems(error: ValidationError) -> list[str]:
-    """One ``dotted.key: message`` line per problem pydantic found.
+    """One ``dotted.key: message (got value)`` line per problem pydantic found, e.g.
+    ``limit: Input should be greater than or equal to 1 (got -3)``.
 
-    Location parts holding ``=`` are the tags of sections chosen by a setting (``init=scratch``), not keys.
+    Location parts holding ``=`` are the tags of sections chosen by a setting (``init=scratch``), not keys. The
+    value is left out for a missing key and for a whole section (pydantic gives the section as the input).
     """
     def key(loc: tuple) -> str:
         return ".".join(str(part) for part in loc if "=" not in str(part)) or "config"
 
-    return [f"{key(err['loc'])}: {err['msg']}" for err in error.errors()]
+    def got(err: dict) -> str:
+        if err["type"] == "missing" or isinstance(err["input"], dict):
+            return ""
+        value = repr(err["input"])
+        return f" (got {value if len(value) <= 80 else value[:77] + '...'})"  # a long list stays one line
+
+    return [f"{key(err['loc'])}: {err['msg']}{got(err)}" for err in error.errors()]
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...], schema: type[Schema], *,

@@ -22,6 +22,7 @@ starts a local instance.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Iterable
@@ -172,8 +173,13 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, batch_size: int, progress: ProgressFn):
+        # Ray's own INFO lines (one per executed dataset) would bury our progress and messages: warnings only.
+        # Ray Data reads RAY_DATA_LOG_LEVEL whenever it configures its logger (again per dataset, in the workers
+        # too); a level the user set wins.
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
+        logging.getLogger("ray.data").setLevel(os.environ["RAY_DATA_LOG_LEVEL"])  # configured at import already
         if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+            ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, logging_level=logging.WARNING)
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # positions must match the keys the driver resolves
         context.enable_progress_bars = False

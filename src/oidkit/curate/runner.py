@@ -28,6 +28,7 @@ from oidkit.curate.text import digest
 from oidkit.io import ReadStats, read_jsonl, read_records, write_jsonl, write_records
 from oidkit.io.files import expand_paths
 from oidkit.io.outputs import refuse_overwriting_inputs
+from oidkit.io.writers import other_layout
 from oidkit.records import canonical_json
 
 if TYPE_CHECKING:  # rich loads only when bars are shown
@@ -259,6 +260,10 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
     }
     write_atomic(out / "stats.json", orjson.dumps(stats, option=orjson.OPT_INDENT_2))  # last: marks the run done
     shutil.rmtree(checkpoints)
+    # only now that the new outputs are published: an earlier run's kept / rejects in the other layout (a Ray
+    # run's shard sets before a local run's single files, or the reverse) would read as part of this run
+    for old in [*other_layout(out / kept_name, paths), *other_layout(out / "rejects.jsonl", rejects)]:
+        old.unlink(missing_ok=True)
     return stats
 
 

@@ -16,10 +16,10 @@ from itertools import islice
 from pathlib import Path
 
 from oidkit.errors import InputError
+from oidkit.evaluate import TASKS
 from oidkit.evaluate.choice import LETTERS, ChoiceExample
 from oidkit.io import read_jsonl, read_records
 
-TASKS = ("choice", "gsm8k", "generation", "records")
 CMMLU_COLUMNS = ["Question", "A", "B", "C", "D", "Answer"]
 # The Chinese name of each of CMMLU's 67 subjects by file name, as CMMLU's own prompt uses it
 # ("以下是关于天文学的单项选择题", not "astronomy"); other files keep their file name as the subject.

@@ -22,8 +22,14 @@ import zstandard
 
 from oidkit.atomic import fsync, rename_target, write_atomic, writes_in_place, writing_path
 from oidkit.errors import OidError
+<<<<<<< HEAD
 from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, TAG_SPELLINGS, RowProblem, parse_tool_call
 from oidkit.io.outputs import publish_shards
+=======
+from oidkit.io.files import iter_rows, sniff_container
+from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
+from oidkit.io.outputs import manifest_path, publish_shards
+>>>>>>> s5h1
 from oidkit.io.parts import PLACEHOLDERS, TOOL_CALL_PARTS, to_parts
 from oidkit.records import with_reasoning
 
@@ -293,6 +299,16 @@ def shard_path(path: Path, number: int) -> Path:
 def stale_shards(path: Path, count: int) -> list[Path]:
     """Shards of an earlier, larger set beyond the ``count`` a new set of ``path`` has."""
     return list(itertools.takewhile(Path.exists, (shard_path(path, n) for n in itertools.count(count))))
+
+
+def other_layout(path: Path, written: list[Path]) -> list[Path]:
+    """Files of an earlier output of ``path`` in the other layout than ``written``: its shard set and manifest
+    when ``path`` was now written as one file, the one file ``path`` when it was now written as shards (a
+    larger shard set's tail goes when the new set is published)."""
+    if written == [path]:
+        manifest = manifest_path(path)
+        return [*stale_shards(path, 0), *([manifest] if manifest.exists() else [])]
+    return [path] if path.exists() else []
 
 
 def write_records(

@@ -82,12 +82,25 @@ def training_rows(config: dict, summary: dict) -> list[list]:
         ["steps", f"{summary.get('steps', '?')} of max {loop['max_steps']}"
                   + (" (stopped early)" if summary.get("stopped_early") else "")],
         ["tokens trained on", f"{summary.get('tokens', '?'):,}" if summary.get("tokens") else "?"],
-        ["sequence length", f"{data['max_seq_len']} ({'packed' if data['packing'] else 'one record per row'}, "
-                            f"overlong records: {data['overlong']})"],
-        ["loss on", f"{data['train_on']} turns; reasoning: {data.get('reasoning', 'train')}"],
-        ["chat template", data.get("chat_template") or "the base model's own"],
-        ["precision, seed", f"{loop['precision']}, {loop['seed']}"],
     ]
+    if data.get("kind") == "text":  # model.init=scratch: a new Llama of this shape, plain text
+        shape = config["model"]
+        rows += [
+            ["model", f"new Llama, {summary.get('parameters', '?')} parameters: dim {shape['dim']}, "
+                      f"{shape['n_layers']} layers, {shape['n_heads']} heads ({shape['n_kv_heads']} key/value), "
+                      f"intermediate {shape['intermediate_size']}"],
+            ["tokenizer", config["tokenizer"]],
+            ["sequence length", f"{shape['max_seq_len']} (texts cut into chunks of this many tokens, packed)"],
+            ["loss on", "every token (next-token prediction on plain text)"],
+        ]
+    else:
+        rows += [
+            ["sequence length", f"{data['max_seq_len']} ({'packed' if data['packing'] else 'one record per row'}, "
+                                f"overlong records: {data['overlong']})"],
+            ["loss on", f"{data['train_on']} turns; reasoning: {data.get('reasoning', 'train')}"],
+            ["chat template", data.get("chat_template") or "the base model's own"],
+        ]
+    rows.append(["precision, seed", f"{loop['precision']}, {loop['seed']}"])
     for key, label in (("final_train_loss", "final train loss"), ("best_eval_loss", "best eval loss")):
         if summary.get(key) is not None:
             rows.append([label, f"{summary[key]:.4f}"])
@@ -116,25 +129,29 @@ def model_card(run_dir: str | Path, out_dir: str | Path, *, adapter: bool, base_
     summary_path, data_path = run_dir / "summary.json", run_dir / "data.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     counts = json.loads(data_path.read_text()) if data_path.exists() else {}
-    base_name = config["model"]["name"]
-    base = base_model or hub_id(base_name)
-    license = license or base_license(base_name)
+    scratch = config["model"].get("init") == "scratch"  # a new model: no base model to name or take a license from
+    base_name = None if scratch else config["model"]["name"]
+    base = None if scratch else base_model or hub_id(base_name)
+    license = license or (None if scratch else base_license(base_name))
     cards = data_cards(config["data"]["train"], data_card)
     datasets = [meta.get("pretty_name") or path.parent.name for path, meta in cards]
     metadata = ModelCardData(
         base_model=base, library_name="peft" if adapter else "transformers", license=license,
         datasets=datasets or None, pipeline_tag="text-generation",
-        tags=["oidkit", "sft", config["method"], *(["base_model:adapter:" + base] if adapter and base else [])])
+        tags=["oidkit", "pretraining" if scratch else "sft", config["method"],
+              *(["base_model:adapter:" + base] if adapter and base else [])])
     title = out_dir.resolve().name
     what = "A LoRA adapter" if adapter else ("A merged LoRA fine-tune" if config["method"] == "lora"
                                             else "A full fine-tune")
     origin = (f"`{base}`" if base else
               f"a local model (`{base_name}`; no hub id is known for it: pass `oid export --base-model ORG/NAME`)")
+    made = ("A Llama trained from scratch on plain text with oidkit (`oid pretrain`); not instruction-tuned.\n"
+            if scratch else f"{what} of {origin}, instruction-tuned with oidkit (`oid train`).\n")
     train = counts.get("train") or {}
     parts = [
         f"---\n{metadata.to_yaml()}\n---\n",
         f"# {title}\n",
-        f"{what} of {origin}, instruction-tuned with oidkit (`oid train`).\n",
+        made,
         "## Use\n",
         usage(out_dir, base, adapter),
         "## Training data\n",
@@ -158,8 +175,10 @@ def model_card(run_dir: str | Path, out_dir: str | Path, *, adapter: bool, base_
     else:
         parts += ["## Evaluation\n", "Not evaluated in this card: pass `--eval-report` with an `oid eval` report.\n"]
     parts += ["## Limitations\n",
-              "A small instruction-tuned model: it makes things up, and it inherits the limitations of its base "
-              "model and of the training data (see the data card)."
+              ("A small model trained from scratch: it continues text like its training data, it does not follow "
+               "instructions, and it makes things up." if scratch else
+               "A small instruction-tuned model: it makes things up, and it inherits the limitations of its base "
+               "model and of the training data (see the data card).")
               + ("" if license else " No license is known for the base model: set one before sharing.") + "\n"]
     return "\n".join(parts)
 

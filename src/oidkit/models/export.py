@@ -16,15 +16,20 @@ from oidkit.atomic import atomic_folder
 from oidkit.errors import ConfigError
 from oidkit.io.outputs import refuse_overwriting_inputs
 
+# the end-of-run weights: fine-tuning names them last/, training from scratch final/
+LAST_WEIGHTS = ("last", "final")
+
 
 def run_weights(run_dir: str | Path, which: str = "best") -> Path:
-    """``RUN/best`` (falls back to ``RUN/last`` when no evaluation ran) or ``RUN/last``."""
+    """``RUN/best`` (falls back to the last weights when no evaluation ran) or the last weights (``RUN/last`` of
+    a fine-tuning run, ``RUN/final`` of a run from scratch)."""
     run_dir = Path(run_dir)
-    for name in ([which, "last"] if which == "best" else [which]):
+    names = list(dict.fromkeys([which, *LAST_WEIGHTS] if which in ("best", *LAST_WEIGHTS) else [which]))
+    for name in names:
         if (run_dir / name / "tokenizer_config.json").exists():
             return run_dir / name
-    raise ConfigError(f"{run_dir}: no trained weights in {which}/ or last/; is this an `oid train` output folder "
-                      "of a finished run?")
+    raise ConfigError(f"{run_dir}: no trained weights in {'/, '.join(names)}/; is this an `oid train` or "
+                      "`oid pretrain` output folder of a finished run?")
 
 
 def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "best", dtype: str = "float32") -> Path:

@@ -35,20 +35,25 @@ def seed_everything(seed: int) -> None:
 
 def with_resolved_device(config: Any) -> Any:
     """``config`` with ``train.device`` resolved (auto -> cuda or cpu) before any work, so a missing GPU fails
-    at once and the run folder's ``config.yaml`` says where the run went."""
+    at once; ``summary.json`` says where the run went (``device``)."""
     device = resolve_device(config.train.device, option="train.device (--device)")
     return config.model_copy(update={"train": config.train.model_copy(update={"device": device})})
 
 
-def start_run(config: BaseModel, t: LoopSection, *, is_main: bool = True) -> Path:
-    """Threads, the run folder with the resolved ``config.yaml`` (process 0), seeds; returns the folder."""
+def start_run(config: BaseModel, t: LoopSection, *, asked_device: str, is_main: bool = True) -> Path:
+    """Threads, the run folder with the validated ``config.yaml`` (process 0), seeds; returns the folder.
+
+    ``config.yaml`` keeps the device as the user asked (``auto`` by default), not the one it resolved to, so a
+    copied config (or a resume) runs on any machine.
+    """
     if t.threads:
         torch.set_num_threads(t.threads)
     run_dir = Path(t.output_dir)
     if is_main:
         refuse_run_dir_holding_data(config)
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
+        as_asked = config.model_copy(update={"train": t.model_copy(update={"device": asked_device})})
+        save_config(as_asked, run_dir / "config.yaml")
     seed_everything(t.seed)
     return run_dir
 

@@ -3,7 +3,7 @@
 
 Run folder layout::
 
-    RUN/config.yaml          the validated config (how this result was made)
+    RUN/config.yaml          the validated config (how this result was made; train.device as asked)
     RUN/data.json            tokenisation counts (kept, truncated, dropped, tokens, cache hit/miss)
     RUN/metrics.csv          one row per step (train) and per evaluation (eval); RUN/tensorboard/ if installed
     RUN/checkpoints/step-N/  resumable state (trainable weights, optimizer, scheduler, RNG, data position)
@@ -99,13 +99,13 @@ def save_weights(model: Any, tokenizer: Any, folder: Path) -> None:
         tokenizer.save_pretrained(temp)
 
 
-def finetune(config: TrainConfig, *, resume: bool, console: Any) -> dict:
+def finetune(config: TrainConfig, *, resume: bool, console: Any, asked_device: str) -> dict:
     """Fine-tune as configured; returns the summary written to ``RUN/summary.json``."""
     from oidkit.core.progress import TrainProgress
 
     ctx = init_distributed(config.train.device)
     t = config.train
-    run_dir = start_run(config, t, is_main=ctx.is_main)
+    run_dir = start_run(config, t, asked_device=asked_device, is_main=ctx.is_main)
     model, tokenizer = load_base(config)
     template = resolve_chat_template(tokenizer, config.data.chat_template)
     tokenizer.chat_template = template
@@ -127,7 +127,7 @@ def finetune(config: TrainConfig, *, resume: bool, console: Any) -> dict:
     # Lets anyone check that data parallel processes ended with the same weights after seeing different rows.
     checksum = sum(float(p.detach().double().sum()) for p in driven.model.parameters() if p.requires_grad)
     ranks = gather(ctx, {"rank": ctx.rank, "first_rows": source.row_ids(0), "param_checksum": checksum})
-    summary = {"steps": state.step, "stopped_early": state.stopped_early, "tokens": state.tokens,
+    summary = {"device": t.device, "steps": state.step, "stopped_early": state.stopped_early, "tokens": state.tokens,
                "final_train_loss": state.history[-1]["loss"] if state.history else None,
                "best_eval_loss": state.best_eval if validation else None, "data": counts, "ranks": ranks}
     finish_run(driven, run_dir, "last", lambda folder: save_weights(driven.model, tokenizer, folder))

@@ -42,7 +42,7 @@ def text_examples(texts: list[str], tokenizer: Any, max_seq_len: int) -> list[di
     return examples
 
 
-def pretrain(config: TrainConfig, *, resume: bool, console: Any) -> dict[str, Any]:
+def pretrain(config: TrainConfig, *, resume: bool, console: Any, asked_device: str) -> dict[str, Any]:
     """Train from scratch as configured; writes ``RUN/{final,best}/`` (HF folders), metrics and summary.
 
     ``resume``: continue from the latest ``RUN/checkpoints/step-N`` (written every ``train.save_every`` steps)
@@ -55,7 +55,7 @@ def pretrain(config: TrainConfig, *, resume: bool, console: Any) -> dict[str, An
     from oidkit.train.packing import BatchSource, eval_batches, pack_examples
 
     t, shape = config.train, config.model
-    run_dir = start_run(config, t)
+    run_dir = start_run(config, t, asked_device=asked_device)
 
     tokenizer = load_tokenizer(config.tokenizer)
     texts = list(corpus_texts(config.data.train, limit=config.data.max_texts))
@@ -95,7 +95,8 @@ def pretrain(config: TrainConfig, *, resume: bool, console: Any) -> dict[str, An
     # step 0 is the untrained model: about ln(vocab) nats per token
     initial_eval = next((r["loss"] for r in read_metrics(run_dir / "metrics.csv")
                          if r["split"] == "eval" and r["step"] == 0), None)
-    summary = {"steps": state.step, "tokens": state.tokens, "parameters": sum(p.numel() for p in model.parameters()),
+    summary = {"device": t.device, "steps": state.step, "tokens": state.tokens,
+               "parameters": sum(p.numel() for p in model.parameters()),
                "train_examples": len(train), "validation_examples": len(validation_examples),
                "first_train_loss": state.history[0]["loss"] if state.history else None,
                "final_train_loss": state.history[-1]["loss"] if state.history else None,

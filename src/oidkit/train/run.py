@@ -21,15 +21,15 @@ def run_training(config: TrainConfig, *, resume: bool = False, console: Any = No
     """
     from rich.console import Console
 
-    config = with_resolved_device(config)
+    asked_device, config = config.train.device, with_resolved_device(config)
     console = console or Console(stderr=True)
     if config.model.init == "scratch":
         from oidkit.train.pretrain import pretrain
 
-        return pretrain(config, resume=resume, console=console)
+        return pretrain(config, resume=resume, console=console, asked_device=asked_device)
     from oidkit.train.finetune import finetune
 
-    return finetune(config, resume=resume, console=console)
+    return finetune(config, resume=resume, console=console, asked_device=asked_device)
 
 
 def summary_line(summary: dict[str, Any]) -> str:
