@@ -22,14 +22,8 @@ import zstandard
 
 from oidkit.atomic import fsync, rename_target, write_atomic, writes_in_place, writing_path
 from oidkit.errors import OidError
-<<<<<<< HEAD
 from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, TAG_SPELLINGS, RowProblem, parse_tool_call
-from oidkit.io.outputs import publish_shards
-=======
-from oidkit.io.files import iter_rows, sniff_container
-from oidkit.io.formats import CHAT_FORMATS, INSTRUCTION_FORMATS, LAYOUT, RowProblem, parse_tool_call
 from oidkit.io.outputs import manifest_path, publish_shards
->>>>>>> s5h1
 from oidkit.io.parts import PLACEHOLDERS, TOOL_CALL_PARTS, to_parts
 from oidkit.records import with_reasoning
 
