@@ -69,7 +69,7 @@ def sgd_acts(turn: dict) -> str:
     for frame in turn.get("frames") or []:
         for action in frame.get("actions") or []:
             values = [v for v in action.get("values") or [] if isinstance(v, str)]
-            slot = action.get("slot") or ""
+            slot = str(action.get("slot") or "")
             acts.append(" ".join(filter(None, [str(action.get("act") or ""), slot]))
                         + (f" = {', '.join(values)}" if values else ""))
     return "; ".join(a for a in acts if a)
@@ -144,8 +144,8 @@ def crosswoz_dialogues(name: str, path: Path, rejects: list[dict]) -> tuple[list
 
 
 def with_results(turns: list[dict], direction: str) -> list[dict]:
-    """Role/content turns, each user turn followed by an assistant turn ending with that turn's service
-    result line (its acts)."""
+    """Role/content turns; a user turn that an assistant turn with acts follows ends with the service result
+    line of that reply (its acts)."""
     label = RESULT_LABEL[direction]
     messages = []
     for i, turn in enumerate(turns):

@@ -177,7 +177,10 @@ class RayEngine:
         # Ray Data reads RAY_DATA_LOG_LEVEL whenever it configures its logger (again per dataset, in the workers
         # too); a level the user set wins.
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
-        logging.getLogger("ray.data").setLevel(os.environ["RAY_DATA_LOG_LEVEL"])  # configured at import already
+        # configured at import already; a level name Python does not know (e.g. "debug") is left to Ray
+        level = logging.getLevelName(os.environ["RAY_DATA_LOG_LEVEL"].upper())
+        if isinstance(level, int):
+            logging.getLogger("ray.data").setLevel(level)
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, logging_level=logging.WARNING)
         context = ray.data.DataContext.get_current()

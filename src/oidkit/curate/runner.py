@@ -258,12 +258,13 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
         "operators": operator_stats,
         "fingerprint": fingerprint,
     }
-    write_atomic(out / "stats.json", orjson.dumps(stats, option=orjson.OPT_INDENT_2))  # last: marks the run done
-    shutil.rmtree(checkpoints)
-    # only now that the new outputs are published: an earlier run's kept / rejects in the other layout (a Ray
-    # run's shard sets before a local run's single files, or the reverse) would read as part of this run
+    # only now that the new outputs are published, and before stats.json marks the run done (a kill in between
+    # leaves a run that is redone, not a done run beside stale files): an earlier run's kept / rejects in the
+    # other layout (a Ray run's shard sets before a local run's single files, or the reverse)
     for old in [*other_layout(out / kept_name, paths), *other_layout(out / "rejects.jsonl", rejects)]:
         old.unlink(missing_ok=True)
+    write_atomic(out / "stats.json", orjson.dumps(stats, option=orjson.OPT_INDENT_2))  # last: marks the run done
+    shutil.rmtree(checkpoints)
     return stats
 
 

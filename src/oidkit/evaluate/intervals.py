@@ -41,15 +41,14 @@ def compare_intervals(report: dict, *, resamples: int = RESAMPLES, seed: int = S
     return intervals
 
 
-def intervals_markdown(intervals: dict[str, dict], models: list[str], resamples: int = RESAMPLES,
-                       seed: int = SEED) -> str:
+def intervals_markdown(intervals: dict[str, dict], models: list[str], resamples: int = RESAMPLES) -> str:
     """One table per task: per-item mean difference B - A with its 95% interval and whether it excludes 0."""
     lines = []
     for task, rows in intervals.items():
         if not rows:
             continue
         lines += [f"### {task}: {models[1]} - {models[0]}, per-item mean, paired bootstrap 95% interval "
-                  f"({resamples} resamples, seed {seed})", "", "| metric | n | B - A | 95% interval | excludes 0 |",
+                  f"({resamples} resamples, seed {SEED})", "", "| metric | n | B - A | 95% interval | excludes 0 |",
                   "|---|---|---|---|---|"]
         lines += [f"| {metric} | {row['n']} | {row['diff']:+.4f} | [{row['low']:+.4f}, {row['high']:+.4f}] | "
                   f"{'yes' if row['excludes_zero'] else 'no'} |" for metric, row in rows.items()]

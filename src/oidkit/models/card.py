@@ -179,7 +179,8 @@ def model_card(run_dir: str | Path, out_dir: str | Path, *, adapter: bool, base_
                "instructions, and it makes things up." if scratch else
                "A small instruction-tuned model: it makes things up, and it inherits the limitations of its base "
                "model and of the training data (see the data card).")
-              + ("" if license else " No license is known for the base model: set one before sharing.") + "\n"]
+              + ("" if license else " No license is set" + ("" if scratch else " and none is known for the base model")
+                 + ": set one before sharing.") + "\n"]
     return "\n".join(parts)
 
 
