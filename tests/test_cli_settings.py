@@ -4,6 +4,7 @@ typed, every bad key or value in one message, exit 2."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
@@ -17,10 +18,16 @@ def one_line(output: str) -> str:
     return " ".join(output.split())
 
 
-def test_eval_names_every_bad_key_and_value_of_the_config_and_overrides(tmp_path):
-    data = tmp_path / "held_out.jsonl"
+def held_out_file(folder: Path) -> Path:
+    """A one-conversation JSONL file for eval to be pointed at."""
+    data = folder / "held_out.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
                                              {"role": "assistant", "content": "hello"}]}) + "\n")
+    return data
+
+
+def test_eval_names_every_bad_key_and_value_of_the_config_and_overrides(tmp_path):
+    data = held_out_file(tmp_path)
     config = tmp_path / "eval.yaml"
     config.write_text("model: m\nlimit: many\n")
     result = runner.invoke(app, ["eval", str(data), "--config", str(config), "max_new_tokenz=3", "tokens=some"])
@@ -35,9 +42,7 @@ def test_eval_names_every_bad_key_and_value_of_the_config_and_overrides(tmp_path
 
 
 def test_numeric_settings_out_of_range_are_named_with_value_and_range_before_any_work(tmp_path):
-    data = tmp_path / "held_out.jsonl"
-    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
-                                             {"role": "assistant", "content": "hello"}]}) + "\n")
+    data = held_out_file(tmp_path)
     config = tmp_path / "eval.yaml"
     config.write_text("model: no-such-model\nlimit: -3\nbatch_size: 0\n")
     result = runner.invoke(app, ["eval", str(data), "--config", str(config), "max_new_tokens=0", "shots=-1"])
