@@ -233,3 +233,34 @@ def test_app_list_and_unknown_app():
 
     with pytest.raises(ConfigError, match="choose one of service, summarise, translate"):
         app_settings("chat")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("shots=abc", "shots is a count, a whole number >= 0, not 'abc'"),
+    ("nosuch.key=3", "no setting 'nosuch'; keys here: app, batch_size"),
+    ("sizes.quick.tets=3", "no setting 'sizes.quick.tets'"),
+    ("sizes.quick.test=-1", "a whole number >= 0, not -1"),
+    ("batch_size=0", "a whole number >= 1, not 0"),
+    ("sizes.quick.test=1.5", "not 1.5"),
+    ("sources.train=3", "sources.train takes a str"),
+])
+def test_app_overrides_are_checked_before_any_work(override, message):
+    from oidkit.apps.pipeline import app_settings
+    from oidkit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        app_settings("service", [override])
+    assert message in str(error.value)
+    # what the recipes and tests use stays accepted: null (all) where the recipe has null, floats, paths, train.*
+    settings = app_settings("service", ["sizes.full.train=null", "sizes.quick.crosswoz_train=10", "split.train=0.9",
+                                        "sources.train=x/y", "train.lora.r=8", "decontaminate.ngram=20"])
+    assert settings["sizes"]["quick"]["crosswoz_train"] == 10 and settings["train"]["lora"]["r"] == 8
+
+
+def test_a_bad_training_key_stops_an_app_run_before_any_work(tmp_path):
+    from oidkit.apps.pipeline import run_app
+    from oidkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lora"):
+        run_app("service", quick=True, out=tmp_path / "app", overrides=["train.lora.rank=8"], log=lambda _: None)
+    assert not (tmp_path / "app" / "data").exists()

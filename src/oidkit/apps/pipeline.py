@@ -38,8 +38,38 @@ def app_settings(name: str, overrides: list[str] = ()) -> dict:
         raise ConfigError(f"unknown application {name!r}; choose one of {', '.join(APPS)}")
     settings = read_recipe(PACKAGED / "apps" / f"{name}.yaml")
     for override in overrides:
-        set_key(settings, *split_override(override, "train.max_steps=30"), override)
+        parts, value = split_override(override, "train.max_steps=30")
+        check_override(settings, parts, value, override)
+        set_key(settings, parts, value, override)
     return settings
+
+
+# Sections whose keys their own loaders check (the training config, the decontaminate operator's parameters)
+CHECKED_LATER = ("train", "train_quick", "decontaminate")
+
+
+def check_override(settings: dict, parts: list[str], value: Any, override: str) -> None:
+    """Refuse, before any work, a key the recipe does not have or a value of another kind than the recipe's
+    (a count must stay a whole number >= 0; ``null`` where the recipe has ``null``, meaning all)."""
+    if parts[0] in CHECKED_LATER:
+        return
+    node: Any = settings
+    for depth, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            known = ", ".join(sorted(node)) if isinstance(node, dict) else "none (a value, not a section)"
+            raise ConfigError(f"override {override!r}: no setting {'.'.join(parts[:depth + 1])!r}; "
+                              f"keys here: {known}")
+        node = node[part]
+    counts = (isinstance(node, int) and not isinstance(node, bool)) or (node is None and parts[0] == "sizes")
+    if counts:
+        least = 1 if parts[-1] in ("batch_size", "max_new_tokens") else 0
+        if not (value is None and node is None) and not (isinstance(value, int) and not isinstance(value, bool)
+                                                         and value >= least):
+            raise ConfigError(f"override {override!r}: {'.'.join(parts)} is a count, a whole number >= {least}"
+                              + (" or null (all)" if node is None else "") + f", not {value!r}")
+    elif type(value) is not type(node) and not (isinstance(node, float) and isinstance(value, int)):
+        raise ConfigError(f"override {override!r}: {'.'.join(parts)} takes a {type(node).__name__} "
+                          f"like {node!r}, not {value!r}")
 
 
 def list_apps() -> list[dict]:
@@ -66,6 +96,7 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
         log(f"{name}: {label} done in {seconds[label]:.0f}s")
         return time.perf_counter()
 
+    train_config = training_config(settings, quick, out, model)  # its bad keys stop the run before any work
     data_dir = shared_data_dir()
     files = {key: data_dir / value for key, value in settings["sources"].items()}
     module = importlib.import_module(f"oidkit.apps.{name}")
@@ -81,7 +112,6 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
     curated = curate(settings, paths, out / "curated")
     now = stage("curate", now)
 
-    train_config = training_config(settings, quick, out, model)
     from oidkit.models.export import export_run
     from oidkit.train.run import run_training
 
