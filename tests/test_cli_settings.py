@@ -26,13 +26,18 @@ def held_out_file(folder: Path) -> Path:
     return data
 
 
-def test_eval_names_every_bad_key_and_value_of_the_config_and_overrides(tmp_path):
-    data = held_out_file(tmp_path)
-    config = tmp_path / "eval.yaml"
-    config.write_text("model: m\nlimit: many\n")
-    result = runner.invoke(app, ["eval", str(data), "--config", str(config), "max_new_tokenz=3", "tokens=some"])
+def refused_eval(folder: Path, config_text: str, *overrides: str) -> tuple[Path, Path, str]:
+    """``oid eval`` on a held-out file with this ``--config`` and overrides, which must be a usage error:
+    the data file, the config file and the message on one line."""
+    data, config = held_out_file(folder), folder / "eval.yaml"
+    config.write_text(config_text)
+    result = runner.invoke(app, ["eval", str(data), "--config", str(config), *overrides])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    text = one_line(result.output)
+    return data, config, one_line(result.output)
+
+
+def test_eval_names_every_bad_key_and_value_of_the_config_and_overrides(tmp_path):
+    data, config, text = refused_eval(tmp_path, "model: m\nlimit: many\n", "max_new_tokenz=3", "tokens=some")
     assert f"{config}: invalid eval settings:" in text
     assert "limit: Input should be a valid integer" in text
     assert "tokens: Input should be 'assistant' or 'all'" in text
@@ -42,12 +47,8 @@ def test_eval_names_every_bad_key_and_value_of_the_config_and_overrides(tmp_path
 
 
 def test_numeric_settings_out_of_range_are_named_with_value_and_range_before_any_work(tmp_path):
-    data = held_out_file(tmp_path)
-    config = tmp_path / "eval.yaml"
-    config.write_text("model: no-such-model\nlimit: -3\nbatch_size: 0\n")
-    result = runner.invoke(app, ["eval", str(data), "--config", str(config), "max_new_tokens=0", "shots=-1"])
-    assert result.exit_code == 2 and "Traceback" not in result.output
-    text = one_line(result.output)
+    data, config, text = refused_eval(tmp_path, "model: no-such-model\nlimit: -3\nbatch_size: 0\n",
+                                   "max_new_tokens=0", "shots=-1")
     assert f"{config}: invalid eval settings:" in text and "no-such-model" not in text  # before loading the model
     assert "limit: Input should be greater than or equal to 1 (got -3)" in text
     assert "batch_size: Input should be greater than or equal to 1 (got 0)" in text
