@@ -200,6 +200,7 @@ def test_translate_runs_end_to_end_with_a_tiny_model(shared_data, tiny_model_pat
     assert "翻译" in read_app_prompt(tmp_path / "app" / "model")
     markdown = (tmp_path / "app" / "report.md").read_text()
     assert "| chrf_sentence | 6 |" in markdown and "## Five examples" in markdown
+    assert report["generation"]["dtype"] == "bfloat16" and "dtype bfloat16, shots 1, max_new_tokens 4" in markdown
 
 
 @pytest.mark.real
@@ -243,6 +244,7 @@ def test_app_list_and_unknown_app():
     ("batch_size=0", "a whole number >= 1, not 0"),
     ("sizes.quick.test=1.5", "not 1.5"),
     ("sources.train=3", "sources.train takes a str"),
+    ("dtype=float16", "dtype is one of bfloat16, float32, not 'float16'"),
 ])
 def test_app_overrides_are_checked_before_any_work(override, message):
     from oidkit.apps.pipeline import app_settings
@@ -253,7 +255,8 @@ def test_app_overrides_are_checked_before_any_work(override, message):
     assert message in str(error.value)
     # what the recipes and tests use stays accepted: null (all) where the recipe has null, floats, paths, train.*
     settings = app_settings("service", ["sizes.full.train=null", "sizes.quick.crosswoz_train=10", "split.train=0.9",
-                                        "sources.train=x/y", "train.lora.r=8", "decontaminate.ngram=20"])
+                                        "sources.train=x/y", "train.lora.r=8", "decontaminate.ngram=20",
+                                        "dtype=float32"])
     assert settings["sizes"]["quick"]["crosswoz_train"] == 10 and settings["train"]["lora"]["r"] == 8
 
 

@@ -46,6 +46,7 @@ def app_settings(name: str, overrides: list[str] = ()) -> dict:
 
 # Sections whose keys their own loaders check (the training config, the decontaminate operator's parameters)
 CHECKED_LATER = ("train", "train_quick", "decontaminate")
+CHOICES = {"dtype": ("bfloat16", "float32")}
 
 
 def check_override(settings: dict, parts: list[str], value: Any, override: str) -> None:
@@ -60,6 +61,9 @@ def check_override(settings: dict, parts: list[str], value: Any, override: str) 
             raise ConfigError(f"override {override!r}: no setting {'.'.join(parts[:depth + 1])!r}; "
                               f"keys here: {known}")
         node = node[part]
+    if parts[-1] in CHOICES and value not in CHOICES[parts[-1]]:
+        raise ConfigError(f"override {override!r}: {'.'.join(parts)} is one of {', '.join(CHOICES[parts[-1]])}, "
+                          f"not {value!r}")
     counts = (isinstance(node, int) and not isinstance(node, bool)) or (node is None and parts[0] == "sizes")
     if counts:
         least = 1 if parts[-1] in ("batch_size", "max_new_tokens") else 0
@@ -204,7 +208,7 @@ def generate_all(settings: dict, test: list[dict], train: list[dict], base: str,
     prompts["tuned"] = prompts["base"]
     outputs: dict[str, list] = {}
     for model_name, systems in ((base, ("base", "few-shot")), (tuned, ("tuned",))):
-        model, tokenizer = load_model(model_name)
+        model, tokenizer = load_model(model_name, dtype=settings["dtype"])
         for system in systems:
             advance = (lambda n, label=f"generate {system}": progress(label, n, len(test))) if progress else None
             outputs[system] = generate_answers(model, tokenizer, prompts[system], progress=advance, **options)
@@ -243,6 +247,7 @@ def build_report(name: str, settings: dict, size: str, built: Built, curated: di
                                  for step in curated["operators"]]},
         "train": {"steps": training["steps"], "tokens": training["tokens"],
                   "final_train_loss": training["final_train_loss"], "best_eval_loss": training["best_eval_loss"]},
+        "generation": {k: settings[k] for k in ("dtype", "shots", "max_new_tokens", "batch_size")},
         "results": results, "examples": examples, "seconds": seconds,
         "system_prompt": built.system_prompt, "resamples": RESAMPLES, "seed": settings["seed"],
     }
@@ -275,6 +280,8 @@ def markdown(report: dict) -> str:
     lines += ["", f"Kept {c['kept']}; split {c['splits']}.", "",
               f"Training: {report['train']['steps']} steps, {report['train']['tokens']} tokens, final train loss "
               f"{report['train']['final_train_loss']:.4f}.", "",
+              "Generation (greedy, the three systems alike): "
+              + ", ".join(f"{k} {v}" for k, v in report["generation"].items()) + ".", "",
               f"## Results (mean per item; difference with a paired bootstrap 95% interval, {report['resamples']} "
               f"resamples, seed {report['seed']}; * = the interval excludes zero)", ""]
     for group, result in report["results"].items():
