@@ -22,5 +22,5 @@ run choice      # CMMLU multiple choice 5-shot: one pass + shared-prefix cache v
 run serve       # our server vs transformers generate: time to first token, decode tokens/s, 1 and 4 clients
 # our trainer vs TRL SFTTrainer padded, packed (bfd) and padding-free on SmolLM2-135M (full, fp32, seq 512, batch 4):
 # trained tokens/s, loss of the last steps, peak RSS, FLOP/s against the matmul peak measured in the same run
-run train --model smollm2-135m-instruct --steps 4 --threads 2
+run train --model smollm2-135m-instruct --steps 6 --threads 2
 printf '\nfigures in %s/\n' "$OUT"
