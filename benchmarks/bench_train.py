@@ -7,8 +7,8 @@ ShareGPT conversations, loss on every token on both sides), sequence length, bat
 optimizer steps, precision (TRL's defaults of bf16 and gradient checkpointing are set to ours explicitly) and
 CPU threads. Each side runs in its own process, so its peak RSS is its own. Printed per side: trained
 (non-padding) tokens per second of the training loop (model loading and tokenisation excluded), the mean train loss
-of the last 3 steps (equal within noise: the data order differs; the first step's loss, taken before any update,
-shows how much the batches alone move it), peak RSS, and the achieved FLOP/s (6 *
+of the last 3 steps (equal within noise: the data order differs; every step's loss goes to the JSON, and their
+spread shows how much the batches alone move it), peak RSS, and the achieved FLOP/s (6 *
 parameters * tokens / s) against the matmul peak measured in the same run.
 
     python benchmarks/bench_train.py --quick --out bench-out/train.json                 # tiny random Llama
@@ -199,7 +199,7 @@ def main() -> None:
         results = {name: run_side(name, model, work, args) for name in args.sides.split(",")}
     rate = {name: result["tokens"] / result["seconds"] for name, result in results.items()}
     trl_padded = rate.get("TRL (padded)")
-    trl_best = max((name for name in rate if name.startswith("TRL")), key=rate.get)
+    trl_best = max((name for name in rate if name.startswith("TRL")), key=rate.get, default=None)
     rows, figures = [], {"model": args.model, "params": n_params, "records": len(records), "seq_len": args.seq_len,
                          "batch_size": args.batch_size, "steps": args.steps, "threads": args.threads,
                          "method": args.method, "precision": args.precision, "matmul_peak_flops": peak,
@@ -207,12 +207,13 @@ def main() -> None:
     for name, result in results.items():
         flops = 6 * n_params * rate[name]
         rows.append([name, f"{result['tokens']:,}", f"{result['seconds']:.1f}", f"{rate[name]:,.0f}",
-                     f"{rate[name] / trl_padded:.2f}x" if trl_padded else "-", f"{rate[name] / rate[trl_best]:.2f}x",
+                     f"{rate[name] / trl_padded:.2f}x" if trl_padded else "-",
+                     f"{rate[name] / rate[trl_best]:.2f}x" if trl_best else "-",
                      f"{result['losses'][0]:.3f}", f"{result['loss']:.3f}", f"{result['peak_rss_mb']:,.0f}",
                      f"{flops / 1e9:.2f}", f"{100 * flops / peak:.0f}%"])
         figures["runs"][name] = {**result, "tokens_per_s": rate[name], "flops": flops,
                                  "ratio_to_trl_padded": rate[name] / trl_padded if trl_padded else None,
-                                 "ratio_to_trl_best": rate[name] / rate[trl_best]}
+                                 "ratio_to_trl_best": rate[name] / rate[trl_best] if trl_best else None}
     print_table(f"fine-tuning throughput: {args.model}, {n_params / 1e6:.1f}M params, {args.method}, seq "
                 f"{args.seq_len}, batch {args.batch_size}, {args.steps} steps, {args.precision}, {args.threads} "
                 f"thread(s); {args.precision} matmul peak {peak / 1e9:.1f} GFLOP/s; TRL's best: {trl_best}",

@@ -72,8 +72,8 @@ def median_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[
 
 
 def copy_bandwidth(repeats: int, megabytes: int = 256) -> float:
-    """Bytes/s of a large tensor copy (read + write) for one thread: the fastest of ``repeats`` copies after a
-    warm-up. A bound must not be underestimated, and one slow copy (another process, page reclaim) measured
+    """Bytes/s of a large tensor copy (read + write) for one thread: the fastest of ``max(repeats, 5)`` copies
+    after a warm-up. A bound must not be underestimated, and one slow copy (another process, page reclaim) measured
     13.8 GB/s where the same idle machine gives 20-24 GB/s minutes later; the median of three took it."""
     import torch
 

@@ -625,7 +625,8 @@ def app_run(
     overrides: list[str] = typer.Argument(None, help="key=value overrides of recipes/apps/NAME.yaml, e.g. "
                                           "sizes.quick.test=50 train.lora.r=8 (dtype=float32 to generate in "
                                           "fp32 where the CPU has no bf16 instructions)"),
-    quick: bool = typer.Option(False, "--quick", help="the small size: fits 2 CPU cores in under 20 minutes"),
+    quick: bool = typer.Option(False, "--quick", help="the small size: under 20 minutes on 2 CPU cores with native "
+                               "bf16 (docs/apps.md)"),
     out: str = typer.Option(None, "--out", "-o", help="output folder (default apps-out/NAME)"),
     model: str = typer.Option(None, "--model", "-m", help="base model instead of the recipe's (folder or alias)"),
 ) -> None:

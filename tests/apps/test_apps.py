@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+from oidkit.apps.pipeline import SYSTEMS
 from oidkit.evaluate.task_metrics import multi_reference_rouge, score_task, slot_mention
 
 
@@ -200,7 +202,9 @@ def test_translate_runs_end_to_end_with_a_tiny_model(shared_data, tiny_model_pat
     assert "翻译" in read_app_prompt(tmp_path / "app" / "model")
     markdown = (tmp_path / "app" / "report.md").read_text()
     assert "| chrf_sentence | 6 |" in markdown and "## Five examples" in markdown
-    assert report["generation"]["dtype"] == "bfloat16" and "dtype bfloat16, shots 1, max_new_tokens 4" in markdown
+    generation = report["generation"]
+    assert generation["dtype_setting"] == "auto" and generation["dtype"] in ("bfloat16", "float32")
+    assert f"dtype {generation['dtype']}, shots 1, max_new_tokens 4, batch_size 16 (recipe dtype: auto)" in markdown
 
 
 @pytest.mark.real
@@ -244,7 +248,7 @@ def test_app_list_and_unknown_app():
     ("batch_size=0", "a whole number >= 1, not 0"),
     ("sizes.quick.test=1.5", "not 1.5"),
     ("sources.train=3", "sources.train takes a str"),
-    ("dtype=float16", "dtype is one of bfloat16, float32, not 'float16'"),
+    ("dtype=float16", "dtype is one of auto, bfloat16, float32, not 'float16'"),
 ])
 def test_app_overrides_are_checked_before_any_work(override, message):
     from oidkit.apps.pipeline import app_settings
@@ -258,6 +262,25 @@ def test_app_overrides_are_checked_before_any_work(override, message):
                                         "sources.train=x/y", "train.lora.r=8", "decontaminate.ngram=20",
                                         "dtype=float32"])
     assert settings["sizes"]["quick"]["crosswoz_train"] == 10 and settings["train"]["lora"]["r"] == 8
+
+
+@pytest.mark.parametrize(("setting", "native_bf16", "loaded"), [
+    ("auto", True, "bfloat16"), ("auto", False, "float32"), ("float32", True, "float32"),
+    ("bfloat16", False, "bfloat16")])
+def test_the_three_systems_are_loaded_in_the_recipes_dtype(monkeypatch, setting, native_bf16, loaded):
+    import oidkit.evaluate.run
+    import oidkit.models
+    from oidkit.apps.pipeline import app_settings, generate_all
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    asked = []
+    monkeypatch.setattr(oidkit.models, "load_model", lambda name, dtype: asked.append((name, dtype)) or ("m", "t"))
+    monkeypatch.setattr(oidkit.evaluate.run, "generate_answers", lambda model, tok, prompts, **_: ["x"] * len(prompts))
+    item = {"id": "0", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+                                    {"role": "assistant", "content": "a"}]}
+    outputs = generate_all(app_settings("translate", [f"dtype={setting}", "shots=0"]), [item], [], "base", "tuned")
+    assert asked == [("base", loaded), ("tuned", loaded)] and outputs == {s: ["x"] for s in SYSTEMS}
 
 
 def test_a_bad_training_key_stops_an_app_run_before_any_work(tmp_path):

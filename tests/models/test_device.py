@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from oidkit.cli import app
 from oidkit.errors import ConfigError
 from oidkit.models import load_model
-from oidkit.models.device import resolve_device, to_device
+from oidkit.models.device import fast_cpu_dtype, resolve_device, to_device
 from oidkit.train.loop import token_loss_sum
 
 RECORD = {"id": "0", "messages": [{"role": "user", "content": "What is 2 plus 2?"},
@@ -23,6 +23,17 @@ RECORD = {"id": "0", "messages": [{"role": "user", "content": "What is 2 plus 2?
 
 def gpu(monkeypatch, present: bool) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: present)
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx", "expected"), [
+    (True, False, "bfloat16"), (False, True, "bfloat16"), (False, False, "float32")])
+def test_fast_cpu_dtype_is_bf16_only_where_the_cpu_multiplies_it_natively(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert fast_cpu_dtype() == expected
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # a torch without the private checks
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert fast_cpu_dtype() == "float32"
 
 
 def test_auto_picks_cuda_only_when_present_and_cuda_without_gpu_is_one_clear_error(monkeypatch):

@@ -46,7 +46,7 @@ def app_settings(name: str, overrides: list[str] = ()) -> dict:
 
 # Sections whose keys their own loaders check (the training config, the decontaminate operator's parameters)
 CHECKED_LATER = ("train", "train_quick", "decontaminate")
-CHOICES = {"dtype": ("bfloat16", "float32")}
+CHOICES = {"dtype": ("auto", "bfloat16", "float32")}
 
 
 def check_override(settings: dict, parts: list[str], value: Any, override: str) -> None:
@@ -203,18 +203,26 @@ def generate_all(settings: dict, test: list[dict], train: list[dict], base: str,
     from oidkit.models import load_model
 
     options = {"max_new_tokens": settings["max_new_tokens"], "batch_size": settings["batch_size"]}
+    dtype = generation_dtype(settings)
     prompts = {"base": [[{"role": m["role"], "content": m["content"]} for m in r["messages"][:-1]] for r in test],
                "few-shot": [few_shot(r, train, settings["shots"], settings["seed"]) for r in test]}
     prompts["tuned"] = prompts["base"]
     outputs: dict[str, list] = {}
     for model_name, systems in ((base, ("base", "few-shot")), (tuned, ("tuned",))):
-        model, tokenizer = load_model(model_name, dtype=settings["dtype"])
+        model, tokenizer = load_model(model_name, dtype=dtype)
         for system in systems:
             advance = (lambda n, label=f"generate {system}": progress(label, n, len(test))) if progress else None
             outputs[system] = generate_answers(model, tokenizer, prompts[system], progress=advance, **options)
         del model
         gc.collect()
     return outputs
+
+
+def generation_dtype(settings: dict) -> str:
+    """The recipe's ``dtype``; ``auto`` is bf16 on a CPU with native bf16 matmuls, else fp32."""
+    from oidkit.models.device import fast_cpu_dtype
+
+    return fast_cpu_dtype() if settings["dtype"] == "auto" else settings["dtype"]
 
 
 def build_report(name: str, settings: dict, size: str, built: Built, curated: dict, training: dict,
@@ -247,7 +255,8 @@ def build_report(name: str, settings: dict, size: str, built: Built, curated: di
                                  for step in curated["operators"]]},
         "train": {"steps": training["steps"], "tokens": training["tokens"],
                   "final_train_loss": training["final_train_loss"], "best_eval_loss": training["best_eval_loss"]},
-        "generation": {k: settings[k] for k in ("dtype", "shots", "max_new_tokens", "batch_size")},
+        "generation": {"dtype": generation_dtype(settings), "dtype_setting": settings["dtype"],
+                       **{k: settings[k] for k in ("shots", "max_new_tokens", "batch_size")}},
         "results": results, "examples": examples, "seconds": seconds,
         "system_prompt": built.system_prompt, "resamples": RESAMPLES, "seed": settings["seed"],
     }
@@ -281,7 +290,8 @@ def markdown(report: dict) -> str:
               f"Training: {report['train']['steps']} steps, {report['train']['tokens']} tokens, final train loss "
               f"{report['train']['final_train_loss']:.4f}.", "",
               "Generation (greedy, the three systems alike): "
-              + ", ".join(f"{k} {v}" for k, v in report["generation"].items()) + ".", "",
+              + ", ".join(f"{k} {v}" for k, v in report["generation"].items() if k != "dtype_setting")
+              + f" (recipe dtype: {report['generation']['dtype_setting']}).", "",
               f"## Results (mean per item; difference with a paired bootstrap 95% interval, {report['resamples']} "
               f"resamples, seed {report['seed']}; * = the interval excludes zero)", ""]
     for group, result in report["results"].items():
