@@ -283,6 +283,16 @@ def test_the_three_systems_are_loaded_in_the_recipes_dtype(monkeypatch, setting,
     assert asked == [("base", loaded), ("tuned", loaded)] and outputs == {s: ["x"] for s in SYSTEMS}
 
 
+def test_missing_source_files_are_named_in_one_error_before_any_work(tmp_path, monkeypatch):
+    from oidkit.apps.pipeline import run_app
+    from oidkit.errors import InputError
+
+    monkeypatch.setenv("OIDKIT_SHARED_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(InputError, match=r"translate: 6 of its 6 source files are not here: .*nowhere") as error:
+        run_app("translate", quick=True, out=tmp_path / "app", log=lambda _: None)
+    assert "OIDKIT_SHARED_DATA" in str(error.value) and not (tmp_path / "app" / "data").exists()
+
+
 def test_a_bad_training_key_stops_an_app_run_before_any_work(tmp_path):
     from oidkit.apps.pipeline import run_app
     from oidkit.errors import ConfigError

@@ -103,6 +103,12 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
     train_config = training_config(settings, quick, out, model)  # its bad keys stop the run before any work
     data_dir = shared_data_dir()
     files = {key: data_dir / value for key, value in settings["sources"].items()}
+    missing = [str(path) for path in files.values() if not path.exists()]
+    if missing:
+        raise InputError(f"{name}: {len(missing)} of its {len(files)} source files are not here: {', '.join(missing)}",
+                         hint=f"the applications read the shared data folder's apps/ ({data_dir}); set "
+                              "OIDKIT_SHARED_DATA to the folder holding apps/, or point sources.KEY=PATH at a file "
+                              "(docs/apps.md)")
     module = importlib.import_module(f"oidkit.apps.{name}")
     built: Built = module.build(files, settings["sizes"][size], settings["seed"])
     paths = write_app_data(built, out / "data")
