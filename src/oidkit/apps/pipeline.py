@@ -107,8 +107,8 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
     if missing:
         raise InputError(f"{name}: {len(missing)} of its {len(files)} source files are not here: {', '.join(missing)}",
                          hint=f"the applications read the shared data folder's apps/ ({data_dir}); set "
-                              "OIDKIT_SHARED_DATA to the folder holding apps/, or point sources.KEY=PATH at a file "
-                              "(docs/apps.md)")
+                              "OIDKIT_SHARED_DATA to the folder holding apps/, or set sources.KEY=/absolute/path per "
+                              "file (docs/apps.md)")
     module = importlib.import_module(f"oidkit.apps.{name}")
     built: Built = module.build(files, settings["sizes"][size], settings["seed"])
     paths = write_app_data(built, out / "data")
