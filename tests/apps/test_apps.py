@@ -270,17 +270,31 @@ def test_app_overrides_are_checked_before_any_work(override, message):
 def test_the_three_systems_are_loaded_in_the_recipes_dtype(monkeypatch, setting, native_bf16, loaded):
     import oidkit.evaluate.run
     import oidkit.models
-    from oidkit.apps.pipeline import app_settings, generate_all
+    from oidkit.apps.pipeline import app_settings, generate_all, generation_settings
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     asked = []
-    monkeypatch.setattr(oidkit.models, "load_model", lambda name, dtype: asked.append((name, dtype)) or ("m", "t"))
+    monkeypatch.setattr(oidkit.models, "load_model",
+                        lambda name, dtype, device: asked.append((name, dtype, device)) or ("m", "t"))
     monkeypatch.setattr(oidkit.evaluate.run, "generate_answers", lambda model, tok, prompts, **_: ["x"] * len(prompts))
     item = {"id": "0", "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
                                     {"role": "assistant", "content": "a"}]}
-    outputs = generate_all(app_settings("translate", [f"dtype={setting}", "shots=0"]), [item], [], "base", "tuned")
-    assert asked == [("base", loaded), ("tuned", loaded)] and outputs == {s: ["x"] for s in SYSTEMS}
+    settings = app_settings("translate", [f"dtype={setting}", "shots=0"])
+    generation = generation_settings(settings, "auto")
+    assert generation["device"] == "cpu" and generation["dtype"] == loaded  # no GPU here: auto is the CPU
+    outputs = generate_all(settings, generation, [item], [], "base", "tuned")
+    assert asked == [("base", loaded, "cpu"), ("tuned", loaded, "cpu")] and outputs == {s: ["x"] for s in SYSTEMS}
+
+
+def test_the_three_systems_generate_on_the_gpu_when_training_does(monkeypatch):
+    from oidkit.apps.pipeline import app_settings, generation_settings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    generation = generation_settings(app_settings("translate"), "auto")
+    assert (generation["device"], generation["dtype"]) == ("cuda", "float32")
+    assert generation_settings(app_settings("translate", ["dtype=bfloat16"]), "cpu")["device"] == "cpu"
 
 
 def test_missing_source_files_are_named_in_one_error_before_any_work(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from oidkit.cli import app
 from oidkit.errors import ConfigError
 from oidkit.models import load_model
-from oidkit.models.device import fast_cpu_dtype, resolve_device, to_device
+from oidkit.models.device import fast_dtype, resolve_device, to_device
 from oidkit.train.loop import token_loss_sum
 
 RECORD = {"id": "0", "messages": [{"role": "user", "content": "What is 2 plus 2?"},
@@ -30,10 +30,17 @@ def gpu(monkeypatch, present: bool) -> None:
 def test_fast_cpu_dtype_is_bf16_only_where_the_cpu_multiplies_it_natively(monkeypatch, avx512_bf16, amx, expected):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
-    assert fast_cpu_dtype() == expected
+    assert fast_dtype("cpu") == expected
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")  # a torch without the private checks
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
-    assert fast_cpu_dtype() == "float32"
+    assert fast_dtype("cpu") == "float32"
+
+
+@pytest.mark.parametrize(("bf16_gpu", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_fast_cuda_dtype_is_bf16_where_the_gpu_has_it(monkeypatch, bf16_gpu, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_gpu)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: not bf16_gpu)  # the CPU's must not count
+    assert fast_dtype("cuda") == expected
 
 
 def test_auto_picks_cuda_only_when_present_and_cuda_without_gpu_is_one_clear_error(monkeypatch):

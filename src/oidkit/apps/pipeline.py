@@ -131,11 +131,13 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
     now = stage("train", now)
 
     train_records = read_split(out / "curated" / "splits" / "train.jsonl")
+    generation = generation_settings(settings, train_config.train.device)
     with LabelBars(console, enabled=console is not None) as bars:
-        outputs = generate_all(settings, built.test, train_records, train_config.model.name, str(model_dir), bars)
+        outputs = generate_all(settings, generation, built.test, train_records, train_config.model.name,
+                               str(model_dir), bars)
     now = stage("evaluate", now)
 
-    report = build_report(name, settings, size, built, curated, training, outputs, seconds, out)
+    report = build_report(name, settings, size, built, curated, training, generation, outputs, seconds, out)
     report["seconds"]["total"] = round(time.perf_counter() - started, 1)
     write_atomic(out / "report.json", json.dumps(report, indent=2, ensure_ascii=False))
     write_atomic(out / "report.md", markdown(report))
@@ -202,20 +204,20 @@ def few_shot(item: dict, train: list[dict], shots: int, seed: int) -> list[dict]
     return [system, *solved, *rest]
 
 
-def generate_all(settings: dict, test: list[dict], train: list[dict], base: str, tuned: str,
+def generate_all(settings: dict, generation: dict, test: list[dict], train: list[dict], base: str, tuned: str,
                  progress: ProgressFn | None = None) -> dict[str, list]:
-    """Greedy outputs of the three systems on every test item: base and few-shot share one loaded model."""
+    """Greedy outputs of the three systems on every test item, on ``generation``'s device and dtype
+    (``generation_settings``): base and few-shot share one loaded model."""
     from oidkit.evaluate.run import generate_answers
     from oidkit.models import load_model
 
-    options = {"max_new_tokens": settings["max_new_tokens"], "batch_size": settings["batch_size"]}
-    dtype = generation_dtype(settings)
+    options = {"max_new_tokens": generation["max_new_tokens"], "batch_size": generation["batch_size"]}
     prompts = {"base": [[{"role": m["role"], "content": m["content"]} for m in r["messages"][:-1]] for r in test],
-               "few-shot": [few_shot(r, train, settings["shots"], settings["seed"]) for r in test]}
+               "few-shot": [few_shot(r, train, generation["shots"], settings["seed"]) for r in test]}
     prompts["tuned"] = prompts["base"]
     outputs: dict[str, list] = {}
     for model_name, systems in ((base, ("base", "few-shot")), (tuned, ("tuned",))):
-        model, tokenizer = load_model(model_name, dtype=dtype)
+        model, tokenizer = load_model(model_name, dtype=generation["dtype"], device=generation["device"])
         for system in systems:
             advance = (lambda n, label=f"generate {system}": progress(label, n, len(test))) if progress else None
             outputs[system] = generate_answers(model, tokenizer, prompts[system], progress=advance, **options)
@@ -224,15 +226,19 @@ def generate_all(settings: dict, test: list[dict], train: list[dict], base: str,
     return outputs
 
 
-def generation_dtype(settings: dict) -> str:
-    """The recipe's ``dtype``; ``auto`` is bf16 on a CPU with native bf16 matmuls, else fp32."""
-    from oidkit.models.device import fast_cpu_dtype
+def generation_settings(settings: dict, device: str) -> dict:
+    """How the three systems generate: on the training's device (``auto``: CUDA when torch sees a GPU), in
+    the recipe's ``dtype`` (``auto``: ``models.device.fast_dtype`` there, bf16 where the hardware multiplies
+    it natively, else fp32), with the recipe's shots, answer length and batch size."""
+    from oidkit.models.device import fast_dtype, resolve_device
 
-    return fast_cpu_dtype() if settings["dtype"] == "auto" else settings["dtype"]
+    device = resolve_device(device, option="train.device")
+    return {"device": device, "dtype": fast_dtype(device) if settings["dtype"] == "auto" else settings["dtype"],
+            "dtype_setting": settings["dtype"], **{k: settings[k] for k in ("shots", "max_new_tokens", "batch_size")}}
 
 
 def build_report(name: str, settings: dict, size: str, built: Built, curated: dict, training: dict,
-                 outputs: dict[str, list], seconds: dict, out: Path) -> dict:
+                 generation: dict, outputs: dict[str, list], seconds: dict, out: Path) -> dict:
     """Accounting, per-system scores, paired intervals for every metric, examples and times."""
     from oidkit.evaluate.task_metrics import score_task
 
@@ -261,8 +267,7 @@ def build_report(name: str, settings: dict, size: str, built: Built, curated: di
                                  for step in curated["operators"]]},
         "train": {"steps": training["steps"], "tokens": training["tokens"],
                   "final_train_loss": training["final_train_loss"], "best_eval_loss": training["best_eval_loss"]},
-        "generation": {"dtype": generation_dtype(settings), "dtype_setting": settings["dtype"],
-                       **{k: settings[k] for k in ("shots", "max_new_tokens", "batch_size")}},
+        "generation": generation,
         "results": results, "examples": examples, "seconds": seconds,
         "system_prompt": built.system_prompt, "resamples": RESAMPLES, "seed": settings["seed"],
     }

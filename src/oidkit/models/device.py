@@ -35,13 +35,17 @@ def resolve_device(requested: str = "auto", *, option: str = "--device") -> str:
     return requested
 
 
-def fast_cpu_dtype() -> str:
-    """``bfloat16`` where the CPU multiplies bf16 natively (AVX-512 BF16 or AMX), else ``float32``.
+def fast_dtype(device: str = "cpu") -> str:
+    """The dtype a model generates fastest in on ``device`` (``cpu`` or ``cuda``) without losing range.
 
-    With those instructions a bf16 prefill of SmolLM2 runs ~2x faster than fp32 (docs/apps.md); without them
-    torch widens bf16 to fp32 inside every matmul, which is slower than fp32 itself. torch exposes the check
-    only privately, so a build without it counts as no native bf16.
+    CUDA: ``bfloat16`` where the GPU has it (Ampere and later), else ``float32``. CPU: ``bfloat16`` where it
+    multiplies bf16 natively (AVX-512 BF16 or AMX): there a bf16 prefill of SmolLM2 runs ~2x faster than
+    fp32 (docs/apps.md); without those instructions torch widens bf16 to fp32 inside every matmul, which is
+    slower than fp32 itself. torch exposes the CPU check only privately, so a build without it counts as
+    no native bf16.
     """
+    if is_cuda(device):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     native = any(getattr(torch.cpu, name, lambda: False)() for name in checks)
     return "bfloat16" if native else "float32"
