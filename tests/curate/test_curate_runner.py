@@ -286,3 +286,23 @@ def test_a_run_replaces_an_earlier_runs_outputs_in_the_other_layout_and_keeps_ot
     assert sorted(p.name for p in out.glob("kept*")) == ["kept-00000.jsonl", "kept-00001.jsonl", "kept-old.jsonl",
                                                          "kept.shards.json"]
     assert [Path(p).name for p in stats["output"]["paths"]] == ["kept-00000.jsonl", "kept-00001.jsonl"]
+
+
+def test_a_run_in_another_format_or_without_a_split_removes_the_earlier_runs_kept_records_and_splits(
+        crafted_input, tmp_path):
+    """Re-running into the same folder must not leave the earlier run's outputs beside the new ones: a reader
+    of ``kept.jsonl`` or ``splits/`` would take stale records for this run's."""
+    out = tmp_path / "out"
+    run(crafted_input, out, steps=[{"op": "exact_dedup"}, {"op": "split", "ratios": {"train": 0.8, "validation": 0.2}}])
+    assert (out / "kept.jsonl").exists() and sorted(p.name for p in (out / "splits").iterdir()) == [
+        "train.jsonl", "validation.jsonl"]
+    (out / "notes.txt").write_text("mine")
+    stats = run(crafted_input, out, steps=[{"op": "exact_dedup"}], output={"path": str(out), "format": "parquet"})
+    assert sorted(p.name for p in out.iterdir()) == ["kept.parquet", "notes.txt", "recipe.yaml", "rejects.jsonl",
+                                                     "stats.json"]
+    assert stats["output"]["splits"] == {}
+    run(crafted_input, out, steps=[{"op": "exact_dedup"}], output={"path": str(out), "format": "jsonl",
+                                                                   "shard_size": 3})
+    assert not (out / "kept.parquet").exists() and (out / "kept.shards.json").exists()
+    run(crafted_input, out, steps=[{"op": "exact_dedup"}], output={"path": str(out), "format": "parquet"})
+    assert sorted(p.name for p in out.glob("kept*")) == ["kept.parquet"]  # the jsonl shards and their manifest went

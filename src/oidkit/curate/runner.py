@@ -28,7 +28,7 @@ from oidkit.curate.text import digest
 from oidkit.io import ReadStats, read_jsonl, read_records, write_jsonl, write_records
 from oidkit.io.files import expand_paths
 from oidkit.io.outputs import refuse_overwriting_inputs
-from oidkit.io.writers import other_layout
+from oidkit.io.writers import other_layout, stale_shards
 from oidkit.records import canonical_json
 
 if TYPE_CHECKING:  # rich loads only when bars are shown
@@ -242,8 +242,8 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
     step_folders = [step_dir(checkpoints, i, name) for i, (name, _) in enumerate(operators)]
     step_states = [orjson.loads((folder / "done.json").read_bytes()) for folder in step_folders]
     rejects = engine.write_rejects(out / "rejects.jsonl", step_folders)
-    splits = write_splits(engine.iter_records(), out / "splits") if "split" in [s["op"] for s in resolved["steps"]] \
-        else {}
+    has_split = "split" in [s["op"] for s in resolved["steps"]]
+    splits = write_splits(engine.iter_records(), out / "splits") if has_split else {}
     write_atomic(out / "recipe.yaml", yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
     operator_stats = [state["stats"] for state in step_states]
     read = step_states[0]["read"] if step_states else {"rows": kept_count, "rejected_on_read": 0,
@@ -260,9 +260,16 @@ def finish(recipe: Recipe, resolved: dict, operators: list, engine, out: Path, f
     }
     # only now that the new outputs are published, and before stats.json marks the run done (a kill in between
     # leaves a run that is redone, not a done run beside stale files): an earlier run's kept / rejects in the
-    # other layout (a Ray run's shard sets before a local run's single files, or the reverse)
-    for old in [*other_layout(out / kept_name, paths), *other_layout(out / "rejects.jsonl", rejects)]:
+    # other layout (a Ray run's shard sets before a local run's single files, or the reverse), its kept records
+    # in the other format (one file or shards; both formats' sets share one manifest name, which other_layout
+    # handles), and its splits when this recipe has no split step. The folder holds no input (refused at the
+    # start), so these are all this command's own earlier outputs.
+    other_format = out / ("kept.jsonl" if kept_name == "kept.parquet" else "kept.parquet")
+    for old in [*other_layout(out / kept_name, paths), *other_layout(out / "rejects.jsonl", rejects),
+                other_format, *stale_shards(other_format, 0)]:
         old.unlink(missing_ok=True)
+    if not has_split and (out / "splits").is_dir():
+        shutil.rmtree(out / "splits")
     write_atomic(out / "stats.json", orjson.dumps(stats, option=orjson.OPT_INDENT_2))  # last: marks the run done
     shutil.rmtree(checkpoints)
     return stats
