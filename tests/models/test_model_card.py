@@ -80,6 +80,20 @@ def test_a_local_base_model_is_never_written_as_base_model(trained_run, tmp_path
     assert "--base-model ORG/NAME" in card.text
 
 
+@pytest.mark.parametrize("merge", [True, False])
+def test_exporting_again_into_the_same_folder_replaces_it_card_and_files_included(trained_run, tmp_path, merge):
+    """The card and extra files (an application's prompt) are part of the published folder, so a second export
+    there (``make demo`` twice, an app run again) replaces it instead of refusing the card as a foreign file."""
+    files = {"oidkit_app.json": '{"app": "translate", "system_prompt": "Translate."}'}
+    export_run(trained_run, tmp_path / "model", which="last", merge=merge, files=files)
+    out = export_run(trained_run, tmp_path / "model", which="last", merge=merge, files=files)
+    assert (out / "oidkit_app.json").read_text() == files["oidkit_app.json"]
+    assert ModelCard.load(out / "README.md").data.library_name == ("transformers" if merge else "peft")
+    (out / "notes.txt").write_text("mine")  # a file the export does not write is still never deleted
+    with pytest.raises(ConfigError, match=r"holds files the command does not write \(notes.txt"):
+        export_run(trained_run, tmp_path / "model", which="last", merge=merge)
+
+
 def test_adapter_folder_gets_the_card_instead_of_peft_placeholder(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

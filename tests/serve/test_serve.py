@@ -492,11 +492,12 @@ def test_run_server_reads_the_stored_prompt_where_the_model_was_loaded_from(tiny
 
     import oidkit.models
     import oidkit.models.loading
-    from oidkit.core.app_prompt import write_app_prompt
+    from oidkit.core.app_prompt import app_prompt_file
     from oidkit.serve import app as serve_app
 
     folder = shutil.copytree(tiny_model_path, tmp_path / "app-model")
-    write_app_prompt(folder, "translate", "Translate into English.")
+    for name, text in app_prompt_file("translate", "Translate into English.").items():
+        (folder / name).write_text(text, encoding="utf-8")
     resolved, created = [], []
     real_resolve = oidkit.models.loading.resolve_model
 

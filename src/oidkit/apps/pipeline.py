@@ -20,7 +20,7 @@ from typing import Any
 
 from oidkit.apps import APPS, Built
 from oidkit.atomic import write_atomic
-from oidkit.core.app_prompt import write_app_prompt
+from oidkit.core.app_prompt import app_prompt_file
 from oidkit.core.config import PACKAGED, read_recipe, set_key, split_override
 from oidkit.core.progress import LabelBars, ProgressFn
 from oidkit.core.stats import paired_bootstrap
@@ -126,8 +126,7 @@ def run_app(name: str, *, quick: bool = False, out: str | Path | None = None, mo
     from oidkit.train.run import run_training
 
     training = run_training(train_config, console=console)
-    model_dir = export_run(out / "train", out / "model")
-    write_app_prompt(model_dir, name, built.system_prompt)
+    model_dir = export_run(out / "train", out / "model", files=app_prompt_file(name, built.system_prompt))
     now = stage("train", now)
 
     train_records = read_split(out / "curated" / "splits" / "train.jsonl")

@@ -1,7 +1,8 @@
 """The system prompt an application model was tuned and evaluated with, stored beside its exported weights.
 
-``oid app run`` writes ``MODEL/oidkit_app.json``; ``oid serve`` reads it and puts that prompt first in any
-chat request that brings no system message of its own, so the served model is the evaluated one.
+``oid app run`` has the export write ``MODEL/oidkit_app.json`` into the folder before it is published;
+``oid serve`` reads it and puts that prompt first in any chat request that brings no system message of its
+own, so the served model is the evaluated one.
 """
 
 from __future__ import annotations
@@ -9,15 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from oidkit.atomic import write_atomic
-
 APP_PROMPT_FILE = "oidkit_app.json"
 
 
-def write_app_prompt(model_dir: str | Path, app: str, system_prompt: str) -> Path:
-    path = Path(model_dir) / APP_PROMPT_FILE
-    write_atomic(path, json.dumps({"app": app, "system_prompt": system_prompt}, ensure_ascii=False, indent=2))
-    return path
+def app_prompt_file(app: str, system_prompt: str) -> dict[str, str]:
+    """``{file name: text}`` of the stored prompt, for ``models.export.export_run(files=...)``."""
+    return {APP_PROMPT_FILE: json.dumps({"app": app, "system_prompt": system_prompt}, ensure_ascii=False, indent=2)}
 
 
 def read_app_prompt(model_dir: str | Path) -> str | None:

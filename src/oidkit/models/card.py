@@ -13,7 +13,6 @@ from pathlib import Path
 
 import yaml
 
-from oidkit.atomic import write_atomic
 from oidkit.core.markdown import markdown_table
 from oidkit.errors import ConfigError
 from oidkit.models.registry import hub_id, known_model
@@ -182,10 +181,3 @@ def model_card(run_dir: str | Path, out_dir: str | Path, *, adapter: bool, base_
               + ("" if license else " No license is set" + ("" if scratch else " and none is known for the base model")
                  + ": set one before sharing.") + "\n"]
     return "\n".join(parts)
-
-
-def write_model_card(out_dir: str | Path, text: str) -> Path:
-    """Write ``out_dir/README.md`` atomically, replacing peft's placeholder."""
-    path = Path(out_dir) / "README.md"
-    write_atomic(path, text)
-    return path

@@ -32,8 +32,10 @@ def run_weights(run_dir: str | Path, which: str = "best") -> Path:
                       "`oid pretrain` output folder of a finished run?")
 
 
-def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "best", dtype: str = "float32") -> Path:
-    """Write base model + merged adapter (or the fully fine-tuned model) with its tokenizer to ``out_dir``."""
+def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "best", dtype: str = "float32",
+                  files: dict[str, str] | None = None) -> Path:
+    """Write base model + merged adapter (or the fully fine-tuned model) with its tokenizer to ``out_dir``;
+    ``files`` (name -> text: the card, an application's prompt) go in before the folder is published."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -54,25 +56,36 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "bes
         else:
             shutil.copytree(weights, temp, dirs_exist_ok=True)
         tokenizer.save_pretrained(temp)
+        write_files(temp, files)
     return out_dir
 
 
-def export_adapter(run_dir: str | Path, out_dir: str | Path, *, which: str = "best") -> Path:
-    """Copy the trained weights as they are (a peft adapter folder for LoRA runs)."""
+def export_adapter(run_dir: str | Path, out_dir: str | Path, *, which: str = "best",
+                   files: dict[str, str] | None = None) -> Path:
+    """Copy the trained weights as they are (a peft adapter folder for LoRA runs), plus ``files``."""
     weights = run_weights(run_dir, which)
     refuse_overwriting_inputs([], [run_dir], folders=[out_dir])
     with atomic_folder(out_dir) as temp:
         shutil.copytree(weights, temp, dirs_exist_ok=True)
+        write_files(temp, files)
     return Path(out_dir)
 
 
+def write_files(folder: Path, files: dict[str, str] | None) -> None:
+    """Text files into the export's temporary folder: written there, they are part of what the folder holds when
+    it replaces an earlier export (written after, an export into the same folder again refused them as foreign)."""
+    for name, text in (files or {}).items():
+        (folder / name).write_text(text, encoding="utf-8")  # peft's placeholder README.md is replaced
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "hf", which: str = "best",
-               merge: bool = True, **card: str | None) -> Path:
-    """Export in ``format``; ``hf`` writes a merged model (or the bare adapter with ``merge=False``).
+               merge: bool = True, files: dict[str, str] | None = None, **card: str | None) -> Path:
+    """Export in ``format``; ``hf`` writes a merged model (or the bare adapter with ``merge=False``) with its
+    model card as README.md and ``files`` (name -> text) beside it.
 
     ``card`` goes to the model card: ``base_model`` (a hub id), ``license``, ``eval_report``, ``data_card``.
     """
-    from oidkit.models.card import model_card, write_model_card
+    from oidkit.models.card import model_card
 
     if format != "hf":
         raise ConfigError(f"unknown export format {format!r}; available: hf")
@@ -80,6 +93,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, format: str = "hf", 
     refuse_overwriting_inputs([], [run_dir], folders=[out_dir])  # before the card reads anything
     adapter = not merge and (weights / "adapter_config.json").exists()
     text = model_card(run_dir, out_dir, adapter=adapter, **card)  # a bad --eval-report fails before any work
-    out = export_merged(run_dir, out_dir, which=which) if merge else export_adapter(run_dir, out_dir, which=which)
-    write_model_card(out, text)
-    return out
+    files = {"README.md": text, **(files or {})}
+    if merge:
+        return export_merged(run_dir, out_dir, which=which, files=files)
+    return export_adapter(run_dir, out_dir, which=which, files=files)
