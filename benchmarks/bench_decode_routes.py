@@ -51,14 +51,14 @@ def main() -> None:
 
     import torch
 
+    from oidkit.models.quantize import linear_weight_bytes
     from oidkit.serve.generation import load_serving_model
 
     torch.set_num_threads(args.threads)
     model, tokenizer = load_serving_model(args.model, one_row=True)
     prompt_ids = tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], add_generation_prompt=True,
                                                return_tensors="pt", return_dict=True)["input_ids"]
-    weight_bytes = sum(m.weight_t.numel() * m.weight_t.element_size() for m in model.modules()
-                       if hasattr(m, "weight_t"))
+    weight_bytes = linear_weight_bytes(model)
 
     def eager(token, cache, position):
         return model(input_ids=token, past_key_values=cache, cache_position=position, use_cache=True).logits
