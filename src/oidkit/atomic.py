@@ -97,7 +97,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` to write; on success it is synced and renamed onto ``path``,
     on an exception it is removed and ``path`` is left as it was. A device or pipe is yielded as it is
     (see :func:`writes_in_place`); a symbolic link is followed, so the file it points to is replaced."""
-    path, temp = rename_target(path), writing_path(path)
+    path = rename_target(path)
+    temp = writing_path(path)  # a resolved path: only the link check again, no second resolve
     if temp == path:
         yield path
         return

@@ -521,3 +521,14 @@ def test_only_one_row_decoding_stores_weights_transposed(tiny_model_path):
     one_row, _ = load_serving_model(str(tiny_model_path), one_row=True)
     assert not any(isinstance(m, TransposedLinear) for m in batched.modules())
     assert any(isinstance(m, TransposedLinear) for m in one_row.modules())
+
+
+def test_a_broken_application_prompt_file_is_one_clear_error(tmp_path):
+    from oidkit.core.app_prompt import APP_PROMPT_FILE, read_app_prompt
+    from oidkit.errors import InputError
+
+    assert read_app_prompt(tmp_path) is None
+    for broken in ('{"system_prompt": "Translate', '{"app": "translate"}', '{"system_prompt": 3}', "[]"):
+        (tmp_path / APP_PROMPT_FILE).write_text(broken, encoding="utf-8")
+        with pytest.raises(InputError, match=f"{APP_PROMPT_FILE}: not an application prompt file"):
+            read_app_prompt(tmp_path)

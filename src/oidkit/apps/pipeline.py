@@ -47,6 +47,8 @@ def app_settings(name: str, overrides: list[str] = ()) -> dict:
 # Sections whose keys their own loaders check (the training config, the decontaminate operator's parameters)
 CHECKED_LATER = ("train", "train_quick", "decontaminate")
 CHOICES = {"dtype": ("auto", "bfloat16", "float32")}
+# Counts where 0 means nothing to do at all (other counts, e.g. shots or a size, may be 0)
+AT_LEAST_ONE = ("batch_size", "max_new_tokens")
 
 
 def check_override(settings: dict, parts: list[str], value: Any, override: str) -> None:
@@ -66,7 +68,7 @@ def check_override(settings: dict, parts: list[str], value: Any, override: str) 
                           f"not {value!r}")
     counts = (isinstance(node, int) and not isinstance(node, bool)) or (node is None and parts[0] == "sizes")
     if counts:
-        least = 1 if parts[-1] in ("batch_size", "max_new_tokens") else 0
+        least = 1 if parts[-1] in AT_LEAST_ONE else 0
         if not (value is None and node is None) and not (isinstance(value, int) and not isinstance(value, bool)
                                                          and value >= least):
             raise ConfigError(f"override {override!r}: {'.'.join(parts)} is a count, a whole number >= {least}"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from oidkit.errors import InputError
+
 APP_PROMPT_FILE = "oidkit_app.json"
 
 
@@ -21,4 +23,15 @@ def app_prompt_file(app: str, system_prompt: str) -> dict[str, str]:
 def read_app_prompt(model_dir: str | Path) -> str | None:
     """The stored system prompt, or None for a model that no application produced."""
     path = Path(model_dir) / APP_PROMPT_FILE
-    return json.loads(path.read_text(encoding="utf-8"))["system_prompt"] if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        prompt = json.loads(path.read_text(encoding="utf-8"))["system_prompt"]
+    except (ValueError, KeyError, TypeError) as error:  # edited by hand, truncated: not the file an export writes
+        prompt = error
+    if not isinstance(prompt, str):
+        raise InputError(f"not an application prompt file: it needs a JSON object with a \"system_prompt\" string "
+                         f"({type(prompt).__name__}: {prompt})", file=str(path),
+                         hint="export the model again (oid app run, oid export), or delete the file to serve the "
+                              "model without a default system prompt")
+    return prompt
