@@ -89,7 +89,11 @@ def test_slot_mention_on_crafted_chinese_turns():
 
 
 def test_crosswoz_act_values_keep_what_a_turn_says():
-    from oidkit.apps.service import act_values
+    from oidkit.apps.service import crosswoz_turn_acts
+
+    def act_values(acts):
+        said = crosswoz_turn_acts(acts)
+        return None if said is None else said["values"]
 
     acts = [["Inform", "餐馆", "名称", "讲礼驴肉馆"], ["NoOffer", "餐馆", "none", "none"],
             ["Inform", "酒店", "酒店设施-会议室", "是"], ["Inform", "酒店", "周边景点", "无"],
@@ -100,7 +104,10 @@ def test_crosswoz_act_values_keep_what_a_turn_says():
 
 
 def test_service_result_lines_carry_the_acts_of_the_next_assistant_turn():
-    from oidkit.apps.service import crosswoz_acts, sgd_acts, turn_values, with_results
+    from oidkit.apps.service import crosswoz_turn_acts, sgd_turn_acts, with_results
+
+    def sgd_acts(turn):
+        return sgd_turn_acts(turn)["acts"]
 
     turn = {"frames": [{"actions": [
         {"act": "OFFER", "slot": "restaurant_name", "values": ["Little Hunan"]},
@@ -114,10 +121,10 @@ def test_service_result_lines_carry_the_acts_of_the_next_assistant_turn():
         {"act": "INFORM", "slot": "has_vegetarian_options", "values": ["False"]},
         {"act": "OFFER_INTENT", "slot": "intent", "values": ["ReserveRestaurant"]},
         {"act": "CONFIRM", "slot": "city", "values": ["San Jose", "moderate"]}]}]}
-    assert turn_values(spoken) == ["moderate", "San Jose"]  # booleans and intent names are not said
+    assert sgd_turn_acts(spoken)["values"] == ["moderate", "San Jose"]  # booleans and intent names are not said
     acts = [["Inform", "餐馆", "名称", "讲礼驴肉馆"], ["NoOffer", "餐馆", "none", "none"],
             ["General", "bye", "none", ""]]
-    assert crosswoz_acts(acts) == "Inform 餐馆 名称 = 讲礼驴肉馆; NoOffer 餐馆; General bye"
+    assert crosswoz_turn_acts(acts)["acts"] == "Inform 餐馆 名称 = 讲礼驴肉馆; NoOffer 餐馆; General bye"
     turns = [{"role": "user", "content": "Hi", "acts": ""},
              {"role": "assistant", "content": "Where?", "acts": "REQUEST city"},
              {"role": "user", "content": "SF", "acts": ""},

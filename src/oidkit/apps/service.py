@@ -50,50 +50,40 @@ Dialogue = tuple[str, list[dict], dict]  # (dialogue id, turns as role/content/v
 UNSAID_SGD_VALUES = {"True", "False"}
 
 
-def turn_values(turn: dict) -> list[str]:
-    """The slot values an SGD turn acts on and says: every value of every action of every frame, in order,
-    once, without booleans and intent names."""
+def sgd_turn_acts(turn: dict) -> dict:
+    """``{"values", "acts"}`` of an SGD turn: the slot values it says and its actions as one line, from one walk
+    over its frames.
+
+    The values are every value of every action, in order, once, without booleans and intent names; the line
+    is ``OFFER restaurant_name = Little Hunan; REQUEST time``."""
     values: list[str] = []
-    for frame in turn.get("frames") or []:
-        for action in frame.get("actions") or []:
-            if action.get("slot") == "intent":
-                continue
-            values += [v for v in action.get("values") or []
-                       if isinstance(v, str) and v not in UNSAID_SGD_VALUES and v not in values]
-    return values
-
-
-def sgd_acts(turn: dict) -> str:
-    """An SGD turn's actions as one line: ``OFFER restaurant_name = Little Hunan; REQUEST time``."""
     acts = []
     for frame in turn.get("frames") or []:
         for action in frame.get("actions") or []:
-            values = [v for v in action.get("values") or [] if isinstance(v, str)]
             slot = str(action.get("slot") or "")
+            action_values = [v for v in action.get("values") or [] if isinstance(v, str)]
+            if slot != "intent":
+                values += [v for v in action_values if v not in UNSAID_SGD_VALUES and v not in values]
             acts.append(" ".join(filter(None, [str(action.get("act") or ""), slot]))
-                        + (f" = {', '.join(values)}" if values else ""))
-    return "; ".join(a for a in acts if a)
+                        + (f" = {', '.join(action_values)}" if action_values else ""))
+    return {"values": values, "acts": "; ".join(a for a in acts if a)}
 
 
-def crosswoz_acts(acts: list) -> str:
-    """A CrossWOZ turn's dialogue acts as one line: ``Inform 餐馆 名称 = 讲礼驴肉馆; NoOffer 餐馆``."""
-    parts = []
-    for intent, domain, slot, value in acts:
-        head = " ".join(p for p in (intent, domain, slot) if p.strip() not in UNSAID_VALUES)
-        parts.append(head + (f" = {value}" if value.strip() not in UNSAID_VALUES else ""))
-    return "; ".join(parts)
-
-
-def act_values(acts: list) -> list[str] | None:
-    """The values a CrossWOZ turn acts on (``[intent, domain, slot, value]``), in order, once; None when an act
-    is not such a list."""
+def crosswoz_turn_acts(acts: list) -> dict | None:
+    """``{"values", "acts"}`` of a CrossWOZ turn: the values it says (in order, once) and its dialogue acts
+    (``[intent, domain, slot, value]``) as one line, ``Inform 餐馆 名称 = 讲礼驴肉馆; NoOffer 餐馆``; None when
+    an act is not such a list."""
     values: list[str] = []
+    parts = []
     for act in acts:
         if not isinstance(act, list) or len(act) != 4 or not all(isinstance(part, str) for part in act):
             return None
-        if act[3].strip() not in UNSAID_VALUES and act[3] not in values:
+        said = act[3].strip() not in UNSAID_VALUES
+        if said and act[3] not in values:
             values.append(act[3])
-    return values
+        head = " ".join(part for part in act[:3] if part.strip() not in UNSAID_VALUES)
+        parts.append(head + (f" = {act[3]}" if said else ""))
+    return {"values": values, "acts": "; ".join(parts)}
 
 
 def sgd_dialogues(name: str, paths: list[Path], rejects: list[dict]) -> tuple[list[Dialogue], Source]:
@@ -105,7 +95,7 @@ def sgd_dialogues(name: str, paths: list[Path], rejects: list[dict]) -> tuple[li
             reject(seen, rejects, "missing_field", "a dialogue needs a non-empty 'turns' list", row, where)
             continue
         messages = [{"role": SGD_ROLES.get(t.get("speaker")), "content": str(t.get("utterance") or "").strip(),
-                     "values": turn_values(t), "acts": sgd_acts(t)} for t in turns if isinstance(t, dict)]
+                     **sgd_turn_acts(t)} for t in turns if isinstance(t, dict)]
         problem = next((m for m in messages if m["role"] is None or not m["content"]), None)
         if problem is not None or len(messages) != len(turns):
             reject(seen, rejects, "bad_turn", "every turn needs speaker USER or SYSTEM and an utterance", row, where)
@@ -130,14 +120,14 @@ def crosswoz_dialogues(name: str, path: Path, rejects: list[dict]) -> tuple[list
                 reject(seen, rejects, "missing_field", "a dialogue needs a non-empty 'messages' list", dialogue, place)
                 continue
             messages = [{"role": CROSSWOZ_ROLES.get(t.get("role")), "content": str(t.get("content") or "").strip(),
-                         "values": act_values(t.get("dialog_act") or [])} for t in turns if isinstance(t, dict)]
-            if len(messages) != len(turns) or any(m["role"] is None or not m["content"] or m["values"] is None
+                         "said": crosswoz_turn_acts(t.get("dialog_act") or [])} for t in turns if isinstance(t, dict)]
+            if len(messages) != len(turns) or any(m["role"] is None or not m["content"] or m["said"] is None
                                                   for m in messages):
                 reject(seen, rejects, "bad_turn", "every turn needs role usr or sys, content and a dialog_act list "
                        "of [intent, domain, slot, value]", dialogue, place)
                 continue
-            for message, turn in zip(messages, turns, strict=True):
-                message["acts"] = crosswoz_acts(turn.get("dialog_act") or [])
+            for message in messages:
+                message.update(message.pop("said"))
             dialogues.append((dialogue_id, messages, place))
             seen.records += 1
     return dialogues, seen
