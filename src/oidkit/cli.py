@@ -623,8 +623,9 @@ app.add_typer(app_app, name="app")
 def app_run(
     name: str = typer.Argument(..., help="service, summarise or translate"),
     overrides: list[str] = typer.Argument(None, help="key=value overrides of recipes/apps/NAME.yaml, e.g. "
-                                          "sizes.quick.test=50 train.lora.r=8 (dtype=float32 to generate in "
-                                          "fp32 where the CPU has no bf16 instructions)"),
+                                          "sizes.quick.test=50 train.lora.r=8 train.train.max_steps=300 (the "
+                                          "recipe's train section is the training config; dtype=float32 to "
+                                          "generate in fp32 where the CPU has no bf16 instructions)"),
     quick: bool = typer.Option(False, "--quick", help="the small size: under 20 minutes on 2 CPU cores with native "
                                "bf16 (docs/apps.md)"),
     out: str = typer.Option(None, "--out", "-o", help="output folder (default apps-out/NAME)"),

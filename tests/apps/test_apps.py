@@ -271,6 +271,20 @@ def test_app_overrides_are_checked_before_any_work(override, message):
     assert settings["sizes"]["quick"]["crosswoz_train"] == 10 and settings["train"]["lora"]["r"] == 8
 
 
+def test_a_training_key_one_level_too_high_says_where_it_lives(tmp_path):
+    """In an application the training config is the recipe's train section: train.max_steps is
+    train.train.max_steps; the error says so before any work (no output folder is made). A value set there
+    holds with --quick too, over the recipe's train_quick."""
+    from oidkit.apps.pipeline import app_settings, training_config
+    from oidkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"max_steps(.|\n)*hint: .*train\.train\.max_steps=30"):
+        training_config(app_settings("summarise", ["train.max_steps=30"]), True, tmp_path / "out", None)
+    assert not (tmp_path / "out").exists()
+    config = training_config(app_settings("summarise", ["train.train.max_steps=7"]), True, tmp_path / "out", None)
+    assert config.train.max_steps == 7 and config.train.eval_every == 15  # train_quick's other keys still apply
+
+
 @pytest.mark.parametrize(("setting", "native_bf16", "loaded"), [
     ("auto", True, "bfloat16"), ("auto", False, "float32"), ("float32", True, "float32"),
     ("bfloat16", False, "bfloat16")])

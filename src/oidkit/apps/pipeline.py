@@ -38,9 +38,11 @@ def app_settings(name: str, overrides: list[str] = ()) -> dict:
         raise ConfigError(f"unknown application {name!r}; choose one of {', '.join(APPS)}")
     settings = read_recipe(PACKAGED / "apps" / f"{name}.yaml")
     for override in overrides:
-        parts, value = split_override(override, "train.max_steps=30")
+        parts, value = split_override(override, "train.train.max_steps=30")
         check_override(settings, parts, value, override)
         set_key(settings, parts, value, override)
+        if parts[0] == "train" and len(parts) == 3:  # a value the user set holds with --quick too
+            ((settings.get("train_quick") or {}).get(parts[1]) or {}).pop(parts[2], None)
     return settings
 
 
@@ -182,7 +184,12 @@ def training_config(settings: dict, quick: bool, out: Path, model: str | None) -
     tree["train"]["output_dir"] = str(out / "train")
     for section, values in (settings.get("train_quick") or {}).items() if quick else ():
         tree.setdefault(section, {}).update(values)
-    return load_train_config(None, [f"model.name={model}"] if model else [], base=tree)
+    try:
+        return load_train_config(None, [f"model.name={model}"] if model else [], base=tree)
+    except ConfigError as error:  # its keys are one level down here: train.max_steps is train.train.max_steps
+        raise ConfigError(f"{error}\nhint: an application's training config is its recipe's `train` section; "
+                          "override a key in it as train.SECTION.KEY, e.g. train.train.max_steps=30 or "
+                          "train.lora.r=8") from None
 
 
 def read_split(path: Path) -> list[dict]:
