@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -161,7 +162,10 @@ def test_lora_run_learns_evaluates_and_exports_a_plain_transformers_model(tiny_m
                  "best/adapter_model.safetensors", "last/tokenizer.json"):
         assert (run_dir / name).exists(), name
 
-    out = export_merged(run_dir, tmp_path / "merged", which="last")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = export_merged(run_dir, tmp_path / "merged", which="last")
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]  # peft's noise, hidden
     # plain transformers, in a fresh interpreter that never imports oidkit or peft
     script = (f"from transformers import AutoModelForCausalLM, AutoTokenizer; import sys\n"
               f"m = AutoModelForCausalLM.from_pretrained({str(out)!r})\n"
@@ -285,3 +289,17 @@ def test_our_llama_fine_tunes_smollm2_like_transformers(smollm2_model_dir, recor
         losses[impl] = train_losses(tmp_path / impl)
     assert losses["oidkit"] == pytest.approx(losses["transformers"], abs=1e-4)
     assert losses["oidkit"][0] != pytest.approx(losses["oidkit"][1], abs=1e-3)
+
+
+def test_lora_wrapping_does_not_show_users_peft_s_deprecation_warning(tiny_model_path, tmp_path):
+    """peft reads transformers' deprecated `is_gradient_checkpointing`: every LoRA run printed a FutureWarning."""
+    from transformers import AutoModelForCausalLM
+
+    from oidkit.train.finetune import apply_method
+
+    config = load_train_config(None, [f"model.name={tiny_model_path}", "data.train=unused.jsonl",
+                                      f"train.output_dir={tmp_path}", "method=lora"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_method(AutoModelForCausalLM.from_pretrained(tiny_model_path), config)
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]

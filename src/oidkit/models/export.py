@@ -39,7 +39,7 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "bes
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from oidkit.models.loading import resolve_model
+    from oidkit.models.loading import quiet_peft, resolve_model
 
     weights, out_dir = run_weights(run_dir, which), Path(out_dir)
     refuse_overwriting_inputs([], [run_dir], folders=[out_dir])
@@ -51,7 +51,8 @@ def export_merged(run_dir: str | Path, out_dir: str | Path, *, which: str = "bes
             config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
             base = AutoModelForCausalLM.from_pretrained(resolve_model(config["model"]["name"]),
                                                         dtype=getattr(torch, dtype))
-            model = PeftModel.from_pretrained(base, weights).merge_and_unload()
+            with quiet_peft():
+                model = PeftModel.from_pretrained(base, weights).merge_and_unload()
             model.save_pretrained(temp)
         else:
             shutil.copytree(weights, temp, dirs_exist_ok=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +108,12 @@ def load_model(name_or_path: str | Path, *, dtype: str = "float32", device: str 
         model = quantize_int8(model, mode=int8, calibration=calibration)
     model.eval()
     return model, tokenizer
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Hide the FutureWarning peft triggers on every adapter it wraps or loads: it reads transformers' deprecated
+    `is_gradient_checkpointing`, which the user can do nothing about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield

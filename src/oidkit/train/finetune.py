@@ -24,6 +24,7 @@ from oidkit.core.chat import resolve_chat_template
 from oidkit.errors import ConfigError
 from oidkit.models.device import is_cuda
 from oidkit.models.llama import NextTokenView, adapter_to_hf, our_linear_names
+from oidkit.models.loading import quiet_peft
 from oidkit.train.config import TrainConfig
 from oidkit.train.data import load_tokenized
 from oidkit.train.distributed import Dist, barrier, gather, init_distributed, shutdown
@@ -54,8 +55,9 @@ def apply_method(model: Any, config: TrainConfig) -> Any:
                               "e.g. [q_proj, v_proj]")
         # peft's CAUSAL_LM wrapper expects a transformers model; the plain wrapper works on any module
         targets, task = our_linear_names(targets), None
-    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=targets, task_type=task))
+    with quiet_peft():
+        return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                target_modules=targets, task_type=task))
 
 
 def prepare_data(config: TrainConfig, tokenizer: Any, template: str, ctx: Dist,
