@@ -252,3 +252,27 @@ def test_oid_curate_on_ray_shows_our_progress_not_rays_info_lines_and_a_local_re
     local_run = subprocess.run([*command, "--force"], capture_output=True, text=True, env=env, timeout=300)
     assert local_run.returncode == 0, local_run.stderr
     assert sorted(p.name for p in out.iterdir()) == ["kept.jsonl", "recipe.yaml", "rejects.jsonl", "stats.json"]
+
+
+@pytest.mark.parametrize("address", [None, "ray://head:10001"])
+def test_ray_failing_to_start_is_one_clear_error_not_a_bug_report(monkeypatch, address):
+    """Ray raises a plain Exception when its node times out starting on a busy machine: it read as a bug."""
+    import ray
+
+    from oidkit.curate.ray_engine import RayEngine
+    from oidkit.errors import OidError
+
+    def timed_out(**kwargs):
+        raise Exception("The current node timed out during startup.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", timed_out)
+    if address:
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    else:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with pytest.raises(OidError) as caught:
+        RayEngine(batch_size=8, progress=lambda *args: None)
+    where = f"reach the cluster at RAY_ADDRESS={address}" if address else "start its local node"
+    assert f"Ray could not {where}: The current node timed out" in str(caught.value)
+    assert "engine=local" in str(caught.value)

@@ -182,7 +182,13 @@ class RayEngine:
         if isinstance(level, int):
             logging.getLogger("ray.data").setLevel(level)
         if not ray.is_initialized():
-            ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False, logging_level=logging.WARNING)
+            address = os.environ.get("RAY_ADDRESS")
+            try:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            except Exception as error:  # Ray raises plain Exceptions (e.g. its node timing out on a busy machine)
+                where = f"reach the cluster at RAY_ADDRESS={address}" if address else "start its local node"
+                raise OidError(f"Ray could not {where}: {error}\nhint: run with engine=local (same results), or "
+                               "retry when the machine is less busy / the cluster is up") from error
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # positions must match the keys the driver resolves
         context.enable_progress_bars = False
