@@ -17,6 +17,7 @@ from oidkit.core.runs import read_metrics
 from oidkit.errors import ConfigError
 from oidkit.io import write_jsonl
 from oidkit.models.export import export_merged
+from oidkit.models.loading import quiet_peft
 from oidkit.train.config import load_train_config
 from oidkit.train.optim import build_optimizer, lr_multiplier
 from oidkit.train.run import run_training
@@ -184,7 +185,9 @@ def test_lora_run_learns_evaluates_and_exports_a_plain_transformers_model(tiny_m
 
     ids = torch.tensor([[5, 17, 42, 9]])
     merged = AutoModelForCausalLM.from_pretrained(out).eval()
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), run_dir / "last").eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    with quiet_peft():
+        adapted = PeftModel.from_pretrained(base, run_dir / "last").eval()
     with torch.no_grad():
         assert torch.allclose(merged(ids).logits, adapted(ids).logits, atol=1e-4)
 
