@@ -234,9 +234,18 @@ def test_compare_writes_side_by_side_reports(tiny_model_path, tmp_path):
     data = tmp_path / "held_out.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in RECORDS))
     task = load_task(data)
+    done: dict[str, list[int]] = {}  # label -> [items counted, total]
+
+    def progress(label: str, n: int, total: int | None) -> None:
+        done.setdefault(label, [0, total])[0] += n
+
     report = compare_models(str(tiny_model_path), str(tiny_model_path) + "/", [task],
                             EvalOptions(max_new_tokens=4, batch_size=2),
-                            judge=lambda prompts: ["[[C]]"] * len(prompts))
+                            judge=lambda prompts: ["[[C]]"] * len(prompts), progress=progress)
+    # one bar per model and step, each filled exactly: a shared label would count 4 of 2
+    name = tiny_model_path.name
+    assert done == {f"{who} {name}: held_out: {step}": [2, 2]
+                    for who in "AB" for step in ("generate", "perplexity")}
     json_path, md_path = write_report(report, tmp_path / "out")
     saved = json.loads(json_path.read_text())
     a, b = saved["models"]

@@ -104,8 +104,11 @@ def compare_models(model_a: str, model_b: str, tasks: list[Task], options: EvalO
                    judge: JudgeFn | None = None, progress: Progress | None = None) -> dict:
     """The same suite on two models, plus judge win/tie/loss of A against B on generation tasks."""
     report: dict = {"models": [model_a, model_b], "results": {}}
-    report["results"][model_a] = evaluate_model(model_a, tasks, options, progress)
-    report["results"][model_b] = evaluate_model(model_b, tasks, options, progress)
+    for letter, name in (("A", model_a), ("B", model_b)):
+        # each model gets its own bars: shared labels would count both models' items against one model's total
+        labelled = (lambda label, n, total, who=f"{letter} {Path(name).name or name}": progress(
+            f"{who}: {label}", n, total)) if progress else None
+        report["results"][name] = evaluate_model(name, tasks, options, labelled)
     report["intervals"] = compare_intervals(report)
     if judge is not None:
         report["judge"] = {}
