@@ -111,6 +111,9 @@ def test_self_instruct_takes_the_file_then_overrides_then_typed_flags(tmp_path, 
     result = runner.invoke(app, ["synth", "self-instruct", "--config", str(config), "max_tokens=16", "seed=6",
                                  "--max-tokens", "8"])
     assert result.exit_code == 0, result.output
+    # the funnel reads as counts, not as Python dicts
+    assert "generated " in result.output and "failed requests: generation" in result.output
+    assert "{" not in result.output
     settings = json.loads((tmp_path / "o" / "funnel.json").read_text())
     assert settings["seeds"] == str(seeds) and settings["model"] == str(tiny_model_path)
     chosen = settings["config"]
@@ -118,3 +121,12 @@ def test_self_instruct_takes_the_file_then_overrides_then_typed_flags(tmp_path, 
     assert chosen["seed"] == 6  # the override beats the file
     assert chosen["max_tokens"] == 8  # the flag typed beats both
     assert chosen["temperature"] == 0.7  # neither: the flag's default
+
+
+def test_funnel_counts_print_as_words():
+    from oidkit.cli import counts_text
+
+    assert counts_text({"novelty": 30, "length": 1, "big": 12000}) == "novelty 30, length 1, big 12,000"
+    assert counts_text({"records": 4, "mean_score": 3.5, "unparsable": 0}) == "records 4, mean_score 3.5, unparsable 0"
+    assert counts_text({"mean_score": None}) == "mean_score n/a"
+    assert counts_text({}) == "none"

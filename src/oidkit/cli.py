@@ -1128,11 +1128,18 @@ def synth_self_instruct(
         result = run_self_instruct(s.seeds, s.out, model=s.model, endpoint=s.endpoint, config=settings,
                                    concurrency=s.concurrency, progress=progress)
     funnel = result.funnel
-    console.print(f"generated {funnel['generated']} instructions, dropped {funnel['dropped']}, "
-                  f"kept {funnel['kept_instructions']}; {funnel['records']} records "
-                  f"({funnel['instance_failed']} instances unparsable, requests failed {funnel['request_failed']}) "
+    console.print(f"generated {funnel['generated']} instructions, dropped {sum(funnel['dropped'].values())} "
+                  f"({counts_text(funnel['dropped'])}), kept {funnel['kept_instructions']}; {funnel['records']} "
+                  f"records ({funnel['instance_failed']} instances unparsable; failed requests: "
+                  f"{counts_text(funnel['request_failed'])}) "
                   f"-> {s.out}/synth.jsonl")
     print_usage(result.usage)
+
+
+def counts_text(counts: dict) -> str:
+    """``{"novelty": 30, "length": 1}`` -> ``novelty 30, length 1`` (``none`` when empty): a funnel as users read it."""
+    return ", ".join(f"{name} {count:,}" if isinstance(count, int) else f"{name} {'n/a' if count is None else count}"
+                     for name, count in counts.items()) or "none"
 
 
 def print_usage(usage: dict) -> None:
@@ -1178,8 +1185,9 @@ def synth_evol(
     with LabelBars(console, transient=True) as progress:
         result = run_evol(data, s.out, model=s.model, endpoint=s.endpoint, config=settings, limit=s.limit,
                           concurrency=s.concurrency, progress=progress)
-    console.print(f"evolved {result.funnel['evolved']}, kept {result.funnel['kept']}, "
-                  f"eliminated {result.funnel['dropped']} -> {s.out}/synth.jsonl")
+    dropped = result.funnel["dropped"]
+    console.print(f"evolved {result.funnel['evolved']}, kept {result.funnel['kept']}, eliminated "
+                  f"{sum(dropped.values())} ({counts_text(dropped)}) -> {s.out}/synth.jsonl")
     print_usage(result.usage)
 
 
@@ -1204,7 +1212,7 @@ def synth_respond(
     s = flag_settings(ctx, config, overrides or [], "respond settings", required=("out", "model"))
     result = run_respond(data, s.out, model=s.model, endpoint=s.endpoint, regenerate=s.regenerate,
                          max_tokens=s.max_tokens, concurrency=s.concurrency)
-    console.print(f"{result.funnel} -> {s.out}/synth.jsonl")
+    console.print(f"{counts_text(result.funnel)} -> {s.out}/synth.jsonl")
     print_usage(result.usage)
 
 
@@ -1230,7 +1238,7 @@ def annotate_command(
     s = flag_settings(ctx, config, overrides or [], "annotate settings", required=("out", "model"))
     result = run_annotate(data, s.out, model=s.model, endpoint=s.endpoint, rubric_file=s.rubric,
                           concurrency=s.concurrency)
-    console.print(f"{result.funnel} -> {s.out}/synth.jsonl")
+    console.print(f"{counts_text(result.funnel)} -> {s.out}/synth.jsonl")
     print_usage(result.usage)
 
 
