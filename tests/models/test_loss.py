@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -87,11 +85,12 @@ def test_transformers_model_loss_equals_full_logits(tiny_model_path):
         input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False).logits, batch)
 
 
+# lm_head is tied to the embeddings here on purpose: the fused loss must follow an adapter on the tied head
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`")
 def test_lora_model_loss_equals_full_logits(tiny_model_path):
     from peft import LoraConfig, get_peft_model
 
-    with quiet_peft():  # lm_head is tied to the embeddings here on purpose: the fused loss must follow the adapter
-        warnings.filterwarnings("ignore", message="Model has `tie_word_embeddings=True`")
+    with quiet_peft():
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_path),
                                LoraConfig(r=4, target_modules=["q_proj", "v_proj", "lm_head"], init_lora_weights=False))
     batch = packed_batch(model.config.vocab_size, seed=2)
